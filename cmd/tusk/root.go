@@ -1,0 +1,134 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/tusk-pg/tusk/internal/config"
+)
+
+// app is what every command gets: the resolved configuration and a logger.
+type app struct {
+	configFile    string
+	storagePrefix string
+	turbo         bool
+	settingFlags  map[string]*string // setting name → hidden flag value
+
+	cfg     *config.Config
+	log     *slog.Logger
+	logFile *os.File
+}
+
+func newRootCommand() *cobra.Command {
+	a := &app{settingFlags: map[string]*string{}}
+	root := &cobra.Command{
+		Use:   "tusk",
+		Short: "PostgreSQL WAL archiving and backups in WAL-G's format, in bounded memory",
+		Long: `tusk archives PostgreSQL WAL and base backups to file or S3 storage.
+It is a drop-in replacement for WAL-G: same commands, same WALG_* / AWS_* / PG*
+settings (environment, --config FILE, WALG_CONFIG_PATH or ~/.walg.json), and the
+same objects in storage, so either tool restores what the other archived.
+
+In postgresql.conf:
+  archive_command = 'tusk wal-push %p'
+  restore_command = 'tusk wal-fetch %f %p'`,
+		Version:       fmt.Sprintf("%s\t%s\t%s", version, gitCommit, buildDate),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return a.load(cmd)
+		},
+		PersistentPostRun: func(cmd *cobra.Command, args []string) {
+			if a.logFile != nil {
+				a.logFile.Close()
+			}
+		},
+	}
+	root.SetVersionTemplate("tusk\t{{.Version}}\n")
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.configFile, "config", "", "path to a configuration file (JSON, YAML, TOML, ...) with WAL-G settings")
+	pf.StringVar(&a.storagePrefix, "walg-storage-prefix", "", "sub-folder of the storage root (WALG_STORAGE_PREFIX)")
+	pf.BoolVar(&a.turbo, "turbo", false, "ignore rate limits (WAL-G compatibility)")
+	// WAL-G accepts every setting as a hidden flag --x-y-z.
+	for setting, flag := range config.FlagNames() {
+		if pf.Lookup(flag) != nil {
+			continue
+		}
+		v := new(string)
+		pf.StringVar(v, flag, "", "")
+		_ = pf.MarkHidden(flag)
+		a.settingFlags[setting] = v
+	}
+
+	root.AddCommand(
+		newWalPushCommand(a),
+		newWalFetchCommand(a),
+		newWalPrefetchCommand(a),
+	)
+	return root
+}
+
+// load resolves the configuration once, before any command touches
+// anything, so a bad setting fails fast with one line naming it.
+func (a *app) load(cmd *cobra.Command) error {
+	flags := map[string]string{}
+	pf := cmd.Root().PersistentFlags()
+	for setting, v := range a.settingFlags {
+		if f := pf.Lookup(config.FlagNames()[setting]); f != nil && f.Changed {
+			flags[setting] = *v
+		}
+	}
+	pf.Visit(func(f *pflag.Flag) {
+		if f.Name == "walg-storage-prefix" {
+			flags["WALG_STORAGE_PREFIX"] = a.storagePrefix
+		}
+	})
+	home, _ := os.UserHomeDir()
+	cfg, warnings, err := config.Load(config.LoadOptions{
+		ConfigFile: a.configFile,
+		Flags:      flags,
+		Environ:    os.Environ(),
+		Home:       home,
+	})
+	if err != nil {
+		return err
+	}
+	a.cfg = cfg
+	if err := a.setupLogging(); err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		a.log.Warn(w)
+	}
+	// WAL-G exports every setting into the environment so that libraries
+	// (the AWS SDK, libpq-style PG* handling) see config-file values too.
+	cfg.Export(func(k, v string) { os.Setenv(k, v) })
+	return nil
+}
+
+func (a *app) setupLogging() error {
+	var w io.Writer = os.Stderr
+	if dest := a.cfg.String("WALG_LOG_DESTINATION"); dest != "" && dest != "stderr" {
+		f, err := os.OpenFile(dest, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return fmt.Errorf("WALG_LOG_DESTINATION: cannot open %s: %w", dest, err)
+		}
+		a.logFile = f
+		w = f
+	}
+	level := slog.LevelInfo
+	switch strings.ToUpper(a.cfg.String("WALG_LOG_LEVEL")) {
+	case "DEVEL":
+		level = slog.LevelDebug
+	case "ERROR":
+		level = slog.LevelError
+	}
+	a.log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	return nil
+}

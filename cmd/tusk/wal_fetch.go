@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/wal"
+)
+
+// Exit statuses of wal-fetch. PostgreSQL treats any status up to 125 as
+// "file not available" and, without a recovery target, ends recovery there;
+// above 125 it aborts recovery instead.
+const (
+	exitNotFound     = 74  // EX_IOERR, as WAL-G: the file is not archived
+	exitAbortRecover = 128 // TUSK_FETCH_ABORT_ON_STORAGE_ERROR: stop recovery loudly
+)
+
+func newWalFetchCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "wal-fetch WAL_NAME DESTINATION",
+		Short: "Restore one archived WAL file (restore_command = 'tusk wal-fetch %f %p')",
+		Long: `Downloads, decrypts and decompresses one archived WAL file into DESTINATION.
+The file appears there only complete and fsynced; a failed fetch leaves nothing.
+
+Exit status: 0 done; 74 the file is not in storage (PostgreSQL then knows the
+archive has no more WAL); 1 any other error, after retrying storage errors
+(WALG_DOWNLOAD_FILE_RETRIES, within TUSK_FETCH_RETRY_TIMEOUT).
+
+Caution: PostgreSQL treats exit statuses up to 125 alike, as "not available".
+In archive recovery without a target, that ends recovery and promotes, so a
+storage outage would silently drop the newest transactions. With
+TUSK_FETCH_ABORT_ON_STORAGE_ERROR=true, any failure other than "not found" exits
+128 instead, and PostgreSQL stops recovery (restart it when storage is back).
+
+After a fetch, the next WALG_DOWNLOAD_CONCURRENCY segments are prefetched in the
+background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			name, dest := args[0], args[1]
+			w, err := a.newWAL(ctx)
+			if err != nil {
+				return a.fetchExit(err)
+			}
+			prefetchDir := wal.PrefetchDir(a.cfg.String("WALG_PREFETCH_DIR"), dest)
+			concurrency := a.cfg.Int("WALG_DOWNLOAD_CONCURRENCY")
+			if wal.ShouldPrefetch(name, concurrency) {
+				// Started whatever the outcome, as WAL-G does: a miss now is
+				// often the segment PostgreSQL asks for next.
+				defer a.spawnPrefetch(name, dest)
+			}
+			if _, err := wal.ParseSegment(name, w.restorer.SegmentSize); err == nil &&
+				w.restorer.TakePrefetched(prefetchDir, name, dest) {
+				return nil
+			}
+			if err := w.restorer.Fetch(ctx, name, dest); err != nil {
+				return a.fetchExit(err)
+			}
+			a.log.Info("wal-fetch: restored", "file", name, "destination", dest)
+			return nil
+		},
+	}
+}
+
+func (a *app) fetchExit(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return &exitError{code: exitNotFound, err: err}
+	}
+	if a.cfg != nil && a.cfg.Bool("TUSK_FETCH_ABORT_ON_STORAGE_ERROR") {
+		return &exitError{code: exitAbortRecover, err: fmt.Errorf("%w (exit %d: recovery must stop, not end early)", err, exitAbortRecover)}
+	}
+	return err
+}
+
+// spawnPrefetch starts `tusk wal-prefetch` detached, with the same
+// configuration, so replay does not wait for the following downloads.
+func (a *app) spawnPrefetch(name, dest string) {
+	self, err := os.Executable()
+	if err != nil {
+		return
+	}
+	args := []string{"wal-prefetch", name, dest}
+	if a.configFile != "" {
+		args = append(args, "--config", a.configFile)
+	}
+	if a.storagePrefix != "" {
+		args = append(args, "--walg-storage-prefix", a.storagePrefix)
+	}
+	cmd := exec.Command(self, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		a.log.Debug("cannot start prefetch", "error", err)
+		return
+	}
+	_ = cmd.Process.Release()
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-pg/tusk/internal/wal"
+)
+
+func newWalPushCommand(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "wal-push WAL_FILE_PATH",
+		Short: "Archive one WAL file (archive_command = 'tusk wal-push %p')",
+		Long: `Compresses, encrypts (when a key is configured) and uploads one WAL file to
+wal_005/ in storage. It exits 0 only once the object is durably stored.
+
+With WALG_UPLOAD_CONCURRENCY > 1 it also uploads the following .ready files in
+the background, as WAL-G does, so PostgreSQL's later calls for them return at
+once. With WALG_PREVENT_WAL_OVERWRITE (always for .history files) an existing
+object is compared first: equal content succeeds, different content fails.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			w, err := a.newWAL(ctx)
+			if err != nil {
+				return err
+			}
+			path := args[0]
+			return w.archiver.Push(ctx, path, wal.PushOptions{
+				Concurrency:     a.cfg.Int("WALG_UPLOAD_CONCURRENCY"),
+				BackgroundLimit: a.cfg.Int("TOTAL_BG_UPLOADED_LIMIT"),
+				ReadyRename:     a.cfg.Bool("PG_READY_RENAME"),
+				MarkerDir:       wal.MarkerDir(a.cfg.String("PGDATA"), path),
+			})
+		},
+	}
+}

@@ -1,0 +1,222 @@
+package wal
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/bufpool"
+	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/storage"
+)
+
+// Archiver uploads WAL files with WAL-G's names and rules.
+type Archiver struct {
+	Store storage.Storage
+	// NewEncoder makes one encoder per concurrent upload; encoders are kept
+	// and reused for the Archiver's life.
+	NewEncoder  func() *pipe.Encoder
+	Pool        *bufpool.Pool
+	SegmentSize int64
+	// PreventOverwrite is WALG_PREVENT_WAL_OVERWRITE; .history files are
+	// always checked.
+	PreventOverwrite bool
+	// Restorer reads existing objects for the overwrite check.
+	Restorer *Restorer
+	Log      *slog.Logger
+
+	encMu    sync.Mutex
+	encoders []*pipe.Encoder
+}
+
+// PushOptions are the background look-ahead settings of one wal-push.
+type PushOptions struct {
+	// Concurrency is WALG_UPLOAD_CONCURRENCY: Concurrency-1 background
+	// workers upload the following .ready files.
+	Concurrency int
+	// BackgroundLimit is TOTAL_BG_UPLOADED_LIMIT: at most BackgroundLimit-1
+	// background uploads per call.
+	BackgroundLimit int
+	// ReadyRename is PG_READY_RENAME: rename .ready to .done after a
+	// background upload.
+	ReadyRename bool
+	// MarkerDir holds WAL-G's walg_archive_status markers.
+	MarkerDir string
+}
+
+// MarkerDir is where WAL-G keeps its background-upload markers: under
+// PGDATA's pg_wal when PGDATA is known, else beside the pushed file.
+func MarkerDir(pgdata, walPath string) string {
+	if pgdata != "" {
+		for _, d := range []string{"pg_wal", "pg_xlog"} {
+			p := filepath.Join(pgdata, d)
+			if st, err := os.Stat(p); err == nil && st.IsDir() {
+				return filepath.Join(p, "walg_data", "walg_archive_status")
+			}
+		}
+	}
+	return filepath.Join(filepath.Dir(walPath), "walg_data", "walg_archive_status")
+}
+
+// Push archives the file at path as WAL-G's wal-push does: a file already
+// uploaded by a background worker is only acknowledged; otherwise it is
+// uploaded (after the overwrite check), while background workers upload the
+// following .ready files. It returns only when the file is durably stored.
+func (a *Archiver) Push(ctx context.Context, path string, opts PushOptions) error {
+	name := filepath.Base(path)
+	if opts.MarkerDir != "" {
+		marker := filepath.Join(opts.MarkerDir, markerName(name))
+		if _, err := os.Stat(marker); err == nil {
+			if err := os.Remove(marker); err != nil {
+				return fmt.Errorf("remove marker %s: %w", marker, err)
+			}
+			a.log().Info("wal-push: already uploaded in the background", "file", name)
+			return nil
+		}
+	}
+	var bg *backgroundUploader
+	if opts.Concurrency > 1 && opts.BackgroundLimit > 1 && opts.MarkerDir != "" {
+		bg = a.startBackground(ctx, path, opts)
+	}
+	err := a.PushFile(ctx, path)
+	if bg != nil {
+		bg.stop()
+	}
+	return err
+}
+
+// PushFile uploads one file, applying the overwrite rule, and logs one line.
+func (a *Archiver) PushFile(ctx context.Context, path string) error {
+	name := filepath.Base(path)
+	if a.PreventOverwrite || strings.HasSuffix(name, ".history") {
+		same, err := a.alreadyArchived(ctx, name, path)
+		if err != nil {
+			return err
+		}
+		if same {
+			a.log().Info("wal-push: already archived with equal content, skipping", "file", name)
+			return nil
+		}
+	}
+	enc := a.getEncoder()
+	defer a.putEncoder(enc)
+	start := time.Now()
+	key := Folder + name
+	if ext := enc.Method().Ext(); ext != "" {
+		key += "." + ext
+	}
+	in, out, err := a.upload(ctx, enc, path, key)
+	if err != nil {
+		return err
+	}
+	a.log().Info("wal-push: uploaded", "file", name, "key", key, "bytes_in", in, "bytes_out", out, "ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// upload encodes the file into a spool (the S3 API wants the length before
+// the body) and stores it.
+func (a *Archiver) upload(ctx context.Context, enc *pipe.Encoder, path, key string) (in, out int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("open WAL file: %w", err)
+	}
+	defer f.Close()
+	// Compressed output of incompressible input is a little larger than
+	// the input; the limit only guards against a file far larger than a
+	// segment being spooled whole.
+	limit := a.SegmentSize + a.SegmentSize/8 + 1<<20
+	if st, err := f.Stat(); err == nil && st.Size() > a.SegmentSize {
+		return 0, 0, fmt.Errorf("%s: %d bytes is larger than the WAL segment size %d (WALG_PG_WAL_SIZE)", path, st.Size(), a.SegmentSize)
+	}
+	spool := bufpool.NewSpool(a.Pool, limit)
+	defer spool.Reset()
+	in, err = enc.Encode(spool, f)
+	if err != nil {
+		return in, 0, fmt.Errorf("compress %s: %w", path, err)
+	}
+	if err := a.Store.Put(ctx, key, spool.Reader(), spool.Size()); err != nil {
+		return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
+	}
+	return in, spool.Size(), nil
+}
+
+func (a *Archiver) getEncoder() *pipe.Encoder {
+	a.encMu.Lock()
+	defer a.encMu.Unlock()
+	if n := len(a.encoders); n > 0 {
+		e := a.encoders[n-1]
+		a.encoders = a.encoders[:n-1]
+		return e
+	}
+	return a.NewEncoder()
+}
+
+func (a *Archiver) putEncoder(e *pipe.Encoder) {
+	a.encMu.Lock()
+	a.encoders = append(a.encoders, e)
+	a.encMu.Unlock()
+}
+
+// alreadyArchived reports whether name is stored with exactly the content
+// of the local file. Stored with other content is an error: archiving must
+// never replace a different file silently.
+func (a *Archiver) alreadyArchived(ctx context.Context, name, path string) (bool, error) {
+	stored, key, err := a.Restorer.Open(ctx, name)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("overwrite check for %s: %w", name, err)
+	}
+	defer stored.Close()
+	f, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("open WAL file: %w", err)
+	}
+	defer f.Close()
+	equal, err := sameContent(stored, f)
+	if err != nil {
+		return false, fmt.Errorf("overwrite check for %s against %s/%s: %w", path, a.Store, key, err)
+	}
+	if !equal {
+		return false, fmt.Errorf("WAL file '%s' already archived as %s/%s, contents differ, unable to overwrite", path, a.Store, key)
+	}
+	return true, nil
+}
+
+// sameContent compares two streams with two small buffers.
+func sameContent(a, b io.Reader) (bool, error) {
+	const n = 32 << 10
+	bufA, bufB := make([]byte, n), make([]byte, n)
+	for {
+		na, errA := io.ReadFull(a, bufA)
+		nb, errB := io.ReadFull(b, bufB)
+		if errA != nil && errA != io.EOF && errA != io.ErrUnexpectedEOF {
+			return false, errA
+		}
+		if errB != nil && errB != io.EOF && errB != io.ErrUnexpectedEOF {
+			return false, errB
+		}
+		if na != nb || !bytes.Equal(bufA[:na], bufB[:nb]) {
+			return false, nil
+		}
+		if errA != nil || errB != nil {
+			return errA != nil && errB != nil, nil
+		}
+	}
+}
+
+func (a *Archiver) log() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}
