@@ -1,0 +1,127 @@
+// Package daemon implements WAL-G's archiving daemon: its Unix-socket
+// protocol byte for byte, the server and the client.
+package daemon
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Message types (requests) and one-byte responses of WAL-G's protocol.
+const (
+	TypeCheck    byte = 'C'
+	TypeWalPush  byte = 'F'
+	TypeWalFetch byte = 'f'
+
+	ReplyOK       byte = 'O'
+	ReplyError    byte = 'E'
+	ReplyNotFound byte = 'N'
+)
+
+const (
+	headerSize = 3 // type byte + uint16 BE length of the whole message
+	maxMessage = 0xFFFF
+)
+
+// ErrCorrupt is wrapped by every decoding error of a malformed frame.
+var ErrCorrupt = errors.New("malformed daemon message")
+
+// Message is one request frame.
+type Message struct {
+	Type byte
+	Body []byte
+}
+
+// ReadMessage reads one frame from r into buf (which must hold maxMessage
+// bytes, so a connection never allocates per message) and returns a
+// Message whose Body aliases buf.
+func ReadMessage(r io.Reader, buf []byte) (Message, error) {
+	if len(buf) < maxMessage {
+		return Message{}, fmt.Errorf("daemon: read buffer of %d bytes is too small", len(buf))
+	}
+	if _, err := io.ReadFull(r, buf[:headerSize]); err != nil {
+		if err == io.ErrUnexpectedEOF {
+			return Message{}, fmt.Errorf("%w: truncated header", ErrCorrupt)
+		}
+		return Message{}, err
+	}
+	typ := buf[0]
+	length := int(binary.BigEndian.Uint16(buf[1:3]))
+	if length < headerSize {
+		return Message{}, fmt.Errorf("%w: message too short (length %d)", ErrCorrupt, length)
+	}
+	body := buf[headerSize:length]
+	if _, err := io.ReadFull(r, body); err != nil {
+		return Message{}, fmt.Errorf("%w: body truncated after %d header bytes: %v", ErrCorrupt, headerSize, err)
+	}
+	return Message{Type: typ, Body: body}, nil
+}
+
+// EncodeMessage frames a request with WAL-G's body encoding: no arguments
+// → empty body, one → its raw bytes, more → the args encoding.
+func EncodeMessage(typ byte, args ...string) ([]byte, error) {
+	var body []byte
+	switch len(args) {
+	case 0:
+	case 1:
+		body = []byte(args[0])
+	default:
+		var err error
+		if body, err = EncodeArgs(args); err != nil {
+			return nil, err
+		}
+	}
+	if headerSize+len(body) > maxMessage {
+		return nil, fmt.Errorf("daemon: message of %d bytes exceeds %d", headerSize+len(body), maxMessage)
+	}
+	msg := make([]byte, headerSize, headerSize+len(body))
+	msg[0] = typ
+	binary.BigEndian.PutUint16(msg[1:3], uint16(headerSize+len(body)))
+	return append(msg, body...), nil
+}
+
+// EncodeArgs is WAL-G's multi-argument body: u8 count, then per argument a
+// u16 BE length and the bytes.
+func EncodeArgs(args []string) ([]byte, error) {
+	if len(args) > 255 {
+		return nil, fmt.Errorf("daemon: %d arguments exceed 255", len(args))
+	}
+	out := []byte{byte(len(args))}
+	for _, a := range args {
+		if len(a) > 0xFFFF {
+			return nil, fmt.Errorf("daemon: argument of %d bytes exceeds 65535", len(a))
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(len(a)))
+		out = append(out, a...)
+	}
+	return out, nil
+}
+
+// DecodeArgs parses the multi-argument body; truncation or trailing bytes
+// are errors, as in WAL-G.
+func DecodeArgs(body []byte) ([]string, error) {
+	if len(body) == 0 {
+		return nil, fmt.Errorf("%w: empty argument list", ErrCorrupt)
+	}
+	n := int(body[0])
+	rest := body[1:]
+	args := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		if len(rest) < 2 {
+			return nil, fmt.Errorf("%w: corrupted message body", ErrCorrupt)
+		}
+		l := int(binary.BigEndian.Uint16(rest))
+		rest = rest[2:]
+		if len(rest) < l {
+			return nil, fmt.Errorf("%w: corrupted message body", ErrCorrupt)
+		}
+		args = append(args, string(rest[:l]))
+		rest = rest[l:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: corrupted message body (%d trailing bytes)", ErrCorrupt, len(rest))
+	}
+	return args, nil
+}
