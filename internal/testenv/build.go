@@ -1,0 +1,118 @@
+// Package testenv holds helpers shared by tusk's tests: building the tusk
+// binary once per test process, and (in sub-packages) PostgreSQL clusters
+// and an S3 server.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// build is the one tusk binary of this test process. Package-level state is
+// deliberate here and limited to test infrastructure: every test of a package
+// shares one compile, and go test gives no per-process hook other than
+// TestMain to hold it.
+var build struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// BuildTusk compiles ./cmd/tusk (CGO_ENABLED=0) once per test process and
+// returns the binary's absolute path. It lives in a fresh 0755 directory
+// under the system temp dir, so the PostgreSQL server user can run it from
+// archive_command. Call RemoveBuilds from TestMain to delete it at exit.
+func BuildTusk(t testing.TB) string {
+	t.Helper()
+	build.once.Do(func() {
+		build.dir, build.path, build.err = buildTusk()
+	})
+	if build.err != nil {
+		t.Fatalf("building tusk: %v", build.err)
+	}
+	return build.path
+}
+
+// RemoveBuilds deletes what BuildTusk produced; for TestMain, after m.Run.
+func RemoveBuilds() {
+	if build.dir != "" {
+		_ = os.RemoveAll(build.dir)
+	}
+}
+
+// Main is a TestMain body for packages that use BuildTusk:
+//
+//	func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func Main(m *testing.M) int {
+	defer RemoveBuilds()
+	return m.Run()
+}
+
+func buildTusk() (dir, bin string, err error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", "", err
+	}
+	dir, err = os.MkdirTemp("", "tusk-bin-")
+	if err != nil {
+		return "", "", fmt.Errorf("temp dir for the tusk binary: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return dir, "", fmt.Errorf("chmod %s: %w", dir, err)
+	}
+	bin = filepath.Join(dir, "tusk")
+	cmd := exec.Command(goTool(), "build", "-o", bin, "./cmd/tusk")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return dir, "", fmt.Errorf("go build ./cmd/tusk in %s: %w\n%s", root, err, out)
+	}
+	return dir, bin, nil
+}
+
+// ModuleRoot is the directory of tusk's go.mod, found from the working
+// directory (go test runs each package in its own source dir).
+func ModuleRoot() (string, error) {
+	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside a Go module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// goTool is the go command that is running the tests.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+}
+
+// Fixtures returns the WAL-G fixture directory: $TUSK_FIXTURES, or
+// ../shared/fixtures/walg next to the module root. It skips the test, with
+// one line, when the directory is absent.
+func Fixtures(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("TUSK_FIXTURES")
+	if dir == "" {
+		root, err := ModuleRoot()
+		if err != nil {
+			t.Fatalf("locating fixtures: %v", err)
+		}
+		dir = filepath.Join(root, "..", "shared", "fixtures", "walg")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+		t.Skipf("WAL-G fixtures not found at %s (set TUSK_FIXTURES)", dir)
+	}
+	return dir
+}
