@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -176,10 +177,33 @@ var codecs = map[string]codecCase{
 	"none":   {"", nil},
 }
 
-// checkWALObjects asserts that dir (a file-storage root) holds WAL-G-named
-// segment objects, wal_005/<24 hex>[.<ext>], contiguous up to lastWAL and
-// nothing else; encrypted objects must not start with the codec's magic.
-func checkWALObjects(t *testing.T, dir, method string, encrypted bool, segSizeMB int, lastWAL string) {
+// walObjectsInDir reads a file-storage root's wal_005/ listing: object
+// name → its first bytes.
+func walObjectsInDir(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "wal_005"))
+	if err != nil {
+		t.Fatalf("listing the storage: %v", err)
+	}
+	objs := map[string][]byte{}
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(dir, "wal_005", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 8)
+		k, _ := io.ReadFull(f, b)
+		f.Close()
+		objs[e.Name()] = b[:k]
+	}
+	return objs
+}
+
+// checkWALObjects asserts that objs (wal_005/ listing: name → first bytes)
+// holds WAL-G-named segment objects, <24 hex>[.<ext>], contiguous up to
+// lastWAL, and nothing else; encrypted objects must not start with the
+// codec's magic, unencrypted ones must.
+func checkWALObjects(t *testing.T, objs map[string][]byte, method string, encrypted bool, segSizeMB int, lastWAL string) {
 	t.Helper()
 	cc := codecs[method]
 	suffix := ""
@@ -187,42 +211,30 @@ func checkWALObjects(t *testing.T, dir, method string, encrypted bool, segSizeMB
 		suffix = regexp.QuoteMeta("." + cc.ext)
 	}
 	re := regexp.MustCompile(`^([0-9A-F]{24})` + suffix + `$`)
-	ents, err := os.ReadDir(filepath.Join(dir, "wal_005"))
-	if err != nil {
-		t.Fatalf("listing the storage: %v", err)
-	}
 	if segSizeMB == 0 {
 		segSizeMB = 16
 	}
 	perID := uint64(0x100000000) / (uint64(segSizeMB) << 20)
 	have := map[uint64]bool{}
 	var lo, hi uint64 = ^uint64(0), 0
-	for _, e := range ents {
-		m := re.FindStringSubmatch(e.Name())
+	for name, b := range objs {
+		m := re.FindStringSubmatch(name)
 		if m == nil {
-			t.Errorf("unexpected object wal_005/%s (want %s segments)", e.Name(), method)
+			t.Errorf("unexpected object wal_005/%s (want %s segments)", name, method)
 			continue
 		}
 		n := segNo(t, m[1], perID)
 		have[n] = true
 		lo, hi = min(lo, n), max(hi, n)
-		b := make([]byte, 8)
-		f, err := os.Open(filepath.Join(dir, "wal_005", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, _ := f.Read(b)
-		f.Close()
-		b = b[:k]
 		switch {
 		case encrypted && cc.magic != nil && bytes.HasPrefix(b, cc.magic):
-			t.Errorf("wal_005/%s starts with the %s magic: not encrypted", e.Name(), method)
+			t.Errorf("wal_005/%s starts with the %s magic: not encrypted", name, method)
 		case !encrypted && cc.magic != nil && !bytes.HasPrefix(b, cc.magic):
-			t.Errorf("wal_005/%s starts with % x, want the %s magic % x", e.Name(), b, method, cc.magic)
+			t.Errorf("wal_005/%s starts with % x, want the %s magic % x", name, b, method, cc.magic)
 		}
 	}
 	if len(have) == 0 {
-		t.Fatalf("no WAL segments in %s", dir)
+		t.Fatalf("no WAL segments in storage")
 	}
 	if want := segNo(t, lastWAL, perID); hi != want {
 		t.Errorf("newest segment in storage is %d, want %s (%d)", hi, lastWAL, want)
@@ -252,7 +264,7 @@ func TestArchiveRestoreFile(t *testing.T) {
 		load: heavyLoad,
 	})
 	// No WALG_COMPRESSION_METHOD: WAL-G's default, lz4.
-	checkWALObjects(t, storage, "lz4", false, 0, out.lastWAL)
+	checkWALObjects(t, walObjectsInDir(t, storage), "lz4", false, 0, out.lastWAL)
 }
 
 // TestArchiveRestoreFileVariants covers settings that change what wal-push
@@ -291,7 +303,7 @@ func TestArchiveRestoreFileVariants(t *testing.T) {
 				checksums: tc.checksums,
 				load:      lightLoad,
 			})
-			checkWALObjects(t, storage, tc.method, tc.encrypted, tc.segSizeMB, out.lastWAL)
+			checkWALObjects(t, walObjectsInDir(t, storage), tc.method, tc.encrypted, tc.segSizeMB, out.lastWAL)
 			// Every segment PostgreSQL handed to wal-push after a background
 			// upload consumed its marker; leftovers mean double bookkeeping.
 			markers := filepath.Join(out.primary.DataDir(), "pg_wal", "walg_data", "walg_archive_status")
