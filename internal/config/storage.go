@@ -1,0 +1,50 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrNoStorage is wrapped by StorageKind when no storage prefix is set.
+var ErrNoStorage = errors.New("no storage configured")
+
+// selectStorage applies WAL-G's adapter order: the first WALG_<T>_PREFIX
+// (or WALE_<T>_PREFIX) set wins; the others set are returned as shadowed.
+func (c *Config) selectStorage() (sel *Setting, shadowed []Setting) {
+	for _, name := range storageOrder() {
+		if !c.explicit[name] {
+			continue
+		}
+		s := c.settings[c.index[name]]
+		if sel == nil {
+			sel = &s
+			continue
+		}
+		shadowed = append(shadowed, s)
+	}
+	return sel, shadowed
+}
+
+// StorageKind returns the selected storage (StorageS3 or StorageFile) and
+// its prefix exactly as configured, with WALG_STORAGE_PREFIX appended as a
+// sub-folder ("s3://b/p" + "x" → "s3://b/p/x"), as WAL-G's
+// ConfigureStoragePrefix does. The error wraps ErrNoStorage when nothing
+// is configured, and names the variable when the selected storage is one
+// tusk does not support (Load has already refused that case).
+func (c *Config) StorageKind() (kind, prefix string, err error) {
+	sel, _ := c.selectStorage()
+	if sel == nil {
+		return "", "", fmt.Errorf("%w: set WALG_S3_PREFIX (s3://bucket/path) or WALG_FILE_PREFIX (/path); "+
+			"WALE_S3_PREFIX and WALE_FILE_PREFIX are accepted too", ErrNoStorage)
+	}
+	key := c.from[sel.Name]
+	if sel.Status == NotYet {
+		return "", "", fmt.Errorf("%s is set, but tusk does not support %s yet", key, sel.Feature)
+	}
+	prefix = c.values[sel.Name]
+	if sub := strings.Trim(c.String("WALG_STORAGE_PREFIX"), "/"); sub != "" {
+		prefix = strings.TrimRight(prefix, "/") + "/" + sub
+	}
+	return sel.Storage, prefix, nil
+}
