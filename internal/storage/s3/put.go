@@ -1,0 +1,369 @@
+package s3
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// maxSinglePut is S3's limit for one PutObject.
+const maxSinglePut = 5 << 30
+
+// abortTimeout bounds the clean-up request after a failed multipart upload;
+// it runs even when the caller's context is already cancelled.
+const abortTimeout = time.Minute
+
+// Put stores r under key. The object becomes visible only when complete: a
+// single PutObject is atomic, and a multipart upload is either completed or
+// aborted.
+func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	k, err := cleanKey(key)
+	if err != nil {
+		return fmt.Errorf("%s: put: %w", s.root, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return s.objectError(k, "put", err)
+	}
+	if rs, ok := r.(io.ReadSeeker); ok {
+		if size < 0 {
+			// A regular file or in-memory reader of unstated size can still
+			// be measured; a pipe cannot (Seek fails) and is buffered below.
+			n, err := remaining(rs)
+			switch {
+			case err == nil:
+				size = n
+			case errors.Is(err, errSeekBack):
+				return s.objectError(k, "put", err)
+			}
+		}
+		if size >= 0 && size <= maxSinglePut {
+			if err := checkRemaining(rs, size); err != nil {
+				return s.objectError(k, "put", err)
+			}
+			return s.putObject(ctx, k, rs, size)
+		}
+	}
+
+	buf, err := s.bufs.Get(ctx)
+	if err != nil {
+		return s.objectError(k, "put", fmt.Errorf("waiting for a part buffer: %w", err))
+	}
+	if int64(len(buf)) < s.opts.PartSize {
+		s.bufs.Put(buf)
+		return s.objectError(k, "put", fmt.Errorf("buffer pool gave a %d-byte buffer, part size is %d", len(buf), s.opts.PartSize))
+	}
+	up := &upload{s: s, key: k, size: size, r: ctxReader{ctx, r}, owned: [][]byte{buf}}
+	defer up.release()
+
+	part := buf[:s.opts.PartSize]
+	n, err := io.ReadFull(up.r, part)
+	up.read += int64(n)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		// It fits in one part; a one-byte probe would only add a syscall.
+	case err != nil:
+		return s.objectError(k, "put", err)
+	default:
+		// Exactly one part so far: look for one more byte before paying for
+		// a multipart upload.
+		var probe [1]byte
+		m, perr := io.ReadFull(up.r, probe[:])
+		up.read += int64(m)
+		if perr != nil && perr != io.EOF {
+			return s.objectError(k, "put", perr)
+		}
+		if m == 1 {
+			return up.multipart(ctx, part, probe[0])
+		}
+	}
+	if size >= 0 && up.read != size {
+		return s.objectError(k, "put", fmt.Errorf("source yielded %d bytes, expected %d", up.read, size))
+	}
+	if err := ctx.Err(); err != nil {
+		return s.objectError(k, "put", err)
+	}
+	return s.putObject(ctx, k, bytes.NewReader(part[:n]), int64(n))
+}
+
+// checkRemaining verifies that a seekable reader holds exactly size bytes
+// from its current offset, so a wrong size fails before any upload.
+func checkRemaining(rs io.ReadSeeker, size int64) error {
+	n, err := remaining(rs)
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("source holds %d bytes, expected %d", n, size)
+	}
+	return nil
+}
+
+// errSeekBack means a reader could not return to its offset after being
+// measured, so it can no longer be read from the right place.
+var errSeekBack = errors.New("cannot seek the source back to its start")
+
+// remaining returns the bytes from the current offset to the end, leaving
+// the offset where it was.
+func remaining(rs io.Seeker) (int64, error) {
+	cur, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return 0, fmt.Errorf("seek source: %w", err)
+	}
+	end, err := rs.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("seek source: %w", err)
+	}
+	if _, err := rs.Seek(cur, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("%w: %w", errSeekBack, err)
+	}
+	return end - cur, nil
+}
+
+func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n int64) error {
+	in := &s3.PutObjectInput{
+		Bucket:               aws.String(s.opts.Bucket),
+		Key:                  aws.String(s.keyPrefix + k),
+		Body:                 body,
+		ContentLength:        aws.Int64(n),
+		StorageClass:         types.StorageClass(s.opts.StorageClass),
+		SSECustomerAlgorithm: s.sseCAlgorithm(),
+		SSECustomerKey:       s.sseCKey,
+		SSECustomerKeyMD5:    s.sseCKeyMD5,
+	}
+	if s.opts.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
+	}
+	if s.opts.SSEKMSKeyID != "" {
+		in.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
+	}
+	if _, err := s.client.PutObject(ctx, in); err != nil {
+		return s.objectError(k, "put", err)
+	}
+	return nil
+}
+
+// ctxReader stops reading once ctx is done, so a cancelled Put does not keep
+// draining a fast source into buffers.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+// readError marks failures of the caller's reader; it unwraps to them.
+type readError struct{ err error }
+
+func (e readError) Error() string { return "read source: " + e.err.Error() }
+func (e readError) Unwrap() error { return e.err }
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = readError{err}
+	}
+	return n, err
+}
+
+// upload is one Put that reads into part buffers.
+type upload struct {
+	s     *Storage
+	key   string
+	size  int64
+	r     io.Reader
+	read  int64
+	owned [][]byte // buffers taken from the pool, returned by release
+}
+
+func (u *upload) release() {
+	for _, b := range u.owned {
+		u.s.bufs.Put(b)
+	}
+	u.owned = nil
+}
+
+// multipart uploads first (a full part) and the rest of the reader, which
+// starts with the byte carry. Parts upload concurrently with reading the
+// next one, holding at most PartsInFlight buffers.
+func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err error) {
+	s := u.s
+	create := &s3.CreateMultipartUploadInput{
+		Bucket:               aws.String(s.opts.Bucket),
+		Key:                  aws.String(s.keyPrefix + u.key),
+		StorageClass:         types.StorageClass(s.opts.StorageClass),
+		SSECustomerAlgorithm: s.sseCAlgorithm(),
+		SSECustomerKey:       s.sseCKey,
+		SSECustomerKeyMD5:    s.sseCKeyMD5,
+	}
+	if s.opts.SSE != "" {
+		create.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
+	}
+	if s.opts.SSEKMSKeyID != "" {
+		create.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
+	}
+	out, err := s.client.CreateMultipartUpload(ctx, create)
+	if err != nil {
+		return s.objectError(u.key, "put: create multipart upload", err)
+	}
+	uploadID := out.UploadId
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		parts []types.CompletedPart
+		// free receives each buffer back when its part is uploaded (or failed).
+		free = make(chan []byte, s.opts.PartsInFlight)
+	)
+	defer func() {
+		if err != nil {
+			cancel(err) // stop the other part uploads
+		}
+		// Buffers must not be reused (release) while uploads may read them.
+		wg.Wait()
+		if err != nil {
+			u.abort(ctx, uploadID)
+		}
+	}()
+
+	send := func(num int32, buf []byte, n int) {
+		wg.Go(func() {
+			defer func() { free <- buf }()
+			res, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket:               aws.String(s.opts.Bucket),
+				Key:                  aws.String(s.keyPrefix + u.key),
+				UploadId:             uploadID,
+				PartNumber:           aws.Int32(num),
+				Body:                 bytes.NewReader(buf[:n]),
+				ContentLength:        aws.Int64(int64(n)),
+				SSECustomerAlgorithm: s.sseCAlgorithm(),
+				SSECustomerKey:       s.sseCKey,
+				SSECustomerKeyMD5:    s.sseCKeyMD5,
+			})
+			if err != nil {
+				cancel(fmt.Errorf("upload part %d: %w", num, err))
+				return
+			}
+			mu.Lock()
+			parts = append(parts, types.CompletedPart{ETag: res.ETag, PartNumber: aws.Int32(num)})
+			mu.Unlock()
+		})
+	}
+	// failed reports the first upload error, or the caller's cancellation.
+	failed := func() error {
+		if ctx.Err() == nil {
+			return nil
+		}
+		return context.Cause(ctx)
+	}
+
+	send(1, first, len(first))
+	partSize := int(s.opts.PartSize)
+	for num := int32(2); ; num++ {
+		// Next buffer: a recycled one, a new one if the pool has one to spare
+		// and this upload is below its share, else wait for an upload to end.
+		var buf []byte
+		select {
+		case buf = <-free:
+		default:
+			if len(u.owned) < s.opts.PartsInFlight {
+				if b, ok := s.bufs.TryGet(); ok {
+					if len(b) < partSize {
+						s.bufs.Put(b)
+					} else {
+						u.owned = append(u.owned, b)
+						buf = b
+					}
+				}
+			}
+			if buf == nil {
+				select {
+				case buf = <-free:
+				case <-ctx.Done():
+					return s.objectError(u.key, "put", context.Cause(ctx))
+				}
+			}
+		}
+		if err := failed(); err != nil {
+			return s.objectError(u.key, "put", err)
+		}
+		off := 0
+		if num == 2 {
+			buf[0] = carry
+			off = 1
+		}
+		n, rerr := io.ReadFull(u.r, buf[off:partSize])
+		n += off
+		u.read += int64(n - off)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			free <- buf
+			return s.objectError(u.key, "put", rerr)
+		}
+		if u.size >= 0 && u.read > u.size {
+			free <- buf
+			return s.objectError(u.key, "put", fmt.Errorf("source yields more than the expected %d bytes", u.size))
+		}
+		if n > 0 {
+			if num > MaxParts {
+				free <- buf
+				return s.objectError(u.key, "put", fmt.Errorf("object exceeds %d parts of %d bytes; raise the part size", MaxParts, partSize))
+			}
+			send(num, buf, n)
+		} else {
+			free <- buf
+		}
+		if rerr != nil { // EOF: that was the last part
+			break
+		}
+	}
+	wg.Wait()
+	if err := failed(); err != nil {
+		return s.objectError(u.key, "put", err)
+	}
+	if u.size >= 0 && u.read != u.size {
+		return s.objectError(u.key, "put", fmt.Errorf("source yielded %d bytes, expected %d", u.read, u.size))
+	}
+	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return cmp.Compare(*a.PartNumber, *b.PartNumber) })
+	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          aws.String(s.opts.Bucket),
+		Key:             aws.String(s.keyPrefix + u.key),
+		UploadId:        uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+		// SSE-C keys are required here too by S3 for some request shapes.
+		SSECustomerAlgorithm: s.sseCAlgorithm(),
+		SSECustomerKey:       s.sseCKey,
+		SSECustomerKeyMD5:    s.sseCKeyMD5,
+	})
+	if err != nil {
+		return s.objectError(u.key, "put: complete multipart upload", err)
+	}
+	return nil
+}
+
+// abort discards the parts of a failed multipart upload so they neither show
+// up nor cost storage; the caller's context may already be cancelled.
+func (u *upload) abort(ctx context.Context, uploadID *string) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+	defer cancel()
+	_, err := u.s.client.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{
+		Bucket:   aws.String(u.s.opts.Bucket),
+		Key:      aws.String(u.s.keyPrefix + u.key),
+		UploadId: uploadID,
+	})
+	if err != nil {
+		u.s.opts.Logger.Warn("aborting multipart upload failed; its parts stay in the bucket until a lifecycle rule removes them",
+			"object", u.s.root+"/"+u.key, "upload_id", aws.ToString(uploadID), "error", err)
+	}
+}
