@@ -5,7 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
+	"runtime"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -95,6 +95,7 @@ func (a *app) load(cmd *cobra.Command) error {
 		Flags:      flags,
 		Environ:    os.Environ(),
 		Home:       home,
+		Turbo:      a.turbo,
 	})
 	if err != nil {
 		return err
@@ -109,6 +110,9 @@ func (a *app) load(cmd *cobra.Command) error {
 	// WAL-G exports every setting into the environment so that libraries
 	// (the AWS SDK, libpq-style PG* handling) see config-file values too.
 	cfg.Export(func(k, v string) { os.Setenv(k, v) })
+	if n := cfg.GoMaxProcs(); n > 0 {
+		runtime.GOMAXPROCS(n)
+	}
 	return nil
 }
 
@@ -123,7 +127,7 @@ func (a *app) setupLogging() error {
 		w = f
 	}
 	level := slog.LevelInfo
-	switch strings.ToUpper(a.cfg.String("WALG_LOG_LEVEL")) {
+	switch a.cfg.LogLevel() {
 	case "DEVEL":
 		level = slog.LevelDebug
 	case "ERROR":

@@ -86,8 +86,8 @@ func (a *app) spawnPrefetch(name, dest string) {
 		return
 	}
 	args := []string{"wal-prefetch", name, dest}
-	if a.configFile != "" {
-		args = append(args, "--config", a.configFile)
+	if f := a.cfg.ConfigFileUsed(); f != "" {
+		args = append(args, "--config", f)
 	}
 	if a.storagePrefix != "" {
 		args = append(args, "--walg-storage-prefix", a.storagePrefix)

@@ -57,36 +57,14 @@ type Restorer struct {
 	Log          *slog.Logger
 }
 
-// probe is one candidate object for a base name.
-type probe struct {
-	key    string
-	method codec.Method // nil: decrypt only
-}
-
-// probes lists the keys WAL-G tries for a base name, in its order, with the
-// cached extension first.
-func (r *Restorer) probes(name string) []probe {
-	exts := codec.ProbeExts()
-	if cached, ok := r.cachedExt(); ok {
-		ordered := []string{cached}
-		for _, e := range exts {
-			if e != cached {
-				ordered = append(ordered, e)
-			}
-		}
-		exts = ordered
+// candidates lists the keys WAL-G tries for a base name, in its order,
+// with the extension that last worked first.
+func (r *Restorer) candidates(name string) []codec.Candidate {
+	var preferred codec.Method
+	if ext, ok := r.cachedExt(); ok {
+		preferred, _ = codec.ByExt(ext)
 	}
-	ps := make([]probe, 0, len(exts)+1)
-	for _, ext := range exts {
-		m, err := codec.ByExt(ext)
-		if err != nil {
-			continue
-		}
-		// WAL-G joins name and extension with a dot even for "none", so an
-		// uncompressed object is "<name>." .
-		ps = append(ps, probe{key: Folder + name + "." + ext, method: m})
-	}
-	return append(ps, probe{key: Folder + name})
+	return codec.Candidates(Folder+name, preferred)
 }
 
 // Open finds the archived object for name by WAL-G's extension probing and
@@ -94,23 +72,23 @@ func (r *Restorer) probes(name string) []probe {
 // storage.ErrNotFound only when no candidate exists; any other storage
 // error stops the probing.
 func (r *Restorer) Open(ctx context.Context, name string) (io.ReadCloser, string, error) {
-	for _, p := range r.probes(name) {
-		body, err := r.Store.Get(ctx, p.key)
+	for _, p := range r.candidates(name) {
+		body, err := r.Store.Get(ctx, p.Key)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, p.key, asStorageError(fmt.Errorf("get %s/%s: %w", r.Store, p.key, err))
+			return nil, p.Key, asStorageError(fmt.Errorf("get %s/%s: %w", r.Store, p.Key, err))
 		}
-		if p.method != nil {
-			r.rememberExt(p.method.Ext())
+		if !p.Bare {
+			r.rememberExt(p.Method.Ext())
 		}
-		dec, err := pipe.Decode(storageBody{body}, p.method, r.Crypter)
+		dec, err := pipe.Decode(storageBody{body}, p.Method, r.Crypter)
 		if err != nil {
 			body.Close()
-			return nil, p.key, fmt.Errorf("%s/%s: %w", r.Store, p.key, err)
+			return nil, p.Key, fmt.Errorf("%s/%s: %w", r.Store, p.Key, err)
 		}
-		return readCloser{dec, func() error { dec.Close(); return body.Close() }}, p.key, nil
+		return readCloser{dec, func() error { dec.Close(); return body.Close() }}, p.Key, nil
 	}
 	return nil, "", fmt.Errorf("archive '%s' does not exist in %s: %w", name, r.Store, storage.ErrNotFound)
 }

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tusk-pg/tusk/internal/bufpool"
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/config"
+	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/storage/file"
+	"github.com/tusk-pg/tusk/internal/storage/s3"
+	"github.com/tusk-pg/tusk/internal/wal"
+)
+
+// openStorage builds the backend the configuration selects.
+func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
+	kind, prefix, err := a.cfg.StorageKind()
+	if err != nil {
+		return nil, err
+	}
+	switch kind {
+	case config.StorageFile:
+		return file.New(prefix)
+	case config.StorageS3:
+		lookup := func(name string) (string, bool) { return a.cfg.Lookup(name) }
+		opts, err := s3.OptionsFromSettings(func(name string) (string, bool) {
+			if name == "WALG_S3_PREFIX" {
+				return prefix, true // with WALG_STORAGE_PREFIX applied
+			}
+			return lookup(name)
+		})
+		if err != nil {
+			return nil, err
+		}
+		opts.Logger = a.log
+		return s3.New(ctx, opts)
+	}
+	return nil, fmt.Errorf("storage %q is not supported", kind)
+}
+
+// compression resolves WALG_COMPRESSION_METHOD and WALG_ZSTD_LEVEL.
+func (a *app) compression() (codec.Method, error) {
+	return codec.FromConfig(a.cfg.CompressionMethod(), a.cfg.ZstdLevel())
+}
+
+// crypter builds the encryption the configuration asks for, or nil.
+func (a *app) crypter() (crypt.Crypter, error) {
+	return crypt.FromSettings(a.cfg.Lookup)
+}
+
+// walTools are the WAL commands' workers, built once per process.
+type walTools struct {
+	store    storage.Storage
+	archiver *wal.Archiver
+	restorer *wal.Restorer
+}
+
+func (a *app) newWAL(ctx context.Context) (*walTools, error) {
+	method, err := a.compression()
+	if err != nil {
+		return nil, err
+	}
+	cr, err := a.crypter()
+	if err != nil {
+		return nil, err
+	}
+	store, err := a.openStorage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	segSize := a.cfg.WalSegmentSize()
+	r := &wal.Restorer{
+		Store:        store,
+		Crypter:      cr,
+		SegmentSize:  segSize,
+		Retries:      a.cfg.Int("WALG_DOWNLOAD_FILE_RETRIES"),
+		RetryTimeout: a.cfg.Duration("TUSK_FETCH_RETRY_TIMEOUT"),
+		Log:          a.log,
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		r.ExtCachePath = filepath.Join(home, ".walg_decompressor_cache")
+	}
+	w := &wal.Archiver{
+		Store:            store,
+		NewEncoder:       func() *pipe.Encoder { return pipe.NewEncoder(method, cr) },
+		Pool:             bufpool.New(bufpool.DefaultChunkSize),
+		SegmentSize:      segSize,
+		PreventOverwrite: a.cfg.Bool("WALG_PREVENT_WAL_OVERWRITE"),
+		Restorer:         r,
+		Log:              a.log,
+	}
+	return &walTools{store: store, archiver: w, restorer: r}, nil
+}
