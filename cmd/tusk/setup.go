@@ -85,8 +85,13 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 	if home, err := os.UserHomeDir(); err == nil {
 		r.ExtCachePath = filepath.Join(home, ".walg_decompressor_cache")
 	}
+	buffering, why := wal.ChooseBuffering(a.cfg.String("TUSK_WAL_UPLOAD_BUFFER"), store, cr)
+	if why != "" {
+		a.log.Info("TUSK_WAL_UPLOAD_BUFFER: using "+buffering, "reason", why)
+	}
 	w := &wal.Archiver{
 		Store:            store,
+		Buffering:        buffering,
 		NewEncoder:       func() *pipe.Encoder { return pipe.NewEncoder(method, cr) },
 		Pool:             bufpool.New(bufpool.DefaultChunkSize),
 		SegmentSize:      segSize,

@@ -402,6 +402,9 @@ func catalogue() []Setting {
 		// tusk's own settings.
 		boolean("TUSK_FETCH_ABORT_ON_STORAGE_ERROR", "false"),
 		duration("TUSK_FETCH_RETRY_TIMEOUT", "5m"),
+		// How wal-push learns an object's length for S3: compress twice
+		// (memory independent of segment size) or buffer the output.
+		enum("TUSK_WAL_UPLOAD_BUFFER", "recompress", "recompress", "memory"),
 
 		// Storage prefixes, in WAL-G's adapter order.
 		prefix("OSS", StorageOSS, false),

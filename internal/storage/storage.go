@@ -61,3 +61,17 @@ func Exists(ctx context.Context, s Storage, key string) (bool, error) {
 func NotFoundError(root, key string) error {
 	return fmt.Errorf("%s/%s: %w", root, key, ErrNotFound)
 }
+
+// Streamer is implemented by backends that store a stream of unknown length
+// without buffering it (local files): callers may then skip learning the
+// length first.
+type Streamer interface {
+	StreamsUnknownSize() bool
+}
+
+// PayloadSigner is implemented by backends that may hash a request body
+// before sending it (S3 over plain HTTP): a body regenerated for each read
+// must then be byte-identical every time.
+type PayloadSigner interface {
+	SignsPayload() bool
+}

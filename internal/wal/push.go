@@ -23,7 +23,11 @@ type Archiver struct {
 	Store storage.Storage
 	// NewEncoder makes one encoder per concurrent upload; encoders are kept
 	// and reused for the Archiver's life.
-	NewEncoder  func() *pipe.Encoder
+	NewEncoder func() *pipe.Encoder
+	// Buffering is how encoded bytes reach storage (BufferStream,
+	// BufferRecompress, BufferMemory; see ChooseBuffering).
+	Buffering string
+	// Pool backs BufferMemory spools.
 	Pool        *bufpool.Pool
 	SegmentSize int64
 	// PreventOverwrite is WALG_PREVENT_WAL_OVERWRITE; .history files are
@@ -113,39 +117,12 @@ func (a *Archiver) PushFile(ctx context.Context, path string) error {
 	if ext := enc.Method().Ext(); ext != "" {
 		key += "." + ext
 	}
-	in, out, err := a.upload(ctx, enc, path, key)
+	in, out, err := a.uploadFile(ctx, enc, path, key)
 	if err != nil {
 		return err
 	}
 	a.log().Info("wal-push: uploaded", "file", name, "key", key, "bytes_in", in, "bytes_out", out, "ms", time.Since(start).Milliseconds())
 	return nil
-}
-
-// upload encodes the file into a spool (the S3 API wants the length before
-// the body) and stores it.
-func (a *Archiver) upload(ctx context.Context, enc *pipe.Encoder, path, key string) (in, out int64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, 0, fmt.Errorf("open WAL file: %w", err)
-	}
-	defer f.Close()
-	// Compressed output of incompressible input is a little larger than
-	// the input; the limit only guards against a file far larger than a
-	// segment being spooled whole.
-	limit := a.SegmentSize + a.SegmentSize/8 + 1<<20
-	if st, err := f.Stat(); err == nil && st.Size() > a.SegmentSize {
-		return 0, 0, fmt.Errorf("%s: %d bytes is larger than the WAL segment size %d (WALG_PG_WAL_SIZE)", path, st.Size(), a.SegmentSize)
-	}
-	spool := bufpool.NewSpool(a.Pool, limit)
-	defer spool.Reset()
-	in, err = enc.Encode(spool, f)
-	if err != nil {
-		return in, 0, fmt.Errorf("compress %s: %w", path, err)
-	}
-	if err := a.Store.Put(ctx, key, spool.Reader(), spool.Size()); err != nil {
-		return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
-	}
-	return in, spool.Size(), nil
 }
 
 func (a *Archiver) getEncoder() *pipe.Encoder {

@@ -31,6 +31,8 @@ type memStore struct {
 	failGets int
 	// failBodyAfter cuts every body after that many bytes with an error.
 	failBodyAfter int
+	// slowKeys delays the Put of those keys (a slow foreground upload).
+	slowKeys map[string]time.Duration
 }
 
 func newMemStore() *memStore { return &memStore{objects: map[string][]byte{}} }
@@ -39,6 +41,9 @@ func (m *memStore) Put(_ context.Context, key string, r io.Reader, size int64) e
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	if d := m.slowKeys[key]; d > 0 {
+		time.Sleep(d)
 	}
 	if size >= 0 && int64(len(b)) != size {
 		return fmt.Errorf("size %d, body %d", size, len(b))
@@ -169,9 +174,15 @@ func writeFile(t *testing.T, path string, data []byte) {
 }
 
 func TestPushFetchRoundTrip(t *testing.T) {
-	for _, method := range []string{"lz4", "zstd", "lzma", "brotli", "none"} {
-		t.Run(method, func(t *testing.T) {
+	for _, c := range []struct{ method, buffering string }{
+		{"lz4", BufferMemory}, {"lz4", BufferRecompress}, {"lz4", BufferStream},
+		{"zstd", BufferRecompress}, {"lzma", BufferMemory}, {"brotli", BufferRecompress},
+		{"none", BufferMemory}, {"none", BufferStream},
+	} {
+		method := c.method
+		t.Run(method+"/"+c.buffering, func(t *testing.T) {
 			st, a, r := setup(t, method)
+			a.Buffering = c.buffering
 			dir := t.TempDir()
 			name := "000000010000000000000003"
 			data := segmentBytes(3)
@@ -371,14 +382,17 @@ func TestBackgroundLookAhead(t *testing.T) {
 	}
 	markers := MarkerDir("", filepath.Join(pgwal, names[0]))
 	opts := PushOptions{Concurrency: 3, BackgroundLimit: 32, MarkerDir: markers, ReadyRename: false}
+	// Background workers only take files while the foreground upload runs:
+	// make it last long enough for them to take every .ready file.
+	st.slowKeys = map[string]time.Duration{Folder + names[0] + ".lz4": 700 * time.Millisecond}
 	ctx := context.Background()
 	if err := a.Push(ctx, filepath.Join(pgwal, names[0]), opts); err != nil {
 		t.Fatal(err)
 	}
-	// The sequence after the pushed segment was taken by phase 1; the
-	// history file may or may not have been seen by phase 2 in time.
-	for _, n := range names[1:4] {
-		if _, err := os.Stat(filepath.Join(markers, n)); err != nil {
+	// The sequence after the pushed segment was taken by phase 1, the
+	// history file by phase 2.
+	for _, n := range names[1:] {
+		if _, err := os.Stat(filepath.Join(markers, markerName(n))); err != nil {
 			t.Fatalf("no marker for %s: %v (keys %v)", n, err, st.keys())
 		}
 		if _, ok := st.objects[Folder+n+".lz4"]; !ok {
@@ -452,5 +466,39 @@ func TestPrefetchAndTake(t *testing.T) {
 	writeFile(t, filepath.Join(pdir, bad), []byte("short"))
 	if r.TakePrefetched(pdir, bad, dest) {
 		t.Fatal("used a prefetched file of the wrong size")
+	}
+}
+
+// The regenerating body behaves like a file to an HTTP client: measured by
+// seeking, read, rewound for a retry, read again identically.
+func TestRegenReaderRetries(t *testing.T) {
+	m, _ := codec.ByName("lz4")
+	enc := pipe.NewEncoder(m, nil)
+	path := filepath.Join(t.TempDir(), "000000010000000000000001")
+	writeFile(t, path, segmentBytes(9))
+	var counted countingWriter
+	f, _ := os.Open(path)
+	enc.Encode(&counted, f)
+	f.Close()
+	r := &regenReader{ctx: context.Background(), enc: enc, path: path, size: counted.n}
+	defer r.Close()
+	end, err := r.Seek(0, io.SeekEnd)
+	if err != nil || end != counted.n {
+		t.Fatalf("seek end %d %v", end, err)
+	}
+	r.Seek(0, io.SeekStart)
+	first := make([]byte, 1000)
+	io.ReadFull(r, first) // a failed attempt after 1000 bytes
+	r.Seek(0, io.SeekStart)
+	all, err := io.ReadAll(r)
+	if err != nil || int64(len(all)) != counted.n || !bytes.Equal(all[:1000], first) {
+		t.Fatalf("reread: %d bytes, %v", len(all), err)
+	}
+	// The file grows between the passes: the upload must fail, not send
+	// a body that does not match its length.
+	writeFile(t, path, append(segmentBytes(9), 1, 2, 3))
+	r.Seek(0, io.SeekStart)
+	if _, err := io.ReadAll(r); err == nil {
+		t.Fatal("a file that changed between the passes was not detected")
 	}
 }

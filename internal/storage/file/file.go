@@ -493,3 +493,7 @@ func (s *Storage) removeEmptyDirs(dir string) {
 		dir = filepath.Dir(dir)
 	}
 }
+
+// StreamsUnknownSize is true: Put writes straight to a temporary file, so
+// callers need not learn an object's length first.
+func (s *Storage) StreamsUnknownSize() bool { return true }

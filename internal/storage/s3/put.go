@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
@@ -146,7 +147,7 @@ func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n
 	if s.opts.SSEKMSKeyID != "" {
 		in.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
 	}
-	if _, err := s.client.PutObject(ctx, in); err != nil {
+	if _, err := s.client.PutObject(ctx, in, s.payloadOptions()...); err != nil {
 		return s.objectError(k, "put", err)
 	}
 	return nil
@@ -251,7 +252,7 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 				SSECustomerAlgorithm: s.sseCAlgorithm(),
 				SSECustomerKey:       s.sseCKey,
 				SSECustomerKeyMD5:    s.sseCKeyMD5,
-			})
+			}, s.payloadOptions()...)
 			if err != nil {
 				cancel(fmt.Errorf("upload part %d: %w", num, err))
 				return
@@ -367,3 +368,19 @@ func (u *upload) abort(ctx context.Context, uploadID *string) {
 			"object", u.s.root+"/"+u.key, "upload_id", aws.ToString(uploadID), "error", err)
 	}
 }
+
+// payloadOptions skips the SHA-256 of request bodies over TLS
+// (UNSIGNED-PAYLOAD, which S3 accepts on HTTPS): TLS already protects the
+// bytes, and hashing would read every body twice. Over plain HTTP the payload
+// stays signed.
+func (s *Storage) payloadOptions() []func(*s3.Options) {
+	if !s.unsignedPayload {
+		return nil
+	}
+	return []func(*s3.Options){s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)}
+}
+
+// SignsPayload reports whether request bodies are hashed before they are
+// sent (plain HTTP endpoints); callers that regenerate a body for each read
+// must then produce identical bytes every time.
+func (s *Storage) SignsPayload() bool { return !s.unsignedPayload }

@@ -47,6 +47,8 @@ type Storage struct {
 	ownPool   bool
 
 	sseCKey, sseCKeyMD5 *string
+	// unsignedPayload: the endpoint is HTTPS, so bodies are not hashed.
+	unsignedPayload bool
 
 	// bucketSeen is set once the bucket is known to exist, so a 404 on an
 	// object can be trusted to mean the object (not the bucket) is missing.
@@ -138,6 +140,7 @@ func New(ctx context.Context, opts Options) (*Storage, error) {
 		}
 	}
 	s.opts.Region = cfg.Region
+	s.unsignedPayload = o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
 	s.client = s3.NewFromConfig(cfg, s3opts)
 	return s, nil
 }

@@ -1,0 +1,239 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/tusk-pg/tusk/internal/bufpool"
+	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/storage"
+)
+
+// How a WAL file's encoded bytes reach storage. Object stores want the
+// length before the body; learning it costs either memory or CPU.
+const (
+	// BufferStream: the backend takes a stream of unknown length (local
+	// files): one pass, no buffer.
+	BufferStream = "stream"
+	// BufferRecompress: compress once only to count the output, then again
+	// while sending it with that length. Memory does not depend on the
+	// segment size; costs a second compression pass (cheap with lz4).
+	BufferRecompress = "recompress"
+	// BufferMemory: compress once into pooled memory chunks, then send.
+	// One pass; memory per upload = the compressed size.
+	BufferMemory = "memory"
+)
+
+// ChooseBuffering resolves the requested mode (TUSK_WAL_UPLOAD_BUFFER:
+// "recompress" or "memory") for a storage and crypter, and says why when it
+// had to choose another.
+func ChooseBuffering(requested string, store storage.Storage, crypter crypt.Crypter) (mode, why string) {
+	if s, ok := store.(storage.Streamer); ok && s.StreamsUnknownSize() {
+		return BufferStream, ""
+	}
+	if requested != BufferRecompress {
+		return BufferMemory, ""
+	}
+	// Two passes must agree on the length: true of every codec and of
+	// libsodium (fixed framing), not of OpenPGP (its session-key packet
+	// varies in length).
+	if crypter != nil && crypter.Name() != "libsodium" {
+		return BufferMemory, "recompress needs an encryption of fixed length; " + crypter.Name() + " is not"
+	}
+	// A signed payload is hashed in one pass and sent in another, so the
+	// bytes must be identical: encryption uses a fresh nonce each time.
+	if s, ok := store.(storage.PayloadSigner); ok && s.SignsPayload() && crypter != nil {
+		return BufferMemory, "recompress with encryption needs an HTTPS endpoint (unsigned payload)"
+	}
+	return BufferRecompress, ""
+}
+
+// regenReader is an io.ReadSeeker over the encoded form of a file that
+// keeps no copy of it: reading runs the encoder into a pipe, and seeking
+// back to the start (an HTTP retry) encodes the file again.
+type regenReader struct {
+	ctx  context.Context
+	enc  *pipe.Encoder
+	path string
+	size int64 // encoded length, from the counting pass
+
+	off  int64
+	pr   *io.PipeReader
+	done chan error
+}
+
+var errRestart = errors.New("encoding restarted")
+
+func (r *regenReader) start() error {
+	f, err := os.Open(r.path)
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	r.pr, r.done = pr, make(chan error, 1)
+	go func() {
+		_, err := r.enc.Encode(pw, f)
+		f.Close()
+		pw.CloseWithError(err)
+		r.done <- err
+	}()
+	return nil
+}
+
+// stop ends the running encoder and waits for it, so the encoder can be
+// reused.
+func (r *regenReader) stop() {
+	if r.pr == nil {
+		return
+	}
+	r.pr.CloseWithError(errRestart)
+	<-r.done
+	r.pr = nil
+}
+
+func (r *regenReader) Read(p []byte) (int, error) {
+	if r.off >= r.size {
+		return 0, io.EOF
+	}
+	if r.pr == nil {
+		if err := r.start(); err != nil {
+			return 0, err
+		}
+	}
+	if rest := r.size - r.off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := r.pr.Read(p)
+	r.off += int64(n)
+	if err == io.EOF && r.off < r.size {
+		return n, fmt.Errorf("%s changed while it was uploaded: encoded length %d, expected %d", r.path, r.off, r.size)
+	}
+	if err == nil && r.off == r.size {
+		// The encoder must end exactly here; anything more means the file
+		// grew between the passes.
+		var one [1]byte
+		if m, _ := r.pr.Read(one[:]); m > 0 {
+			return n, fmt.Errorf("%s changed while it was uploaded: longer than the %d bytes counted", r.path, r.size)
+		}
+		r.stop()
+	}
+	return n, err
+}
+
+func (r *regenReader) Seek(offset int64, whence int) (int64, error) {
+	var abs int64
+	switch whence {
+	case io.SeekStart:
+		abs = offset
+	case io.SeekCurrent:
+		abs = r.off + offset
+	case io.SeekEnd:
+		abs = r.size + offset
+	}
+	if abs < 0 || abs > r.size {
+		return r.off, fmt.Errorf("seek to %d outside 0..%d", abs, r.size)
+	}
+	if abs == r.off {
+		return abs, nil
+	}
+	r.stop()
+	r.off = 0
+	if abs == r.size {
+		r.off = abs // at the end: nothing to encode until a seek back
+		return abs, nil
+	}
+	if abs > 0 {
+		// Not used by HTTP clients; correct, if slow: re-encode and skip.
+		if _, err := io.CopyN(io.Discard, r, abs); err != nil {
+			return r.off, err
+		}
+	}
+	return abs, nil
+}
+
+// Close stops an encoder still running.
+func (r *regenReader) Close() error {
+	r.stop()
+	return nil
+}
+
+// countingWriter discards bytes and counts them.
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// uploadFile encodes the WAL file at path and stores it under key with the
+// archiver's buffering mode. It returns raw and stored byte counts.
+func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key string) (in, out int64, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, fmt.Errorf("open WAL file: %w", err)
+	}
+	if st.Size() > a.SegmentSize {
+		return 0, 0, fmt.Errorf("%s: %d bytes is larger than the WAL segment size %d (WALG_PG_WAL_SIZE)", path, st.Size(), a.SegmentSize)
+	}
+	switch a.Buffering {
+	case BufferStream:
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, 0, fmt.Errorf("open WAL file: %w", err)
+		}
+		defer f.Close()
+		pr, pw := io.Pipe()
+		counted := &countingWriter{}
+		go func() {
+			n, err := enc.Encode(io.MultiWriter(pw, counted), f)
+			in = n
+			pw.CloseWithError(err)
+		}()
+		err = a.Store.Put(ctx, key, pr, -1)
+		pr.CloseWithError(errRestart) // unblock the encoder if Put gave up
+		if err != nil {
+			return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
+		}
+		return in, counted.n, nil
+	case BufferRecompress:
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, 0, fmt.Errorf("open WAL file: %w", err)
+		}
+		counted := &countingWriter{}
+		in, err = enc.Encode(counted, f)
+		f.Close()
+		if err != nil {
+			return in, 0, fmt.Errorf("compress %s: %w", path, err)
+		}
+		body := &regenReader{ctx: ctx, enc: enc, path: path, size: counted.n}
+		defer body.Close()
+		if err := a.Store.Put(ctx, key, body, counted.n); err != nil {
+			return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
+		}
+		return in, counted.n, nil
+	default:
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, 0, fmt.Errorf("open WAL file: %w", err)
+		}
+		defer f.Close()
+		// Compressed output of incompressible input is a little larger
+		// than the input; the limit only guards against a file far larger
+		// than a segment being spooled whole.
+		spool := bufpool.NewSpool(a.Pool, a.SegmentSize+a.SegmentSize/8+1<<20)
+		defer spool.Reset()
+		in, err = enc.Encode(spool, f)
+		if err != nil {
+			return in, 0, fmt.Errorf("compress %s: %w", path, err)
+		}
+		if err := a.Store.Put(ctx, key, spool.Reader(), spool.Size()); err != nil {
+			return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
+		}
+		return in, spool.Size(), nil
+	}
+}
