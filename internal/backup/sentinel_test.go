@@ -1,0 +1,260 @@
+package backup
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// fixturesDir locates WAL-G's fixture archives or skips the test.
+func fixturesDir(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv("TUSK_FIXTURES")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "fixtures", "walg")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+		t.Skipf("WAL-G fixtures not found at %s (set TUSK_FIXTURES): skipping fixture test", dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// fixtureFiles returns every file under the fixtures named like suffix.
+func fixtureFiles(t *testing.T, suffix string) []string {
+	t.Helper()
+	root := fixturesDir(t)
+	var out []string
+	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !info.IsDir() && strings.HasSuffix(p, suffix) && strings.Contains(p, "/storage/") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) == 0 {
+		t.Fatalf("no %s in fixtures %s", suffix, root)
+	}
+	return out
+}
+
+// jsonEqual compares documents as generic JSON values, with numbers kept
+// exact (system identifiers exceed float64 precision).
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	dec := func(x []byte) any {
+		d := json.NewDecoder(bytes.NewReader(x))
+		d.UseNumber()
+		var v any
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("decode %s: %v", x, err)
+		}
+		return v
+	}
+	return reflect.DeepEqual(dec(a), dec(b))
+}
+
+func TestSentinelFixturesRoundTrip(t *testing.T) {
+	for _, p := range fixtureFiles(t, SentinelSuffix) {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ParseSentinel(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if s.Version != 2 || s.LSN == 0 || s.FinishLSN <= s.LSN || s.SystemIdentifier == nil || s.DateFmt != DateFmt {
+			t.Errorf("%s: implausible sentinel %+v", p, s)
+		}
+		if *s.SystemIdentifier < 1<<53 {
+			t.Errorf("%s: system identifier %d lost precision?", p, *s.SystemIdentifier)
+		}
+		enc, err := EncodeSentinel(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// WAL-G's field order is ours, so the bytes are identical.
+		if !bytes.Equal(bytes.TrimSpace(raw), enc) {
+			t.Errorf("%s: re-encoded sentinel differs\n got %s\nwant %s", p, enc, raw)
+		}
+		name, _ := NameFromSentinelKey(Prefix + filepath.Base(p))
+		n, err := ParseName(name)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if n.IsDelta() != s.IsDelta() {
+			t.Errorf("%s: name delta %v, sentinel delta %v", p, n.IsDelta(), s.IsDelta())
+		}
+	}
+}
+
+func TestMetadataFixturesRoundTrip(t *testing.T) {
+	for _, p := range fixtureFiles(t, "/"+MetadataFileName) {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := ParseMetadata(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		enc, err := EncodeMetadata(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(bytes.TrimSpace(raw), enc) {
+			t.Errorf("%s: re-encoded metadata differs\n got %s\nwant %s", p, enc, raw)
+		}
+		// The sentinel next to it carries the same facts.
+		dir := filepath.Dir(p)
+		sraw, err := os.ReadFile(dir + SentinelSuffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ParseSentinel(sraw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromS, _ := EncodeMetadata(MetadataFromSentinel(s))
+		if !bytes.Equal(fromS, enc) {
+			t.Errorf("%s: metadata built from sentinel differs\n got %s\nwant %s", p, fromS, enc)
+		}
+	}
+}
+
+func TestFilesMetadataFixturesRoundTrip(t *testing.T) {
+	for _, p := range fixtureFiles(t, "/"+FilesMetadataFileName) {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fm, err := ParseFilesMetadata(raw)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if len(fm.Files) < 900 || len(fm.TarFileSets) == 0 || len(fm.DatabasesByNames) == 0 {
+			t.Errorf("%s: %d files, %d tar sets, %d databases", p, len(fm.Files), len(fm.TarFileSets), len(fm.DatabasesByNames))
+		}
+		var buf bytes.Buffer
+		if err := EncodeFilesMetadata(&buf, fm); err != nil {
+			t.Fatal(err)
+		}
+		if !jsonEqual(t, raw, buf.Bytes()) {
+			t.Errorf("%s: re-encoded files metadata is not equivalent", p)
+		}
+	}
+}
+
+func TestSentinelTablespaceSpec(t *testing.T) {
+	raw := []byte(`{"LSN":1,"PgVersion":150018,"FinishLSN":2,"UncompressedSize":0,"CompressedSize":0,` +
+		`"Spec":{"16384":{"loc":"/tmp/t","link":"pg_tblspc/16384"},"base_prefix":"/data/","tablespaces":["16384"]},` +
+		`"ChkpNum":null,"Version":2,"StartTime":"2026-11-25T16:43:07.784119Z","FinishTime":"2026-11-25T16:43:09.481829Z",` +
+		`"DateFmt":"%Y-%m-%dT%H:%M:%S.%fZ","Hostname":"h","DataDir":"/data","IsPermanent":true}`)
+	s, err := ParseSentinel(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &TablespaceSpec{BasePrefix: "/data", Tablespaces: []Tablespace{{Name: "16384", Location: "/tmp/t", Link: "pg_tblspc/16384"}}}
+	if !reflect.DeepEqual(s.Spec, want) {
+		t.Fatalf("spec %+v, want %+v", s.Spec, want)
+	}
+	enc, _ := EncodeSentinel(s)
+	if !strings.Contains(string(enc), `"Spec":{"16384":{"loc":"/tmp/t","link":"pg_tblspc/16384"},"base_prefix":"/data","tablespaces":["16384"]}`) {
+		t.Errorf("spec encoding: %s", enc)
+	}
+}
+
+func TestSentinelLegacy(t *testing.T) {
+	// WAL-E style lowercase spec, old DeltaFromLSN, embedded files metadata,
+	// null LSN and null user data.
+	raw := []byte(`{"LSN":null,"DeltaFromLSN":33554472,"DeltaFrom":"base_000000010000000000000002",` +
+		`"DeltaFullName":"base_000000010000000000000002","DeltaCount":1,"FinishLSN":5,` +
+		`"spec":{"base_prefix":"/d","tablespaces":[]},"UserData":null,` +
+		`"Files":{"/base/1/1":{"IsIncremented":true,"IsSkipped":false,"MTime":"2020-01-01T00:00:00Z"}},` +
+		`"TarFileSets":{"part_001.tar.lz4":["/base/1/1"]}}`)
+	s, err := ParseSentinel(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.LSN != 0 || s.DeltaLSN != 33554472 || !s.IsDelta() || s.Spec == nil || s.Spec.BasePrefix != "/d" || s.UserData != nil {
+		t.Errorf("legacy sentinel read as %+v", s)
+	}
+	if s.Legacy == nil || !s.Legacy.Files["/base/1/1"].IsIncremented || len(s.Legacy.TarFileSets["part_001.tar.lz4"]) != 1 {
+		t.Errorf("legacy files metadata: %+v", s.Legacy)
+	}
+	enc, _ := EncodeSentinel(s)
+	if strings.Contains(string(enc), "Files") || strings.Contains(string(enc), "UserData") {
+		t.Errorf("legacy fields written back: %s", enc)
+	}
+}
+
+func TestSentinelInvalid(t *testing.T) {
+	for _, raw := range []string{
+		`{"DeltaFrom":"base_000000010000000000000002"}`,
+		`{"Spec":{"tablespaces":[]}}`,
+		`{"Spec":{"base_prefix":"/d","tablespaces":["1"]}}`,
+		`{"Spec":{"base_prefix":"/d","tablespaces":["../x"],"../x":{"loc":"/a","link":"pg_tblspc/../x"}}}`,
+		`{"Spec":{"base_prefix":"/d","tablespaces":["1"],"1":{"loc":"rel","link":"pg_tblspc/1"}}}`,
+		`{"LSN":"12"}`,
+		`[]`,
+	} {
+		if _, err := ParseSentinel([]byte(raw)); err == nil {
+			t.Errorf("ParseSentinel(%s) accepted", raw)
+		}
+	}
+}
+
+func TestUserDataEqual(t *testing.T) {
+	cases := []struct {
+		a, b string
+		eq   bool
+	}{
+		{`{"a":1,"b":[1,2]}`, `{"b":[1,2],"a":1.0}`, true},
+		{`{"a":1}`, `{"a":2}`, false},
+		{`"x"`, `"x"`, true},
+		{``, `null`, true},
+		{``, `{}`, false},
+	}
+	for _, c := range cases {
+		eq, err := UserDataEqual(json.RawMessage(c.a), json.RawMessage(c.b))
+		if err != nil || eq != c.eq {
+			t.Errorf("UserDataEqual(%s, %s) = %v, %v", c.a, c.b, eq, err)
+		}
+	}
+}
+
+func FuzzParseSentinel(f *testing.F) {
+	f.Add([]byte(`{"LSN":33554472,"PgVersion":150018,"FinishLSN":33554688,"SystemIdentifier":7712150543797742289,"ChkpNum":null,"Version":2}`))
+	f.Add([]byte(`{"LSN":null,"DeltaFromLSN":1,"DeltaFrom":"b","DeltaFullName":"b","DeltaCount":1,"spec":{"base_prefix":"/d","tablespaces":["1"],"1":{"loc":"/x","link":"pg_tblspc/1"}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseSentinel(data)
+		if err != nil {
+			return
+		}
+		enc, err := EncodeSentinel(s)
+		if err != nil {
+			t.Fatalf("encode parsed sentinel: %v", err)
+		}
+		s2, err := ParseSentinel(enc)
+		if err != nil {
+			t.Fatalf("re-parse %s: %v", enc, err)
+		}
+		enc2, _ := EncodeSentinel(s2)
+		if !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding not stable:\n%s\n%s", enc, enc2)
+		}
+	})
+}
