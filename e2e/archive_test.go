@@ -36,6 +36,11 @@ type scenario struct {
 	segSizeMB int      // 0: 16
 	checksums bool
 	load      load
+	// archiveCommand and restoreCommand replace wal-push %p / wal-fetch %f
+	// %p when set; beforeStart runs before each cluster starts ("primary",
+	// then "restored"), e.g. to start a daemon for its data directory.
+	archiveCommand, restoreCommand string
+	beforeStart                    func(c *pgcluster.Cluster, role string)
 }
 
 // outcome is what a scenario leaves for further assertions.
@@ -55,24 +60,34 @@ type outcome struct {
 //  4. compare every table's digest with the primary's.
 func archiveRestore(t *testing.T, tusk string, sc scenario) outcome {
 	t.Helper()
+	if sc.archiveCommand == "" {
+		sc.archiveCommand = tusk + " wal-push %p"
+	}
+	if sc.restoreCommand == "" {
+		sc.restoreCommand = tusk + " wal-fetch %f %p"
+	}
+	if sc.beforeStart == nil {
+		sc.beforeStart = func(*pgcluster.Cluster, string) {}
+	}
 	primary := pgcluster.New(t, pgcluster.Options{
 		WALSegSizeMB:  sc.segSizeMB,
 		DataChecksums: sc.checksums,
 		Conf: []string{
 			"archive_mode = on",
-			fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk),
+			fmt.Sprintf("archive_command = '%s'", sc.archiveCommand),
 		},
 		Env: sc.env,
 	})
 	restored := primary.Clone(pgcluster.Options{
 		Conf: []string{
-			fmt.Sprintf("restore_command = '%s wal-fetch %%f %%p'", tusk),
+			fmt.Sprintf("restore_command = '%s'", sc.restoreCommand),
 			"recovery_target_action = 'promote'",
 		},
 		Env: sc.env,
 	})
 	restored.WriteDataFile("recovery.signal", nil)
 
+	sc.beforeStart(primary, "primary")
 	primary.Start()
 	writeLoad(t, primary, sc.load)
 	primary.Exec("checkpoint")
@@ -92,6 +107,7 @@ func archiveRestore(t *testing.T, tusk string, sc scenario) outcome {
 	primary.Stop()
 
 	start := time.Now()
+	sc.beforeStart(restored, "restored")
 	restored.Start()
 	restored.WaitRecoveryDone(3 * time.Minute)
 	t.Logf("restore replayed the archive in %v", time.Since(start).Round(time.Millisecond))

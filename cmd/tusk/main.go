@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 )
 
@@ -35,6 +36,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) int {
+	if filepath.Base(args[0]) == walgClientName {
+		return runAsWALGClient(ctx, args[1:])
+	}
 	root := newRootCommand()
 	root.SetArgs(args[1:])
 	err := root.ExecuteContext(ctx)

@@ -70,6 +70,8 @@ In postgresql.conf:
 		newWalPushCommand(a),
 		newWalFetchCommand(a),
 		newWalPrefetchCommand(a),
+		newDaemonCommand(a),
+		newDaemonClientCommand(),
 	)
 	return root
 }

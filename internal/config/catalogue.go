@@ -405,6 +405,10 @@ func catalogue() []Setting {
 		// How wal-push learns an object's length for S3: compress twice
 		// (memory independent of segment size) or buffer the output.
 		enum("TUSK_WAL_UPLOAD_BUFFER", "recompress", "recompress", "memory"),
+		// Connections the daemon serves at once; more clients wait.
+		integer("TUSK_DAEMON_MAX_CONNECTIONS", "16", 1),
+		// How long a stopping daemon lets uploads in flight finish.
+		duration("TUSK_DAEMON_SHUTDOWN_GRACE", "30s"),
 
 		// Storage prefixes, in WAL-G's adapter order.
 		prefix("OSS", StorageOSS, false),

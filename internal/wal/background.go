@@ -82,7 +82,7 @@ func (b *backgroundUploader) claim(name string) bool {
 		return false
 	}
 	b.started[name] = true
-	if _, err := os.Stat(filepath.Join(b.opts.MarkerDir, markerName(name))); err == nil {
+	if _, err := os.Stat(filepath.Join(b.opts.MarkerDir, MarkerName(name))); err == nil {
 		return false
 	}
 	return true
@@ -153,7 +153,7 @@ func (b *backgroundUploader) worker() {
 			b.a.log().Warn("wal-push: background upload failed; PostgreSQL will retry it", "file", name, "error", err)
 			continue
 		}
-		marker := filepath.Join(b.opts.MarkerDir, markerName(name))
+		marker := filepath.Join(b.opts.MarkerDir, MarkerName(name))
 		if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY, 0o600); err != nil {
 			b.a.log().Warn("wal-push: cannot write marker; the file will be uploaded again", "marker", marker, "error", err)
 		} else {

@@ -95,9 +95,9 @@ func isHex(s string) bool {
 	return true
 }
 
-// markerName is WAL-G's name for the background-upload marker of a file:
+// MarkerName is WAL-G's name for the background-upload marker of a file:
 // the name without its last extension (00000002.history → 00000002).
-func markerName(name string) string {
+func MarkerName(name string) string {
 	if i := strings.LastIndexByte(name, '.'); i >= 0 {
 		return name[:i]
 	}

@@ -55,7 +55,7 @@ func TestArchivableNames(t *testing.T) {
 			t.Errorf("accepted %q", n)
 		}
 	}
-	if markerName("00000002.history") != "00000002" || markerName("000000010000000000000001") != "000000010000000000000001" {
+	if MarkerName("00000002.history") != "00000002" || MarkerName("000000010000000000000001") != "000000010000000000000001" {
 		t.Fatal("markerName")
 	}
 }

@@ -107,11 +107,11 @@ func hasWALMagic(path string) bool {
 	return binary.LittleEndian.Uint32(b[:]) >= walPageMagicMin
 }
 
-// maxPrefetchParallel bounds simultaneous prefetch downloads whatever
+// MaxPrefetchParallel bounds simultaneous prefetch downloads whatever
 // WALG_DOWNLOAD_CONCURRENCY asks: each holds a decompressor (WAL-G writes
 // lz4 frames with 4 MiB blocks), so this keeps the prefetcher's memory
 // predictable while still fetching ahead of replay.
-const maxPrefetchParallel = 4
+const MaxPrefetchParallel = 4
 
 // Prefetch downloads the count segments that follow name into prefetchDir,
 // each through running/ and renamed when complete, and removes prefetched
@@ -128,7 +128,7 @@ func (r *Restorer) Prefetch(ctx context.Context, name, prefetchDir string, count
 	r.cleanPrefetch(prefetchDir, seg)
 	r.cleanPrefetch(runningDir, seg)
 
-	sem := make(chan struct{}, maxPrefetchParallel)
+	sem := make(chan struct{}, MaxPrefetchParallel)
 	var wg sync.WaitGroup
 	for i := 0; i < count; i++ {
 		seg = seg.Next()

@@ -36,6 +36,8 @@ type Archiver struct {
 	// Restorer reads existing objects for the overwrite check.
 	Restorer *Restorer
 	Log      *slog.Logger
+	// Uploaded, when set, is told of every stored file (for metrics).
+	Uploaded func(in, out int64)
 
 	encMu    sync.Mutex
 	encoders []*pipe.Encoder
@@ -77,7 +79,7 @@ func MarkerDir(pgdata, walPath string) string {
 func (a *Archiver) Push(ctx context.Context, path string, opts PushOptions) error {
 	name := filepath.Base(path)
 	if opts.MarkerDir != "" {
-		marker := filepath.Join(opts.MarkerDir, markerName(name))
+		marker := filepath.Join(opts.MarkerDir, MarkerName(name))
 		if _, err := os.Stat(marker); err == nil {
 			if err := os.Remove(marker); err != nil {
 				return fmt.Errorf("remove marker %s: %w", marker, err)
@@ -120,6 +122,9 @@ func (a *Archiver) PushFile(ctx context.Context, path string) error {
 	in, out, err := a.uploadFile(ctx, enc, path, key)
 	if err != nil {
 		return err
+	}
+	if a.Uploaded != nil {
+		a.Uploaded(in, out)
 	}
 	a.log().Info("wal-push: uploaded", "file", name, "key", key, "bytes_in", in, "bytes_out", out, "ms", time.Since(start).Milliseconds())
 	return nil

@@ -392,7 +392,7 @@ func TestBackgroundLookAhead(t *testing.T) {
 	// The sequence after the pushed segment was taken by phase 1, the
 	// history file by phase 2.
 	for _, n := range names[1:] {
-		if _, err := os.Stat(filepath.Join(markers, markerName(n))); err != nil {
+		if _, err := os.Stat(filepath.Join(markers, MarkerName(n))); err != nil {
 			t.Fatalf("no marker for %s: %v (keys %v)", n, err, st.keys())
 		}
 		if _, ok := st.objects[Folder+n+".lz4"]; !ok {

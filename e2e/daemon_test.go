@@ -1,0 +1,146 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/testenv/s3server"
+)
+
+// daemonProc is a running `tusk daemon`, as the PostgreSQL server user.
+type daemonProc struct {
+	cmd    *exec.Cmd
+	socket string
+	log    string
+	done   chan error
+}
+
+func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemonProc {
+	t.Helper()
+	logPath := filepath.Join(filepath.Dir(socket), "daemon.log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tusk, "daemon", socket)
+	cmd.Env = append(append([]string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Dir(socket)}, env...), "PGDATA="+pgdata)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	pgcluster.AsServerUser(t, cmd)
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start daemon: %v", err)
+	}
+	logf.Close()
+	d := &daemonProc{cmd: cmd, socket: socket, log: logPath, done: make(chan error, 1)}
+	go func() { d.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("daemon log %s:\n%s", logPath, tail(string(b), 40))
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(socket); err == nil {
+			return d
+		}
+		select {
+		case err := <-d.done:
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("daemon exited: %v\n%s", err, b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon socket %s did not appear", socket)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// vmHWM reads a process's peak resident set from /proc.
+func vmHWM(t *testing.T, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// daemonScenario archives through one daemon (for the primary's PGDATA) and
+// restores through another (for the restored copy's), as
+// archive_command / restore_command = daemon-client.
+func daemonScenario(t *testing.T, tusk string, env []string, client string) (scenario, map[string]*daemonProc) {
+	dir := pgcluster.TempDir(t)
+	daemons := map[string]*daemonProc{}
+	if client == "" {
+		client = tusk + " daemon-client"
+	}
+	sc := scenario{
+		env:            env,
+		load:           heavyLoad,
+		archiveCommand: client + " " + filepath.Join(dir, "primary.sock") + " wal-push %f",
+		restoreCommand: client + " " + filepath.Join(dir, "restored.sock") + " wal-fetch %f %p",
+		beforeStart: func(c *pgcluster.Cluster, role string) {
+			daemons[role] = startDaemon(t, tusk, filepath.Join(dir, role+".sock"), c.DataDir(),
+				append([]string{"WALG_UPLOAD_CONCURRENCY=4"}, env...))
+		},
+	}
+	return sc, daemons
+}
+
+func TestDaemonArchiveRestoreFile(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	storage := pgcluster.TempDir(t)
+	sc, daemons := daemonScenario(t, tusk, []string{"WALG_FILE_PREFIX=" + storage}, "")
+	out := archiveRestore(t, tusk, sc)
+	checkWALObjects(t, walObjectsInDir(t, storage), "lz4", false, 0, out.lastWAL)
+	t.Logf("archiving daemon peak RSS %d MiB", vmHWM(t, daemons["primary"].cmd.Process.Pid)>>20)
+}
+
+// WAL-G's client binary name: a tusk symlinked as walg-daemon-client takes
+// WAL-G's client command line (flags after the arguments).
+func TestDaemonArchiveRestoreS3WithWALGClientName(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	link := filepath.Join(pgcluster.TempDir(t), "walg-daemon-client")
+	if err := os.Symlink(tusk, link); err != nil {
+		t.Fatal(err)
+	}
+	srv := s3server.Start(t, s3server.Options{TLS: true, Prefix: "daemon"})
+	sc, daemons := daemonScenario(t, tusk, srv.Env(), link)
+	sc.archiveCommand += " -timeout 120s -connection-timeout 5s"
+	out := archiveRestore(t, tusk, sc)
+	checkWALObjects(t, walObjectsInS3(t, srv, "daemon/wal_005/"), "lz4", false, 0, out.lastWAL)
+	hwm := vmHWM(t, daemons["primary"].cmd.Process.Pid)
+	t.Logf("archiving daemon peak RSS %d MiB", hwm>>20)
+}
