@@ -77,21 +77,50 @@ func (e *Encoder) Encode(dst io.Writer, src io.Reader) (int64, error) {
 // Decode returns a reader of the raw bytes of an object read from r:
 // decrypted when crypter is set, then decompressed with method (nil method:
 // decrypt only, WAL-G's last probe for objects without an extension).
-// Closing it releases the decompressor; it does not close r.
+//
+// Its Close must be called, and its error checked, before the bytes are
+// trusted: OpenPGP checks integrity only at the end of the message, which a
+// decompressor that stops at its own end marker may never read. Close does
+// not close r.
 func Decode(r io.Reader, method codec.Method, crypter crypt.Crypter) (io.ReadCloser, error) {
+	var dec io.ReadCloser
 	if crypter != nil {
 		dr, err := crypter.Decrypt(r)
 		if err != nil {
 			return nil, fmt.Errorf("%s decryption: %w", crypter.Name(), err)
 		}
-		r = dr
+		dec, r = dr, dr
 	}
 	if method == nil {
-		return io.NopCloser(r), nil
+		if dec == nil {
+			return io.NopCloser(r), nil
+		}
+		return dec, nil
 	}
 	rc, err := method.NewReader(r)
 	if err != nil {
+		if dec != nil {
+			dec.Close()
+		}
 		return nil, fmt.Errorf("%s decompression: %w", method.Name(), err)
 	}
-	return rc, nil
+	return &decoded{ReadCloser: rc, decrypt: dec, crypter: crypter}, nil
+}
+
+type decoded struct {
+	io.ReadCloser // decompressor
+	decrypt       io.ReadCloser
+	crypter       crypt.Crypter
+}
+
+// Close closes the decompressor, then the decryption, whose Close verifies
+// what the decompressor left unread.
+func (d *decoded) Close() error {
+	err := d.ReadCloser.Close()
+	if d.decrypt != nil {
+		if cerr := d.decrypt.Close(); cerr != nil {
+			return fmt.Errorf("%s decryption: %w", d.crypter.Name(), cerr)
+		}
+	}
+	return err
 }

@@ -88,7 +88,14 @@ func (r *Restorer) Open(ctx context.Context, name string) (io.ReadCloser, string
 			body.Close()
 			return nil, p.Key, fmt.Errorf("%s/%s: %w", r.Store, p.Key, err)
 		}
-		return readCloser{dec, func() error { dec.Close(); return body.Close() }}, p.Key, nil
+		return readCloser{dec, func() error {
+			err := dec.Close()
+			body.Close()
+			if err != nil {
+				return fmt.Errorf("%s/%s: %w", r.Store, p.Key, err)
+			}
+			return nil
+		}}, p.Key, nil
 	}
 	return nil, "", fmt.Errorf("archive '%s' does not exist in %s: %w", name, r.Store, storage.ErrNotFound)
 }
@@ -134,7 +141,6 @@ func (r *Restorer) fetchOnce(ctx context.Context, name, dest string) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	if err := writeFileAtomic(dest, src); err != nil {
 		if isStorageError(err) {
 			return err
@@ -144,10 +150,17 @@ func (r *Restorer) fetchOnce(ctx context.Context, name, dest string) error {
 	return nil
 }
 
-// writeFileAtomic copies src into a temporary file next to dest, fsyncs
-// it, renames it over dest and fsyncs the directory. PostgreSQL must never
-// see a partial file under the name it asked for.
-func writeFileAtomic(dest string, src io.Reader) (err error) {
+// writeFileAtomic copies src into a temporary file next to dest, closes
+// src (which verifies what was read), fsyncs the file, renames it over dest
+// and fsyncs the directory. PostgreSQL must never see a partial or
+// unverified file under the name it asked for.
+func writeFileAtomic(dest string, src io.ReadCloser) (err error) {
+	srcOpen := true
+	defer func() {
+		if srcOpen {
+			src.Close()
+		}
+	}()
 	dir := filepath.Dir(dest)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".tusk-tmp-*")
 	if err != nil {
@@ -161,6 +174,10 @@ func writeFileAtomic(dest string, src io.Reader) (err error) {
 	}()
 	buf := make([]byte, 64<<10)
 	if _, err = io.CopyBuffer(struct{ io.Writer }{tmp}, struct{ io.Reader }{src}, buf); err != nil {
+		return err
+	}
+	srcOpen = false
+	if err = src.Close(); err != nil {
 		return err
 	}
 	if err = tmp.Chmod(0o600); err != nil {

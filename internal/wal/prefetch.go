@@ -172,9 +172,12 @@ func (r *Restorer) prefetchOne(ctx context.Context, name, prefetchDir, runningDi
 	if err != nil {
 		return err
 	}
-	defer src.Close()
 	buf := make([]byte, 64<<10)
-	if _, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{src}, buf); err != nil {
+	_, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{src}, buf)
+	if cerr := src.Close(); err == nil {
+		err = cerr // integrity is known only once the stream is closed
+	}
+	if err != nil {
 		return err
 	}
 	// fsync before the rename: a file under its final name must be whole,

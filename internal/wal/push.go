@@ -158,13 +158,15 @@ func (a *Archiver) alreadyArchived(ctx context.Context, name, path string) (bool
 	if err != nil {
 		return false, fmt.Errorf("overwrite check for %s: %w", name, err)
 	}
-	defer stored.Close()
 	f, err := os.Open(path)
 	if err != nil {
 		return false, fmt.Errorf("open WAL file: %w", err)
 	}
 	defer f.Close()
 	equal, err := sameContent(stored, f)
+	if cerr := stored.Close(); err == nil && equal {
+		err = cerr // a stored object that fails verification is not "equal"
+	}
 	if err != nil {
 		return false, fmt.Errorf("overwrite check for %s against %s/%s: %w", path, a.Store, key, err)
 	}
