@@ -70,6 +70,7 @@ In postgresql.conf:
 		newWalPushCommand(a),
 		newWalFetchCommand(a),
 		newWalPrefetchCommand(a),
+		newBackupListCommand(a),
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
 	)

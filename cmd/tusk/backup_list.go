@@ -1,0 +1,68 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-pg/tusk/internal/backup"
+)
+
+func newBackupListCommand(a *app) *cobra.Command {
+	var pretty, asJSON, detail bool
+	var target string
+	cmd := &cobra.Command{
+		Use:   "backup-list",
+		Short: "Print the list of base backups in storage",
+		Long: `Lists every complete base backup (one with a stop sentinel) in storage, oldest
+first by the time its sentinel was written; the last one is LATEST.
+
+Columns, JSON keys, ordering and time formats are WAL-G's: --detail adds the
+fields of each backup's metadata.json (ordered by start time), --json prints a
+JSON array (indented with --pretty), --pretty alone draws a table.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if err := checkTargetStorage(target); err != nil {
+				return err
+			}
+			store, err := a.openStorage(ctx)
+			if err != nil {
+				return err
+			}
+			infos, err := backup.List(ctx, store)
+			if err != nil {
+				return err
+			}
+			if len(infos) == 0 && !asJSON {
+				// WAL-G logs this and succeeds; JSON gets a clean "[]".
+				a.log.Info("No backups found")
+			}
+			format := backup.ListFormat{Pretty: pretty, JSON: asJSON}
+			out := cmd.OutOrStdout()
+			if !detail {
+				return backup.WriteList(out, infos, format)
+			}
+			details, err := backup.Details(ctx, store, infos)
+			if err != nil {
+				return err
+			}
+			return backup.WriteDetails(out, details, format)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&pretty, "pretty", false, "print a table (or indented JSON with --json)")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.BoolVar(&detail, "detail", false, "add each backup's metadata (start/finish time, host, data dir, LSNs, permanence)")
+	f.StringVar(&target, "target-storage", "", "storage to list (only the primary storage, \"default\", exists)")
+	return cmd
+}
+
+// checkTargetStorage accepts WAL-G's --target-storage for the one storage
+// tusk has; failover storages are not implemented.
+func checkTargetStorage(name string) error {
+	if name != "" && name != backup.DefaultStorageName {
+		return fmt.Errorf("--target-storage %q: only the primary storage %q is configured (failover storages are not supported)", name, backup.DefaultStorageName)
+	}
+	return nil
+}
