@@ -71,6 +71,7 @@ In postgresql.conf:
 		newWalFetchCommand(a),
 		newWalPrefetchCommand(a),
 		newBackupListCommand(a),
+		newBackupFetchCommand(a),
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
 	)

@@ -1,0 +1,352 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/storage"
+)
+
+// ErrDeltaNotSupported is wrapped when the requested backup is a delta.
+var ErrDeltaNotSupported = errors.New("delta backups are not supported yet")
+
+// Fetcher restores full base backups from storage (backup-fetch).
+type Fetcher struct {
+	Store storage.Storage
+	// Crypter decrypts the tars; nil when the backups are not encrypted.
+	Crypter crypt.Crypter
+	// Concurrency is the number of data tars restored at once
+	// (WALG_DOWNLOAD_CONCURRENCY); memory grows with it: each worker holds
+	// one decryptor, one decompressor and an ExtractBufferSize buffer.
+	Concurrency int
+	// Retries is how often a tar is downloaded again after a storage error
+	// (WALG_DOWNLOAD_FILE_RETRIES). Decoding and disk errors are not
+	// retried.
+	Retries int
+	// NoFsync skips fsync (WALG_TAR_DISABLE_FSYNC).
+	NoFsync bool
+	Log     *slog.Logger
+}
+
+// FetchOptions are the choices of one restore.
+type FetchOptions struct {
+	// RestoreSpec relocates tablespaces (--restore-spec). Without it they
+	// go to the locations recorded in the sentinel. With it, the backup's
+	// tablespace_map is not restored (as in WAL-G), so PostgreSQL keeps the
+	// pg_tblspc links made from the spec instead of recreating the old ones.
+	RestoreSpec *TablespaceSpec
+}
+
+// FetchResult describes a finished restore.
+type FetchResult struct {
+	Sentinel *Sentinel
+	// Tablespaces are the locations restored outside the data directory.
+	Tablespaces []Tablespace
+	Tars        int
+	Files       int64
+	Bytes       int64
+}
+
+// TarSet is a backup's tar objects in restore order.
+type TarSet struct {
+	// Parts are the data tars, restored concurrently.
+	Parts []string
+	// PgControl and BackupLabel are restored last, in this order; either
+	// may be empty (remote backups have no backup_label tar).
+	PgControl, BackupLabel string
+}
+
+// ClassifyTars sorts the object names found under tar_partitions/ as WAL-G
+// does: names matching pg_control.tar[.ext] and backup_label.tar[.ext] are
+// restored last; everything else is a data part.
+func ClassifyTars(names []string) TarSet {
+	var ts TarSet
+	for _, n := range names {
+		switch {
+		case isTarNamed(n, "pg_control"):
+			ts.PgControl = n
+		case isTarNamed(n, "backup_label"):
+			ts.BackupLabel = n
+		default:
+			ts.Parts = append(ts.Parts, n)
+		}
+	}
+	sort.Strings(ts.Parts)
+	return ts
+}
+
+// isTarNamed matches WAL-G's `^.*?<base>\.tar(\..+$|$)`.
+func isTarNamed(name, base string) bool {
+	i := strings.Index(name, base+".tar")
+	if i < 0 {
+		return false
+	}
+	rest := name[i+len(base)+4:]
+	return rest == "" || (rest[0] == '.' && len(rest) > 1)
+}
+
+// TarMethod is the decompressor for a tar object, chosen by its extension
+// as WAL-G does: ".tar" alone is uncompressed.
+func TarMethod(name string) (codec.Method, error) {
+	ext := codec.ExtOf(name)
+	if ext == "tar" {
+		ext = ""
+	}
+	m, err := codec.ByExt(ext)
+	if err != nil {
+		return nil, fmt.Errorf("tar %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// ListTars lists the tar objects of a backup.
+func ListTars(ctx context.Context, store storage.Storage, name string) (TarSet, error) {
+	prefix := TarPartitionsKey(name)
+	var names []string
+	err := store.List(ctx, prefix, func(o storage.ObjectInfo) error {
+		rest := strings.TrimPrefix(o.Key, prefix)
+		if rest != "" && !strings.Contains(rest, "/") {
+			names = append(names, rest)
+		}
+		return nil
+	})
+	if err != nil {
+		return TarSet{}, fmt.Errorf("list %s/%s: %w", store, prefix, err)
+	}
+	return ClassifyTars(names), nil
+}
+
+// Fetch restores the full backup name into dest, which must be absent or
+// empty. On error the destination keeps whatever was written so far, never
+// global/pg_control, so PostgreSQL will not start on it; remove its
+// contents (and any tablespace locations) before trying again.
+func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOptions) (*FetchResult, error) {
+	if err := CheckName(name); err != nil {
+		return nil, err
+	}
+	s, err := FetchSentinel(ctx, f.Store, name)
+	if err != nil {
+		return nil, err
+	}
+	if s.IsDelta() {
+		return nil, fmt.Errorf("%w (backup %s is a delta of %s)", ErrDeltaNotSupported, name, s.DeltaFrom)
+	}
+	dest, err = filepath.Abs(dest)
+	if err != nil {
+		return nil, fmt.Errorf("restore destination: %w", err)
+	}
+	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
+		dest = resolved
+	}
+	tars, err := ListTars(ctx, f.Store, name)
+	if err != nil {
+		return nil, err
+	}
+	if tars.PgControl == "" {
+		return nil, fmt.Errorf("backup %s: no pg_control tar in %s/%s", name, f.Store, TarPartitionsKey(name))
+	}
+	methods := map[string]codec.Method{}
+	for _, n := range append(append([]string{tars.PgControl}, tars.Parts...), tars.BackupLabel) {
+		if n == "" {
+			continue
+		}
+		m, err := TarMethod(n)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: %w", name, err)
+		}
+		methods[n] = m
+	}
+
+	exOpts := ExtractorOptions{NoFsync: f.NoFsync, Tablespaces: s.Spec}
+	if opts.RestoreSpec != nil {
+		exOpts.Tablespaces = opts.RestoreSpec
+		exOpts.Skip = []string{"tablespace_map"}
+		if bp := filepath.Clean(opts.RestoreSpec.BasePrefix); bp != dest && f.Log != nil {
+			f.Log.Info("backup-fetch: tablespace links go into the restore destination, not the restore spec's base_prefix",
+				"destination", dest, "base_prefix", bp)
+		}
+	}
+	ex, err := NewExtractor(dest, exOpts)
+	if err != nil {
+		return nil, err
+	}
+	defer ex.Close()
+
+	if err := f.extractParts(ctx, ex, name, tars.Parts, methods); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, ExtractBufferSize)
+	for _, n := range []string{tars.PgControl, tars.BackupLabel} {
+		if n == "" {
+			continue
+		}
+		if err := f.extractTar(ctx, ex, TarKey(name, n), methods[n], buf); err != nil {
+			return nil, err
+		}
+	}
+	if err := ex.Finish(); err != nil {
+		return nil, err
+	}
+	res := &FetchResult{Sentinel: s, Tars: len(methods)}
+	res.Files, res.Bytes = ex.Stats()
+	if exOpts.Tablespaces != nil {
+		res.Tablespaces = exOpts.Tablespaces.Tablespaces
+	}
+	return res, nil
+}
+
+// extractParts restores the data tars with up to Concurrency workers; the
+// first error stops the others.
+func (f *Fetcher) extractParts(ctx context.Context, ex *Extractor, name string, parts []string, methods map[string]codec.Method) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workers := min(max(f.Concurrency, 1), len(parts))
+	jobs := make(chan string)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, ExtractBufferSize)
+			for p := range jobs {
+				if err := f.extractTar(ctx, ex, TarKey(name, p), methods[p], buf); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					cancel()
+				}
+			}
+		}()
+	}
+	for _, p := range parts {
+		select {
+		case jobs <- p:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// extractTar restores one tar object, downloading it again after storage
+// errors. Files a failed attempt wrote are overwritten by the next one.
+func (f *Fetcher) extractTar(ctx context.Context, ex *Extractor, key string, m codec.Method, buf []byte) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := f.extractOnce(ctx, ex, key, m, buf)
+		if err == nil {
+			if f.Log != nil {
+				f.Log.Debug("backup-fetch: extracted", "tar", key)
+			}
+			return nil
+		}
+		var se *storageError
+		if !errors.As(err, &se) || ctx.Err() != nil || attempt >= f.Retries {
+			return err
+		}
+		if f.Log != nil {
+			f.Log.Warn("backup-fetch: storage error, downloading the tar again", "tar", key, "attempt", attempt+1, "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func (f *Fetcher) extractOnce(ctx context.Context, ex *Extractor, key string, m codec.Method, buf []byte) (err error) {
+	body, err := f.Store.Get(ctx, key)
+	if err != nil {
+		err = fmt.Errorf("get %s/%s: %w", f.Store, key, err)
+		if errors.Is(err, storage.ErrNotFound) {
+			return err // listed a moment ago: deleted, not flaky
+		}
+		return &storageError{err}
+	}
+	defer body.Close()
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%s/%s: %w", f.Store, key, err)
+		}
+	}()
+	var r io.Reader = &storageReader{ctx: ctx, r: body}
+	var dec io.ReadCloser
+	if f.Crypter != nil {
+		dec, err = f.Crypter.Decrypt(r)
+		if err != nil {
+			return fmt.Errorf("%s decryption: %w", f.Crypter.Name(), err)
+		}
+		r = dec
+	}
+	zr, err := m.NewReader(r)
+	if err != nil {
+		if dec != nil {
+			dec.Close()
+		}
+		return fmt.Errorf("%s decompression: %w", m.Name(), err)
+	}
+	err = ex.Extract(zr, buf)
+	if err == nil {
+		// Read to the end: encryption is only verified there, and
+		// anything after the tar's end marker must still decode.
+		_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{zr}, buf)
+		if err != nil {
+			err = fmt.Errorf("after the end of the tar: %w", err)
+		}
+	}
+	if cerr := zr.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("%s decompression: %w", m.Name(), cerr)
+	}
+	if dec != nil {
+		if cerr := dec.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("%s decryption: %w", f.Crypter.Name(), cerr)
+		}
+	}
+	return err
+}
+
+// storageError marks failures of the storage itself, which are retried.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return e.err.Error() }
+func (e *storageError) Unwrap() error { return e.err }
+
+// storageReader tags read errors of an object body as storage errors and
+// stops reading once ctx is cancelled.
+type storageReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (s *storageReader) Read(p []byte) (int, error) {
+	if err := s.ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &storageError{fmt.Errorf("read from storage: %w", err)}
+	}
+	return n, err
+}
