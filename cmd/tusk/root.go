@@ -72,6 +72,7 @@ In postgresql.conf:
 		newWalPrefetchCommand(a),
 		newBackupListCommand(a),
 		newBackupFetchCommand(a),
+		newBackupPushCommand(a),
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
 	)

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/config"
+	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/storage/s3"
+)
+
+type backupPushFlags struct {
+	permanent, full, verify, storeAllCorrupt   bool
+	ratingComposer, copyComposer, dbComposer   bool
+	deltaFromName, deltaFromUserData, userData string
+	withoutFilesMetadata                       bool
+	targetStorage                              string
+	memoryPlan                                 bool
+}
+
+func newBackupPushCommand(a *app) *cobra.Command {
+	var fl backupPushFlags
+	cmd := &cobra.Command{
+		Use:   "backup-push DATA_DIRECTORY",
+		Short: "Take an online base backup of a running PostgreSQL",
+		Long: `Takes a base backup of the running server whose data directory is
+DATA_DIRECTORY (it must be the server's data_directory) and stores it as WAL-G
+does: basebackups_005/<name>/tar_partitions/part_NNN.tar.<ext>, pg_control.tar,
+backup_label.tar, metadata.json, files_metadata.json, and the stop sentinel
+<name>_backup_stop_sentinel.json last: a backup without it does not exist.
+
+It connects with the PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...),
+runs pg_backup_start/pg_backup_stop (pg_start_backup/pg_stop_backup before
+PostgreSQL 15) on one session, and streams each tar through compression and
+encryption to storage. pg_backup_stop waits until PostgreSQL has archived the
+WAL the backup needs, so archive_command (tusk wal-push) must work.
+
+Tars hold about WALG_TAR_SIZE_THRESHOLD bytes; min(WALG_UPLOAD_DISK_CONCURRENCY,
+WALG_UPLOAD_CONCURRENCY) tars are built and uploaded at once. Memory is bounded
+by these settings, not by the database size: --memory-plan prints the bound.
+Delta backups are not supported yet: with WALG_DELTA_MAX_STEPS > 0 a full
+backup is taken (always valid).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if fl.memoryPlan {
+				return cobra.MaximumNArgs(1)(cmd, args)
+			}
+			if len(args) == 0 {
+				return errors.New("backup-push needs the data directory (a backup over a replication connection is not supported yet)")
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.backupPush(cmd, args, &fl)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVarP(&fl.permanent, "permanent", "p", false, "mark the backup permanent (never deleted by retention)")
+	f.BoolVarP(&fl.full, "full", "f", false, "take a full backup even with WALG_DELTA_MAX_STEPS > 0")
+	f.BoolVarP(&fl.verify, "verify", "v", false, "verify page checksums (WALG_VERIFY_PAGE_CHECKSUMS); corrupt blocks go to files_metadata.json")
+	f.BoolVarP(&fl.storeAllCorrupt, "store-all-corrupt", "s", false, "record every corrupt block, not just 10 per file (WALG_STORE_ALL_CORRUPT_BLOCKS)")
+	f.BoolVarP(&fl.ratingComposer, "rating-composer", "r", false, "not supported yet: the regular composer is used")
+	f.BoolVarP(&fl.copyComposer, "copy-composer", "c", false, "not supported yet: the regular composer is used")
+	f.BoolVarP(&fl.dbComposer, "database-composer", "b", false, "not supported yet: the regular composer is used")
+	f.StringVar(&fl.deltaFromName, "delta-from-name", "", "not supported yet: a full backup is taken")
+	f.StringVar(&fl.deltaFromUserData, "delta-from-user-data", "", "not supported yet: a full backup is taken")
+	f.StringVar(&fl.userData, "add-user-data", "", "JSON stored as the backup's user data (WALG_SENTINEL_USER_DATA)")
+	f.BoolVar(&fl.withoutFilesMetadata, "without-files-metadata", false, "do not upload files_metadata.json (WALG_WITHOUT_FILES_METADATA)")
+	f.StringVar(&fl.targetStorage, "target-storage", "", "storage to write to (only \"default\" exists)")
+	f.BoolVar(&fl.memoryPlan, "memory-plan", false, "print the memory bound of this configuration and exit")
+	return cmd
+}
+
+func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags) error {
+	ctx := cmd.Context()
+	cfg := a.cfg
+	if fl.targetStorage != "" && fl.targetStorage != "default" {
+		return fmt.Errorf("--target-storage %q: failover storages are not supported; only \"default\" exists", fl.targetStorage)
+	}
+	method, err := a.compression()
+	if err != nil {
+		return err
+	}
+	cr, err := a.crypter()
+	if err != nil {
+		return err
+	}
+	// A flag wins; an empty flag falls back to the setting (WAL-G).
+	userData := fl.userData
+	if userData == "" {
+		userData = cfg.String("WALG_SENTINEL_USER_DATA")
+	}
+	var raw json.RawMessage
+	if userData != "" {
+		if !json.Valid([]byte(userData)) {
+			return fmt.Errorf("--add-user-data / WALG_SENTINEL_USER_DATA is not valid JSON: %q", userData)
+		}
+		raw = json.RawMessage(userData)
+	}
+	opts := backup.PushOptions{
+		Method:                method,
+		Crypter:               cr,
+		Connect:               pg.ConnectOptions{AppName: cfg.String("PGAPPNAME"), Log: a.log},
+		TarSizeThreshold:      cfg.Bytes("WALG_TAR_SIZE_THRESHOLD"),
+		DiskConcurrency:       cfg.UploadDiskConcurrency(),
+		UploadConcurrency:     cfg.UploadConcurrency(),
+		DiskRateLimit:         cfg.DiskRateLimit(),
+		NetworkRateLimit:      cfg.NetworkRateLimit(),
+		Verify:                fl.verify || cfg.Bool("WALG_VERIFY_PAGE_CHECKSUMS"),
+		StoreAllCorrupt:       fl.storeAllCorrupt || cfg.Bool("WALG_STORE_ALL_CORRUPT_BLOCKS"),
+		Permanent:             fl.permanent,
+		UserData:              raw,
+		WithoutFilesMetadata:  fl.withoutFilesMetadata || cfg.Bool("WALG_WITHOUT_FILES_METADATA"),
+		DisablePartialRestore: cfg.Bool("WALG_DISABLE_PARTIAL_RESTORE"),
+		StopTimeout:           cfg.Duration("WALG_STOP_BACKUP_TIMEOUT"),
+		AliveCheckInterval:    cfg.Duration("WALG_ALIVE_CHECK_INTERVAL"),
+		WalSegmentSize:        cfg.WalSegmentSize(),
+		Log:                   a.log,
+	}
+	if fl.memoryPlan {
+		up, err := a.uploadBuffers()
+		if err != nil {
+			return err
+		}
+		return backup.WriteMemoryPlan(cmd.OutOrStdout(), backup.MemoryPlan(opts, up))
+	}
+
+	if fl.ratingComposer || fl.copyComposer || fl.dbComposer {
+		a.log.Warn("the rating, copy and database tar composers are not supported yet; using the regular composer (the backup is complete either way)")
+	}
+	deltaAsked := cfg.Int("WALG_DELTA_MAX_STEPS") > 0 || fl.deltaFromName != "" || fl.deltaFromUserData != "" ||
+		cfg.String("WALG_DELTA_FROM_NAME") != "" || cfg.String("WALG_DELTA_FROM_USER_DATA") != ""
+	if deltaAsked && !fl.full && !opts.WithoutFilesMetadata {
+		a.log.Warn("delta backups are not supported yet: taking a full backup (always valid on its own)")
+	}
+
+	opts.DataDir = args[0]
+	if opts.Store, err = a.openStorage(ctx); err != nil {
+		return err
+	}
+	if _, err := backup.Push(ctx, opts); err != nil {
+		return err
+	}
+	return nil
+}
+
+// uploadBuffers describes what the configured storage holds per upload of
+// unknown size, for the memory plan, without contacting it.
+func (a *app) uploadBuffers() (backup.UploadBuffers, error) {
+	kind, prefix, err := a.cfg.StorageKind()
+	if err != nil {
+		return backup.UploadBuffers{}, err
+	}
+	switch kind {
+	case config.StorageS3:
+		o, err := s3.OptionsFromSettings(func(name string) (string, bool) {
+			if name == "WALG_S3_PREFIX" {
+				return prefix, true
+			}
+			return a.cfg.Lookup(name)
+		})
+		if err != nil {
+			return backup.UploadBuffers{}, err
+		}
+		part := o.PartSize
+		if part == 0 {
+			part = s3.DefaultPartSize
+		}
+		return backup.UploadBuffers{
+			PerUpload: s3.DefaultPartsInFlight * part,
+			Total:     s3.DefaultMaxBuffers * part,
+			Note:      fmt.Sprintf("S3 multipart parts of %d MiB (S3_MAX_PART_SIZE), pool of %d", part>>20, s3.DefaultMaxBuffers),
+		}, nil
+	default:
+		return backup.UploadBuffers{PerUpload: 128 << 10, Note: "file storage copy buffer"}, nil
+	}
+}
