@@ -22,7 +22,8 @@ type daemonProc struct {
 	cmd    *exec.Cmd
 	socket string
 	log    string
-	done   chan error
+	exited chan struct{} // closed when the process has exited
+	err    error         // its exit status, once exited
 }
 
 func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemonProc {
@@ -44,11 +45,11 @@ func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemo
 		t.Fatalf("start daemon: %v", err)
 	}
 	logf.Close()
-	d := &daemonProc{cmd: cmd, socket: socket, log: logPath, done: make(chan error, 1)}
-	go func() { d.done <- cmd.Wait() }()
+	d := &daemonProc{cmd: cmd, socket: socket, log: logPath, exited: make(chan struct{})}
+	go func() { d.err = cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() {
 		d.cmd.Process.Kill()
-		<-d.done
+		<-d.exited
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("daemon log %s:\n%s", logPath, tail(string(b), 40))
@@ -60,9 +61,9 @@ func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemo
 			return d
 		}
 		select {
-		case err := <-d.done:
+		case <-d.exited:
 			b, _ := os.ReadFile(logPath)
-			t.Fatalf("daemon exited: %v\n%s", err, b)
+			t.Fatalf("daemon exited: %v\n%s", d.err, b)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -81,7 +82,11 @@ func tail(s string, n int) string {
 }
 
 // vmHWM reads a process's peak resident set from /proc.
-func vmHWM(t *testing.T, pid int) int64 {
+func vmHWM(t *testing.T, pid int) int64 { return statusField(t, pid, "VmHWM:") }
+
+// statusField reads a "kB" field of /proc/PID/status, in bytes.
+func statusField(t *testing.T, pid int, field string) int64 {
+	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
@@ -89,11 +94,12 @@ func vmHWM(t *testing.T, pid int) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			return kb << 10
 		}
 	}
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 

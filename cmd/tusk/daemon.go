@@ -139,6 +139,7 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 		MaxConnections: a.cfg.Int("TUSK_DAEMON_MAX_CONNECTIONS"),
 		PushTimeout:    a.cfg.Duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"),
 		Log:            a.log,
+		Work:           work,
 	}
 	if metricsAddr != "" {
 		ms := &http.Server{Addr: metricsAddr, Handler: metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}

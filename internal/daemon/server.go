@@ -40,6 +40,10 @@ type Server struct {
 	// (a stuck client must not hold a connection slot forever).
 	IdleTimeout time.Duration
 	Log         *slog.Logger
+	// Work, when set, is the context requests run under; it outlives the
+	// context given to Serve, so a stopping daemon (Serve's context done:
+	// no new connections) can still finish the requests in flight.
+	Work context.Context
 
 	bufs sync.Pool // per-connection frame buffers, at most MaxConnections live
 }
@@ -89,10 +93,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
+		work := s.Work
+		if work == nil {
+			work = ctx
+		}
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			s.serveConn(ctx, conn)
+			s.serveConn(work, conn)
 		}()
 	}
 }

@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/daemon"
+	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/testenv/s3server"
+)
+
+// vmRSS reads a process's current resident set from /proc.
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	return statusField(t, pid, "VmRSS:")
+}
+
+// waitFailures waits until the archiver has failed at least n more times.
+func waitFailures(t *testing.T, c *pgcluster.Cluster, from, n int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := c.Archiver()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.FailedCount >= from+n {
+			return st.FailedCount
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archiver failed %d times, waited for %d more than %d", st.FailedCount, n, from)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// The S3 server goes away mid-burst: pushes fail (PostgreSQL keeps the
+// segments and retries), the daemon's memory stays flat across failed
+// requests, and once the server is back every segment arrives by itself.
+func TestDaemonStorageOutage(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	srv := s3server.Start(t, s3server.Options{Prefix: "outage"})
+	env := append(srv.Env(), "WALG_DAEMON_WAL_UPLOAD_TIMEOUT=3s", "WALG_S3_MAX_RETRIES=1")
+	sc, daemons := daemonScenario(t, tusk, env, "")
+	sc.load = lightLoad
+	sc.afterLoad = func(primary *pgcluster.Cluster) {
+		pid := daemons["primary"].cmd.Process.Pid
+		st, _ := primary.Archiver()
+		srv.Stop()
+		for i := 0; i < 3; i++ {
+			primary.Exec(`insert into docs select 1000 + g + $1::int * 100, repeat('o', 5000) from generate_series(1, 50) g`, i)
+			primary.SwitchWAL()
+		}
+		failed := waitFailures(t, primary, st.FailedCount, 3)
+		early := vmRSS(t, pid)
+		for i := 0; i < 2; i++ {
+			// A new .ready wakes the archiver, which gives up for a
+			// minute after three failures in a row.
+			primary.Exec(`insert into docs select 1500 + g + $1::int * 100, repeat('p', 5000) from generate_series(1, 50) g`, i)
+			primary.SwitchWAL()
+			failed = waitFailures(t, primary, failed, 3)
+		}
+		late := vmRSS(t, pid)
+		t.Logf("during the outage: %d failed pushes, daemon RSS %d KiB → %d KiB", failed-st.FailedCount, early>>10, late>>10)
+		if late > early+4<<20 {
+			t.Errorf("daemon memory grew by %d KiB over 6 failed requests", (late-early)>>10)
+		}
+		srv.Restart()
+	}
+	out := archiveRestore(t, tusk, sc)
+	checkWALObjects(t, walObjectsInS3(t, srv, "outage/wal_005/"), "lz4", false, 0, out.lastWAL)
+}
+
+// kill -9 of the daemon mid-burst loses nothing: PostgreSQL retries the
+// pushes that got no answer, and a restarted daemon takes them.
+func TestDaemonKilledMidBurst(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	storage := pgcluster.TempDir(t)
+	env := []string{"WALG_FILE_PREFIX=" + storage}
+	sc, daemons := daemonScenario(t, tusk, env, "")
+	sc.load = lightLoad
+	sc.afterLoad = func(primary *pgcluster.Cluster) {
+		d := daemons["primary"]
+		for i := 0; i < 3; i++ {
+			primary.Exec(`insert into docs select 2000 + g + $1::int * 100, repeat('k', 5000) from generate_series(1, 50) g`, i)
+			primary.SwitchWAL()
+			if i == 0 {
+				d.cmd.Process.Signal(syscall.SIGKILL)
+				<-d.exited
+			}
+		}
+		st, _ := primary.Archiver()
+		waitFailures(t, primary, 0, 1) // PostgreSQL noticed the daemon was gone
+		daemons["primary"] = startDaemon(t, tusk, d.socket, primary.DataDir(), append([]string{"WALG_UPLOAD_CONCURRENCY=4"}, env...))
+		t.Logf("daemon killed and restarted; archiver before restart: %v", st)
+	}
+	out := archiveRestore(t, tusk, sc)
+	checkWALObjects(t, walObjectsInDir(t, storage), "lz4", false, 0, out.lastWAL)
+}
+
+// SIGTERM: the daemon stops accepting, answers what is in flight, and
+// exits 0 within the grace period; a push it acknowledged is stored.
+func TestDaemonSIGTERM(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	dir := pgcluster.TempDir(t)
+	pgdata := filepath.Join(dir, "pgdata")
+	wal := filepath.Join(pgdata, "pg_wal")
+	os.MkdirAll(filepath.Join(wal, "archive_status"), 0o755)
+	name := "000000010000000000000001"
+	seg := make([]byte, 16<<20)
+	for i := range seg {
+		seg[i] = byte(i * 7 / 3)
+	}
+	if err := os.WriteFile(filepath.Join(wal, name), seg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	storage := filepath.Join(dir, "storage")
+	os.MkdirAll(storage, 0o777)
+	os.Chmod(storage, 0o777)
+	os.Chmod(pgdata, 0o777)
+	os.Chmod(wal, 0o777)
+	d := startDaemon(t, tusk, filepath.Join(dir, "d.sock"), pgdata, []string{"WALG_FILE_PREFIX=" + storage})
+
+	type result struct {
+		reply byte
+		err   error
+	}
+	res := make(chan result, 1)
+	go func() {
+		b, err := daemon.Request(context.Background(), d.socket, daemon.TypeWalPush, []string{name}, 5*time.Second, 30*time.Second)
+		res <- result{b, err}
+	}()
+	time.Sleep(5 * time.Millisecond)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	start := time.Now()
+	select {
+	case <-d.exited:
+		if d.err != nil {
+			t.Fatalf("daemon exit after SIGTERM: %v", d.err)
+		}
+		t.Logf("daemon exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	case <-time.After(40 * time.Second):
+		t.Fatal("daemon did not exit within its grace period")
+	}
+	r := <-res
+	if b, err := os.ReadFile(d.log); err == nil {
+		t.Logf("daemon log:\n%s", tail(string(b), 10))
+	}
+	_, statErr := os.Stat(filepath.Join(storage, "wal_005", name+".lz4"))
+	switch {
+	case r.err == nil && r.reply == daemon.ReplyOK && statErr != nil:
+		t.Fatalf("daemon acknowledged %s but it is not stored: %v", name, statErr)
+	case r.err == nil && r.reply == daemon.ReplyOK:
+		t.Logf("push in flight at SIGTERM finished and was stored")
+	default:
+		t.Logf("push in flight at SIGTERM was refused (%q, %v): PostgreSQL would retry", r.reply, r.err)
+	}
+	// No new connections after the stop.
+	if _, err := net.Dial("unix", d.socket); err == nil {
+		t.Error("the daemon still accepts connections after exiting")
+	}
+}
