@@ -1,4 +1,4 @@
-.PHONY: test build demo
+.PHONY: test build demo bench
 
 test:
 	scripts/test.sh
@@ -8,3 +8,9 @@ build:
 
 demo:
 	scripts/demo.sh
+
+# WAL-archiver memory benchmark (root; several minutes per archiver). Flags:
+# make bench BENCH_FLAGS="--duration 720 --archivers tusk-daemon"
+bench:
+	CGO_ENABLED=0 go build -o bin/tuskbench ./bench/cmd/tuskbench
+	bin/tuskbench $(BENCH_FLAGS)

@@ -1,0 +1,504 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+const (
+	pgBinDir          = "/usr/lib/postgresql/15/bin"
+	versitygwVersion  = "v1.8.0"
+	versitygwModule   = "github.com/versity/versitygw/cmd/versitygw"
+	bucket            = "bench"
+	region            = "us-east-1"
+	stopGrace         = 10 * time.Second
+	serverStartWait   = 30 * time.Second
+	postgresStartWait = 2 * time.Minute
+)
+
+// pidSet holds the pids of the children the harness started and waits for
+// itself; the sampler must never reap those.
+type pidSet struct {
+	mu   sync.Mutex
+	pids map[int]bool
+}
+
+func (s *pidSet) add(pid int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pids == nil {
+		s.pids = map[int]bool{}
+	}
+	s.pids[pid] = true
+}
+
+func (s *pidSet) has(pid int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pids[pid]
+}
+
+// child is a process the harness started and stops.
+type child struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logF   *os.File
+}
+
+// start runs cmd in its own process group, killed if the harness dies, with
+// stdout and stderr appended to logPath.
+func (h *harness) start(name string, cmd *exec.Cmd, logPath string) (*child, error) {
+	logF, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("%s log: %w", name, err)
+	}
+	cmd.Stdout, cmd.Stderr = logF, logF
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if err := cmd.Start(); err != nil {
+		logF.Close()
+		return nil, fmt.Errorf("starting %s (%s): %w", name, cmd.Path, err)
+	}
+	h.managed.add(cmd.Process.Pid)
+	c := &child{name: name, cmd: cmd, exited: make(chan struct{}), logF: logF}
+	go func() {
+		_ = cmd.Wait()
+		logF.Close()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
+func (c *child) running() bool {
+	select {
+	case <-c.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends sig, waits up to grace, then kills the whole process group.
+func (c *child) stop(sig syscall.Signal, grace time.Duration) error {
+	if c == nil {
+		return nil
+	}
+	pid := c.pid()
+	var err error
+	select {
+	case <-c.exited:
+	default:
+		_ = syscall.Kill(pid, sig)
+		select {
+		case <-c.exited:
+		case <-time.After(grace):
+			err = fmt.Errorf("%s (pid %d) did not stop within %v after %v; killed", c.name, pid, grace, sig)
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	<-c.exited
+	return err
+}
+
+// serverUser is the OS user PostgreSQL (and so every archiver) runs as.
+type serverUser struct {
+	uid, gid int
+	cred     *syscall.Credential
+}
+
+func lookupPostgresUser() (*serverUser, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the benchmark runs as root (it installs packages and runs PostgreSQL as the postgres user)")
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("postgres OS user: %w", err)
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil, fmt.Errorf("postgres uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		return nil, fmt.Errorf("postgres gid %q: %w", u.Gid, err)
+	}
+	return &serverUser{uid: uid, gid: gid, cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}, nil
+}
+
+// asPostgres makes cmd run as the server user.
+func (h *harness) asPostgres(cmd *exec.Cmd) *exec.Cmd {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Credential = h.pgUser.cred
+	return cmd
+}
+
+// mkdirPG makes a directory owned by the server user.
+func (h *harness) mkdirPG(path string, mode os.FileMode) error {
+	if err := os.MkdirAll(path, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return err
+	}
+	return os.Chown(path, h.pgUser.uid, h.pgUser.gid)
+}
+
+func (h *harness) writePGFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.WriteFile(path, data, mode); err != nil {
+		return err
+	}
+	return os.Chown(path, h.pgUser.uid, h.pgUser.gid)
+}
+
+// run runs a command to completion, returning its combined output in the
+// error when it fails.
+func run(ctx context.Context, cmd *exec.Cmd) ([]byte, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, tail(out, 4096))
+	}
+	if ctx.Err() != nil {
+		return out, ctx.Err()
+	}
+	return out, nil
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// ensureDeps installs what is missing: PostgreSQL 15 and GNU time through
+// the project's install script, pgBackRest with apt-get, versitygw with go
+// install. Installed pieces are left alone.
+func (h *harness) ensureDeps(ctx context.Context, needPgBackRest bool) error {
+	have := func(p string) bool { fi, err := os.Stat(p); return err == nil && fi.Mode()&0o111 != 0 }
+	if !have(filepath.Join(pgBinDir, "postgres")) || !have(filepath.Join(pgBinDir, "pgbench")) ||
+		!have("/usr/bin/time") || !have("/usr/bin/openssl") {
+		if h.opts.noInstall {
+			return errors.New("PostgreSQL 15, GNU time or openssl missing (run scripts/install-deps.sh)")
+		}
+		h.log.Info("installing PostgreSQL 15, GNU time and openssl (scripts/install-deps.sh)")
+		cmd := exec.CommandContext(ctx, filepath.Join(h.root, "scripts", "install-deps.sh"))
+		cmd.Dir = h.root
+		if _, err := run(ctx, cmd); err != nil {
+			return err
+		}
+	}
+	if needPgBackRest {
+		if _, err := exec.LookPath("pgbackrest"); err != nil {
+			if h.opts.noInstall {
+				return errors.New("pgbackrest missing (apt-get install -y pgbackrest)")
+			}
+			h.log.Info("installing pgbackrest (apt-get)")
+			env := append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			cmd := exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "--no-install-recommends", "pgbackrest")
+			cmd.Env = env
+			if _, err := run(ctx, cmd); err != nil {
+				// A stale package index is the usual reason; refresh once.
+				up := exec.CommandContext(ctx, "apt-get", "update", "-q")
+				up.Env = env
+				if _, uerr := run(ctx, up); uerr != nil {
+					return fmt.Errorf("apt-get update: %w (after install failed: %v)", uerr, err)
+				}
+				cmd = exec.CommandContext(ctx, "apt-get", "install", "-y", "-q", "--no-install-recommends", "pgbackrest")
+				cmd.Env = env
+				if _, err := run(ctx, cmd); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	p, err := findVersitygw()
+	if err != nil {
+		if h.opts.noInstall {
+			return err
+		}
+		h.log.Info("installing versitygw", "version", versitygwVersion)
+		cmd := exec.CommandContext(ctx, "go", "install", versitygwModule+"@"+versitygwVersion)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if _, err := run(ctx, cmd); err != nil {
+			return err
+		}
+		if p, err = findVersitygw(); err != nil {
+			return err
+		}
+	}
+	h.versitygw = p
+	return nil
+}
+
+func findVersitygw() (string, error) {
+	if p := os.Getenv("TUSK_VERSITYGW"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("versitygw"); err == nil {
+		return p, nil
+	}
+	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		var dirs []string
+		if len(lines) > 0 && strings.TrimSpace(lines[0]) != "" {
+			dirs = append(dirs, strings.TrimSpace(lines[0]))
+		}
+		if len(lines) > 1 {
+			for d := range strings.SplitSeq(strings.TrimSpace(lines[1]), ":") {
+				dirs = append(dirs, filepath.Join(d, "bin"))
+			}
+		}
+		for _, d := range dirs {
+			p := filepath.Join(d, "versitygw")
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("versitygw not found (go install " + versitygwModule + "@" + versitygwVersion + ")")
+}
+
+// buildTusk compiles ./cmd/tusk (or copies --tusk) into a directory the
+// server user can read, since archive_command runs it as that user.
+func (h *harness) buildTusk(ctx context.Context) error {
+	dir := filepath.Join(h.work, "bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	h.tusk = filepath.Join(dir, "tusk")
+	if h.opts.tuskBin != "" {
+		b, err := os.ReadFile(h.opts.tuskBin)
+		if err != nil {
+			return fmt.Errorf("--tusk: %w", err)
+		}
+		return os.WriteFile(h.tusk, b, 0o755)
+	}
+	h.log.Info("building tusk", "dir", h.root)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.tusk, "./cmd/tusk")
+	cmd.Dir = h.root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	_, err := run(ctx, cmd)
+	return err
+}
+
+// tuskHas reports whether the tusk binary has a command (tusk daemon is
+// newer than wal-push).
+func (h *harness) tuskHas(ctx context.Context, command string) bool {
+	cmd := exec.CommandContext(ctx, h.tusk, command, "--help")
+	out, err := cmd.CombinedOutput()
+	return err == nil && bytes.Contains(out, []byte(command))
+}
+
+// makeCerts writes a CA and a server certificate for localhost and 127.0.0.1
+// with openssl, in a directory the server user can read (the CA file is
+// handed to every archiver).
+func (h *harness) makeCerts(ctx context.Context) error {
+	dir := filepath.Join(h.work, "tls")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	h.caFile = filepath.Join(dir, "ca.pem")
+	h.certFile = filepath.Join(dir, "server.pem")
+	h.keyFile = filepath.Join(dir, "server.key")
+	ext := filepath.Join(dir, "server.ext")
+	if err := os.WriteFile(ext, []byte("subjectAltName=DNS:localhost,IP:127.0.0.1\n"+
+		"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"), 0o644); err != nil {
+		return err
+	}
+	caKey := filepath.Join(dir, "ca.key")
+	csr := filepath.Join(dir, "server.csr")
+	steps := [][]string{
+		{"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", caKey, "-out", h.caFile, "-days", "7", "-subj", "/CN=tusk bench CA",
+			"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
+		{"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", h.keyFile, "-out", csr, "-subj", "/CN=localhost"},
+		{"x509", "-req", "-in", csr, "-CA", h.caFile, "-CAkey", caKey, "-CAcreateserial",
+			"-out", h.certFile, "-days", "7", "-extfile", ext},
+	}
+	for _, args := range steps {
+		if _, err := run(ctx, exec.CommandContext(ctx, "openssl", args...)); err != nil {
+			return fmt.Errorf("making TLS certificates: %w", err)
+		}
+	}
+	for _, f := range []string{caKey, h.keyFile} {
+		if err := os.Chmod(f, 0o600); err != nil {
+			return err
+		}
+	}
+	return os.Chmod(h.caFile, 0o644)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startS3 runs versitygw (posix backend, TLS, 127.0.0.1 only) and creates
+// the bucket.
+func (h *harness) startS3(ctx context.Context) error {
+	h.s3Access = "bench" + randomHex(6)
+	h.s3Secret = randomHex(20)
+	dataDir := filepath.Join(h.work, "s3")
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return err
+	}
+	var lastErr error
+	// Another process can take the port between probe and bind.
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		h.s3Port = port
+		h.s3Endpoint = fmt.Sprintf("https://127.0.0.1:%d", port)
+		cmd := exec.Command(h.versitygw, "--access", h.s3Access, "--secret", h.s3Secret, "--region", region,
+			"--port", fmt.Sprintf("127.0.0.1:%d", port), "--cert", h.certFile, "--key", h.keyFile, "posix", dataDir)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.work}
+		c, err := h.start("versitygw", cmd, filepath.Join(h.work, "versitygw.log"))
+		if err != nil {
+			return err
+		}
+		if lastErr = h.waitS3(ctx, c); lastErr == nil {
+			h.s3 = c
+			break
+		}
+		_ = c.stop(syscall.SIGTERM, stopGrace)
+	}
+	if lastErr != nil {
+		return fmt.Errorf("starting versitygw: %w", lastErr)
+	}
+	_, err := h.s3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func (h *harness) httpClient() *http.Client {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(h.caFile); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+func (h *harness) waitS3(ctx context.Context, c *child) error {
+	client := h.httpClient()
+	client.Timeout = time.Second
+	deadline := time.Now().Add(serverStartWait)
+	for {
+		if !c.running() {
+			return errors.New("versitygw exited during start-up (see versitygw.log)")
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.s3Endpoint+"/", nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("no answer on %s: %w", h.s3Endpoint, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (h *harness) s3Client() *s3.Client {
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String(h.s3Endpoint),
+		Region:       region,
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(h.s3Access, h.s3Secret, ""),
+		HTTPClient:   h.httpClient(),
+		// versitygw does not need the SDK's default flexible checksums.
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+}
+
+// stored counts the objects and bytes under prefix in the bucket.
+func (h *harness) stored(ctx context.Context, prefix string) (objects, size int64, err error) {
+	p := s3.NewListObjectsV2Paginator(h.s3Client(), &s3.ListObjectsV2Input{
+		Bucket: aws.String(bucket), Prefix: aws.String(strings.Trim(prefix, "/") + "/"),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return objects, size, fmt.Errorf("listing s3://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			objects++
+			size += aws.ToInt64(o.Size)
+		}
+	}
+	return objects, size, nil
+}
+
+// s3Env points tusk (or WAL-G) at the bucket under prefix.
+func (h *harness) s3Env(prefix string) []string {
+	return []string{
+		"WALG_S3_PREFIX=s3://" + bucket + "/" + strings.Trim(prefix, "/"),
+		"AWS_ENDPOINT=" + h.s3Endpoint,
+		"AWS_REGION=" + region,
+		"AWS_ACCESS_KEY_ID=" + h.s3Access,
+		"AWS_SECRET_ACCESS_KEY=" + h.s3Secret,
+		"AWS_S3_FORCE_PATH_STYLE=true",
+		"WALG_S3_CA_CERT_FILE=" + h.caFile,
+	}
+}
+
+// newLogger writes text logs to stderr.
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
