@@ -230,6 +230,11 @@ func (e *Extractor) member(hdr *tar.Header, r io.Reader, buf []byte) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
 	}
+	if isSparse(hdr) {
+		// A sparse member expands to its declared size without input:
+		// hostile storage could fill the disk. WAL-G never writes them.
+		return fmt.Errorf("refusing sparse tar member %q", hdr.Name)
+	}
 	rel, err := CleanMemberName(hdr.Name)
 	if err != nil {
 		return err
@@ -273,6 +278,18 @@ func (e *Extractor) dir(t target, hdr *tar.Header) error {
 	e.dirModes[dirKey{t.tablespace, t.rel}] = dirMode(hdr.Mode)
 	e.mu.Unlock()
 	return nil
+}
+
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 // dirMode keeps the archived permission bits but always lets the owner
