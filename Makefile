@@ -3,8 +3,12 @@
 test:
 	scripts/test.sh
 
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE    := $(shell date -u +%Y.%m.%d_%H:%M:%S)
+
 build:
-	CGO_ENABLED=0 go build -o bin/tusk ./cmd/tusk
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT) -X main.buildDate=$(DATE)" -o bin/tusk ./cmd/tusk
 
 demo:
 	scripts/demo.sh

@@ -11,6 +11,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$(pwd)
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+# On a fresh machine, install what the demo needs (root only; a no-op when
+# everything is there).
+if [[ ! -x $PG_BIN/postgres && $(id -u) -eq 0 ]]; then
+	scripts/install-deps.sh
+fi
 [[ -x $PG_BIN/postgres ]] || {
 	echo "no PostgreSQL in $PG_BIN (run scripts/install-deps.sh)" >&2
 	exit 1
