@@ -521,6 +521,7 @@ func TestBackupFetchFailures(t *testing.T) {
 		dest := filepath.Join(mnt, "pgdata")
 		r := runTuskAs(t, true, tusk, env, "backup-fetch", dest, full)
 		expectFailure(t, r, "no space left on device")
+		expectFailure(t, r, "the restore is incomplete: empty "+dest)
 		if _, err := os.Stat(filepath.Join(dest, "global", "pg_control")); err == nil {
 			t.Error("a failed restore left global/pg_control")
 		}

@@ -330,6 +330,10 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 		err = cerr
 	}
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return err // already names the file
+		}
 		return fmt.Errorf("write %s: %w", e.display(t), err)
 	}
 	e.files.Add(1)

@@ -181,21 +181,8 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 		return nil, err
 	}
 	defer ex.Close()
-
-	if err := f.extractParts(ctx, ex, name, tars.Parts, methods); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, ExtractBufferSize)
-	for _, n := range []string{tars.PgControl, tars.BackupLabel} {
-		if n == "" {
-			continue
-		}
-		if err := f.extractTar(ctx, ex, TarKey(name, n), methods[n], buf); err != nil {
-			return nil, err
-		}
-	}
-	if err := ex.Finish(); err != nil {
-		return nil, err
+	if err := f.extractAll(ctx, ex, name, tars, methods); err != nil {
+		return nil, &PartialRestoreError{Dest: dest, Tablespaces: exOpts.Tablespaces, Err: err}
 	}
 	res := &FetchResult{Sentinel: s, Tars: len(methods)}
 	res.Files, res.Bytes = ex.Stats()
@@ -203,6 +190,43 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 		res.Tablespaces = exOpts.Tablespaces.Tablespaces
 	}
 	return res, nil
+}
+
+// PartialRestoreError is returned when a restore failed after it started
+// writing: the destination (and tablespace locations) hold some files, but
+// never global/pg_control.
+type PartialRestoreError struct {
+	Dest        string
+	Tablespaces *TablespaceSpec
+	Err         error
+}
+
+func (e *PartialRestoreError) Error() string {
+	where := e.Dest
+	if e.Tablespaces != nil {
+		for _, ts := range e.Tablespaces.Tablespaces {
+			where += ", " + ts.Location
+		}
+	}
+	return fmt.Sprintf("%v (the restore is incomplete: empty %s before trying again)", e.Err, where)
+}
+
+func (e *PartialRestoreError) Unwrap() error { return e.Err }
+
+func (f *Fetcher) extractAll(ctx context.Context, ex *Extractor, name string, tars TarSet, methods map[string]codec.Method) error {
+	if err := f.extractParts(ctx, ex, name, tars.Parts, methods); err != nil {
+		return err
+	}
+	buf := make([]byte, ExtractBufferSize)
+	for _, n := range []string{tars.PgControl, tars.BackupLabel} {
+		if n == "" {
+			continue
+		}
+		if err := f.extractTar(ctx, ex, TarKey(name, n), methods[n], buf); err != nil {
+			return err
+		}
+	}
+	return ex.Finish()
 }
 
 // extractParts restores the data tars with up to Concurrency workers; the

@@ -205,7 +205,8 @@ func TestFetchCorruptTarNotRetried(t *testing.T) {
 	}
 	st := &flakyStore{Storage: base, key: key}
 	_, err := (&Fetcher{Store: st, Concurrency: 1, Retries: 5}).Fetch(context.Background(), testBackup, filepath.Join(t.TempDir(), "r"), FetchOptions{})
-	if err == nil || !strings.Contains(err.Error(), key) {
+	var partial *PartialRestoreError
+	if err == nil || !strings.Contains(err.Error(), key) || !errors.As(err, &partial) {
 		t.Errorf("corrupt tar: %v", err)
 	}
 	if st.gets.Load() != 1 {
