@@ -527,3 +527,71 @@ func TestBackupFetchFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestBackupFetchRecoveryWithConfigFile restores with the settings in a
+// --config file only: restore_command must refer to that file (so later
+// edits apply), force TUSK_FETCH_ABORT_ON_STORAGE_ERROR, and recover to the
+// fixture's restore point with nothing in the server's environment.
+func TestBackupFetchRecoveryWithConfigFile(t *testing.T) {
+	fixRoot := testenv.Fixtures(t)
+	tusk := testenv.BuildTusk(t)
+	var f restoreFixture
+	var target restoreTarget
+	for _, fx := range loadRestoreManifest(t, fixRoot).Fixtures {
+		for _, tg := range fx.RestoreTargets {
+			if tg.Kind == "name" && len(fx.Backups) > 0 && fx.Env["WALG_PGP_KEY_PATH"] == "" {
+				f, target = fx, tg
+			}
+		}
+	}
+	if f.Name == "" {
+		t.Fatal("manifest has no unencrypted fixture with a named restore point")
+	}
+	fixDir := filepath.Join(fixRoot, f.Name)
+	storage := serverStorageCopy(t, fixDir)
+	settings := map[string]string{}
+	for _, kv := range fixtureSettings(fixDir, f, storage) {
+		k, v, _ := strings.Cut(kv, "=")
+		settings[k] = v
+	}
+	base := pgcluster.TempDir(t)
+	cfgFile := filepath.Join(base, "tusk.json")
+	b, _ := json.Marshal(settings)
+	if err := os.WriteFile(cfgFile, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(base, "pgdata")
+	r := runTuskAs(t, true, tusk, nil, "--config", cfgFile, "backup-fetch", dest, f.Backups[0].Name,
+		"--target-name", target.RecoveryTargetName, "--target-action", "promote")
+	if r.code != 0 {
+		t.Fatalf("backup-fetch: exit %d\n%s", r.code, r.stderr)
+	}
+	auto, err := os.ReadFile(filepath.Join(dest, "postgresql.auto.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"TUSK_FETCH_ABORT_ON_STORAGE_ERROR=''true''",
+		"--config ''" + cfgFile + "''",
+		"recovery_target_name = '" + target.RecoveryTargetName + "'",
+		"recovery_target_action = 'promote'",
+	} {
+		if !strings.Contains(string(auto), want) {
+			t.Errorf("postgresql.auto.conf lacks %q:\n%s", want, auto)
+		}
+	}
+	if _, err := os.Stat(dest + ".tusk-restore.json"); err == nil {
+		t.Error("a configuration file was written although --config had everything")
+	}
+	dropGeneratorSettings(t, dest)
+	cl := pgcluster.Open(t, dest, pgcluster.Options{Conf: []string{"archive_mode = off"}})
+	cl.Start()
+	cl.WaitRecoveryDone(3 * time.Minute)
+	for _, table := range f.UserTables {
+		md5, rows := cl.TableDigest(table)
+		if want := target.Digests[table]; md5 != want.MD5 || rows != want.Rows {
+			t.Errorf("%s at %s: %d rows md5 %s, want %d rows md5 %s", table, target.Label, rows, md5, want.Rows, want.MD5)
+		}
+	}
+	cl.Stop()
+}
