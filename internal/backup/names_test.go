@@ -75,3 +75,20 @@ func TestKeys(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseName(f *testing.F) {
+	f.Add("base_000000010000000000000004_D_000000010000000000000002")
+	f.Add("base_0000000A00000000000000FF_00000040")
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseName(s)
+		if err != nil {
+			return
+		}
+		if n.String() != s {
+			t.Fatalf("ParseName(%q).String() = %q", s, n.String())
+		}
+		if CheckName(s) != nil {
+			t.Fatalf("parsed name %q is not a safe key", s)
+		}
+	})
+}

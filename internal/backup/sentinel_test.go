@@ -258,3 +258,75 @@ func FuzzParseSentinel(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseMetadata(f *testing.F) {
+	f.Add([]byte(`{"start_time":"2026-11-25T16:42:56.418425Z","pg_version":150018,"start_lsn":33554472,"system_identifier":7712150543797742289,"user_data":{"a":1}}`))
+	f.Add([]byte(`{"user_data":null,"system_identifier":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseMetadata(data)
+		if err != nil {
+			return
+		}
+		enc, err := EncodeMetadata(m)
+		if err != nil {
+			// Only a time outside what JSON can express may fail.
+			if !strings.Contains(err.Error(), "Time.MarshalJSON") {
+				t.Fatalf("encode parsed metadata: %v", err)
+			}
+			return
+		}
+		m2, err := ParseMetadata(enc)
+		if err != nil {
+			t.Fatalf("re-parse %s: %v", enc, err)
+		}
+		if enc2, _ := EncodeMetadata(m2); !bytes.Equal(enc, enc2) {
+			t.Fatalf("encoding not stable:\n%s\n%s", enc, enc2)
+		}
+	})
+}
+
+func FuzzParseTablespaceSpec(f *testing.F) {
+	f.Add([]byte(`{"16384":{"loc":"/tmp/t","link":"pg_tblspc/16384"},"base_prefix":"/d","tablespaces":["16384"]}`))
+	f.Add([]byte(`{"base_prefix":"/d/","tablespaces":["1","1"],"1":{"loc":"/a","link":"pg_tblspc/1"}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := ParseTablespaceSpec(data)
+		if err != nil {
+			return
+		}
+		// A valid spec never names a link or location that could leave
+		// the data directory's pg_tblspc or be relative.
+		for _, ts := range s.Tablespaces {
+			if ts.Link != "pg_tblspc/"+ts.Name || strings.Contains(ts.Name, "/") || ts.Name == ".." || !strings.HasPrefix(ts.Location, "/") {
+				t.Fatalf("unsafe tablespace accepted: %+v", ts)
+			}
+		}
+		enc, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s2, err := ParseTablespaceSpec(enc)
+		if err != nil || !reflect.DeepEqual(s, s2) {
+			t.Fatalf("round trip %s: %+v, %v", enc, s2, err)
+		}
+	})
+}
+
+func FuzzParseFilesMetadata(f *testing.F) {
+	f.Add([]byte(`{"Files":{"/base/1/1":{"IsIncremented":false,"IsSkipped":true,"MTime":"2026-11-25T16:43:07.140797357Z","UpdatesCount":0}},"TarFileSets":{"part_001.tar.lz4":["/base/1/1"]},"DatabasesByNames":{"postgres":{"oid":5,"tables_new":{"public.t":{"oid":1,"relfilenode":2,"subtables":{"public.p":{"oid":3,"relfilenode":4}}}}}}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fm, err := ParseFilesMetadata(data)
+		if err != nil {
+			return
+		}
+		var b bytes.Buffer
+		if err := EncodeFilesMetadata(&b, fm); err != nil {
+			if strings.Contains(err.Error(), "Time.MarshalJSON") {
+				return
+			}
+			t.Fatalf("encode parsed files metadata: %v", err)
+		}
+		if _, err := ParseFilesMetadata(b.Bytes()); err != nil {
+			t.Fatalf("re-parse %s: %v", b.Bytes(), err)
+		}
+	})
+}
