@@ -29,6 +29,8 @@ type Status struct {
 	HWM     uint64 // VmHWM: highest resident so far
 	Peak    uint64 // VmPeak: highest address-space size so far
 	Size    uint64 // VmSize: address-space size now
+	RSSAnon uint64 // RssAnon: the anonymous part of VmRSS (heap, stacks)
+	RSSFile uint64 // RssFile: the file-backed part (the executable's pages)
 	Threads int
 }
 
@@ -52,6 +54,10 @@ func ParseStatus(b []byte) (Status, error) {
 			dst = &s.Peak
 		case "VmSize":
 			dst = &s.Size
+		case "RssAnon":
+			dst = &s.RSSAnon
+		case "RssFile":
+			dst = &s.RSSFile
 		case "Threads":
 			n, err := strconv.Atoi(string(bytes.TrimSpace(val)))
 			if err != nil {

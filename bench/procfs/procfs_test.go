@@ -21,6 +21,7 @@ VmLck:	       0 kB
 VmHWM:	   30112 kB
 VmRSS:	   21504 kB
 RssAnon:	   15000 kB
+RssFile:	    6504 kB
 VmData:	   60000 kB
 Threads:	9
 SigQ:	0/96365
@@ -31,7 +32,7 @@ func TestParseStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Status{RSS: 21504 << 10, HWM: 30112 << 10, Peak: 1252340 << 10, Size: 1251000 << 10, Threads: 9}
+	want := Status{RSS: 21504 << 10, HWM: 30112 << 10, Peak: 1252340 << 10, Size: 1251000 << 10, RSSAnon: 15000 << 10, RSSFile: 6504 << 10, Threads: 9}
 	if s != want {
 		t.Fatalf("got %+v, want %+v", s, want)
 	}

@@ -264,6 +264,12 @@ func Markdown(sum *Summary, baseline *Summary, baselineName string) string {
 		}
 		return mb(r.Burst.ResidentCommitted) + " / " + mb(max(r.Burst.ResidentHWM, r.Burst.ResidentRSS))
 	})
+	row("resident process: peak anonymous RSS (MiB)", func(r *ArchiverResult) string {
+		if r.Burst.ResidentRSSAnon == 0 {
+			return "–"
+		}
+		return mb(r.Burst.ResidentRSSAnon)
+	})
 	row("resident process after the burst: committed / RSS (MiB)", func(r *ArchiverResult) string {
 		if r.After.ResidentCommitted == 0 && r.After.ResidentRSS == 0 {
 			return "–"
@@ -294,6 +300,7 @@ func Markdown(sum *Summary, baseline *Summary, baselineName string) string {
 		return fmt.Sprintf("%.2f", float64(r.StoredBytes)/float64(r.ArchivedBytes))
 	})
 	row("pgbench tps (main / wide)", func(r *ArchiverResult) string { return fmt.Sprintf("%.0f / %.0f", r.TPS, r.WideTPS) })
+	row("CPU s used by other processes meanwhile", func(r *ArchiverResult) string { return fmt.Sprintf("%.0f", r.ForeignCPU) })
 
 	var notes []string
 	for _, r := range rs {
@@ -315,8 +322,8 @@ func Markdown(sum *Summary, baseline *Summary, baselineName string) string {
 				fmt.Fprintf(&b, "- %s: %s\n", id.Name, id.Error)
 				continue
 			}
-			fmt.Fprintf(&b, "- %s after %.0f s: RSS %s (max %s, VmHWM %s), committed %s, %d threads\n",
-				id.Name, id.Seconds, mib(id.RSS), mib(id.MaxRSS), mib(id.HWM), mib(id.Committed), id.Threads)
+			fmt.Fprintf(&b, "- %s after %.0f s: RSS %s of which %s anonymous (max %s, VmHWM %s), committed %s, %d threads\n",
+				id.Name, id.Seconds, mib(id.RSS), mib(id.RSSAnon), mib(id.MaxRSS), mib(id.HWM), mib(id.Committed), id.Threads)
 		}
 	}
 

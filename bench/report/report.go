@@ -48,6 +48,7 @@ type Sample struct {
 	// Resident* cover only the long-lived archiver processes (a daemon, an
 	// asynchronous worker), not the archive_command invocations.
 	ResidentRSS       uint64
+	ResidentRSSAnon   uint64 // the anonymous part of ResidentRSS
 	ResidentCommitted uint64
 	ResidentHWM       uint64
 
@@ -62,7 +63,7 @@ var sampleHeader = []string{
 	"archiver", "t_s", "phase", "procs",
 	"rss_bytes", "committed_bytes", "vmsize_bytes", "threads",
 	"max_proc_rss_bytes", "max_proc_committed_bytes", "max_proc_hwm_bytes", "max_proc_vmpeak_bytes",
-	"resident_rss_bytes", "resident_committed_bytes", "resident_hwm_bytes",
+	"resident_rss_bytes", "resident_rss_anon_bytes", "resident_committed_bytes", "resident_hwm_bytes",
 	"cpu_s", "ready", "archived", "failed", "wal_bytes",
 }
 
@@ -78,7 +79,7 @@ func WriteCSV(w io.Writer, samples []Sample) error {
 			s.Archiver, strconv.FormatFloat(s.T, 'f', 2, 64), s.Phase, strconv.Itoa(s.Procs),
 			u(s.RSS), u(s.Committed), u(s.Size), strconv.Itoa(s.Threads),
 			u(s.MaxProcRSS), u(s.MaxProcCommitted), u(s.MaxProcHWM), u(s.MaxProcPeak),
-			u(s.ResidentRSS), u(s.ResidentCommitted), u(s.ResidentHWM),
+			u(s.ResidentRSS), u(s.ResidentRSSAnon), u(s.ResidentCommitted), u(s.ResidentHWM),
 			strconv.FormatFloat(s.CPU, 'f', 2, 64), strconv.Itoa(s.Ready),
 			strconv.FormatInt(s.Archived, 10), strconv.FormatInt(s.Failed, 10), strconv.FormatInt(s.WALBytes, 10),
 		}
@@ -200,6 +201,7 @@ type Peaks struct {
 	ResidentCommitted uint64 `json:"resident_committed_bytes"`
 	ResidentRSS       uint64 `json:"resident_rss_bytes"`
 	ResidentHWM       uint64 `json:"resident_hwm_bytes"`
+	ResidentRSSAnon   uint64 `json:"resident_rss_anon_bytes"`
 	Ready             int    `json:"ready"`
 }
 
@@ -223,6 +225,7 @@ func PeaksOf(samples []Sample, phases ...string) Peaks {
 		p.ResidentCommitted = max(p.ResidentCommitted, s.ResidentCommitted)
 		p.ResidentRSS = max(p.ResidentRSS, s.ResidentRSS)
 		p.ResidentHWM = max(p.ResidentHWM, s.ResidentHWM)
+		p.ResidentRSSAnon = max(p.ResidentRSSAnon, s.ResidentRSSAnon)
 		p.Ready = max(p.Ready, s.Ready)
 	}
 	return p
@@ -275,6 +278,11 @@ type ArchiverResult struct {
 	Skipped        string `json:"skipped,omitempty"`
 	Error          string `json:"error,omitempty"`
 
+	// ForeignCPU is the CPU time other processes on the machine (not the
+	// harness's) used while this archiver was sampled, from 1 Hz deltas:
+	// anything else running skews the comparison.
+	ForeignCPU float64 `json:"foreign_cpu_s"`
+
 	BurstSeconds float64 `json:"burst_s"`
 	Drained      bool    `json:"drained"`
 	DrainSeconds float64 `json:"drain_s"` // after the burst until no .ready remained
@@ -309,6 +317,7 @@ type IdleResult struct {
 	Name      string  `json:"name"`
 	Seconds   float64 `json:"seconds"`
 	RSS       uint64  `json:"rss_bytes"` // at the end
+	RSSAnon   uint64  `json:"rss_anon_bytes"`
 	MaxRSS    uint64  `json:"max_rss_bytes"`
 	Committed uint64  `json:"committed_bytes"` // at the end
 	HWM       uint64  `json:"hwm_bytes"`

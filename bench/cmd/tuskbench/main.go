@@ -507,6 +507,11 @@ func (h *harness) runArchiver(ctx context.Context, tmpl *cluster, a *archiver, p
 	res.Burst.ProcHWM = max(res.Burst.ProcHWM, res.Invocations.MaxRSS, res.Reaped.MaxRSS)
 	res.CPUInvocations = res.Invocations.CPU
 	res.CPUResident = smp.residentCPU()
+	res.ForeignCPU = smp.foreignCPU()
+	if avail := time.Since(smp.t0).Seconds() * float64(runtime.NumCPU()); res.ForeignCPU > avail/10 {
+		h.log.Warn("other processes used the CPU during the run; results are skewed",
+			"archiver", a.name, "foreign_cpu_s", res.ForeignCPU, "available_cpu_s", avail)
+	}
 	res.CPUTotal = res.CPUInvocations + res.CPUResident
 	if res.ArchivedBytes > 0 {
 		res.CPUPerGB = res.CPUTotal / (float64(res.ArchivedBytes) / (1 << 30))
@@ -585,7 +590,7 @@ func (h *harness) idleDaemon(ctx context.Context, tmpl *cluster, a *archiver, pr
 		return res, nil
 	}
 	last := samples[len(samples)-1]
-	res.RSS, res.Committed, res.HWM, res.Threads = last.ResidentRSS, last.ResidentCommitted, last.ResidentHWM, last.Threads
+	res.RSS, res.RSSAnon, res.Committed, res.HWM, res.Threads = last.ResidentRSS, last.ResidentRSSAnon, last.ResidentCommitted, last.ResidentHWM, last.Threads
 	for _, s := range samples {
 		res.MaxRSS = max(res.MaxRSS, s.ResidentRSS)
 	}

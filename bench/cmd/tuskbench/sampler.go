@@ -20,21 +20,6 @@ import (
 	"github.com/tusk-pg/tusk/bench/report"
 )
 
-// target says which processes belong to an archiver.
-type target struct {
-	archiver string
-	// names are the command names (comm) of the archiver's programs.
-	names map[string]bool
-	// roots are started by the harness (a daemon): they and all their
-	// descendants are the archiver's resident processes, whatever their name.
-	roots []int
-	// postmaster is the server's pid (0 when there is none). A named process
-	// under it, in a server process's session, runs for archive_command; one
-	// that left the session (setsid) or was re-parented to the harness is an
-	// asynchronous worker and counts as resident.
-	postmaster int
-}
-
 type procKey struct {
 	pid   int
 	start uint64
@@ -66,6 +51,10 @@ type sampler struct {
 	// nestedTicks is the CPU of the resident processes alive under another
 	// resident process at the last sample, not yet in their parent's.
 	nestedTicks uint64
+	// foreign tracks processes outside the harness's tree: their last CPU
+	// ticks, and the sum of their increases.
+	foreign      map[procKey]uint64
+	foreignTicks uint64
 	// reaped sums the detached workers the harness reaped (wait4 rusage).
 	reaped report.InvocationStats
 
@@ -77,7 +66,7 @@ func (h *harness) newSampler(ctx context.Context, tgt target, cl *cluster, invLo
 	s := &sampler{
 		h: h, tgt: tgt, fs: procfs.FS{Root: "/proc"}, self: os.Getpid(), t0: time.Now(),
 		cl: cl, invLog: invLog, procOut: csv.NewWriter(procOut),
-		phase: report.PhaseBurst, cpu: map[procKey]uint64{},
+		phase: report.PhaseBurst, cpu: map[procKey]uint64{}, foreign: map[procKey]uint64{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if cl != nil {
@@ -97,7 +86,7 @@ func (h *harness) newSampler(ctx context.Context, tgt target, cl *cluster, invLo
 	return s, nil
 }
 
-var procHeader = []string{"archiver", "t_s", "pid", "comm", "role", "state", "rss_bytes", "hwm_bytes",
+var procHeader = []string{"archiver", "t_s", "pid", "comm", "role", "state", "rss_bytes", "rss_anon_bytes", "rss_file_bytes", "hwm_bytes",
 	"vmpeak_bytes", "vmsize_bytes", "committed_bytes", "threads", "cpu_s"}
 
 // run samples once a second until close. The first sample is taken at once.
@@ -144,6 +133,13 @@ func (s *sampler) last() report.Sample {
 		return report.Sample{}
 	}
 	return s.samples[len(s.samples)-1]
+}
+
+// foreignCPU is the CPU seconds other processes used while sampling.
+func (s *sampler) foreignCPU() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(s.foreignTicks) / procfs.ClockTicks
 }
 
 func (s *sampler) reapedStats() report.InvocationStats {
@@ -202,27 +198,18 @@ func (s *sampler) sample(ctx context.Context) {
 	}
 	tree := procfs.NewTree(stats)
 	ts := strconv.FormatFloat(out.T, 'f', 2, 64)
-	// First decide which processes are the archiver's, so a resident
-	// process can tell whether its parent is resident too.
-	roles := map[int]bool{} // pid → resident
+	roles := classify(tree, stats, s.self, s.tgt)
+	foreign := make(map[procKey]uint64, len(s.foreign))
+	var foreignDelta uint64
 	for _, p := range stats {
-		if p.PID == s.self {
+		if p.PID == s.self || tree.Descends(p.PID, s.self) {
 			continue
 		}
-		resident := false
-		for _, r := range s.tgt.roots {
-			if tree.Descends(p.PID, r) {
-				resident = true
-				break
-			}
+		k := procKey{p.PID, p.StartTime}
+		if prev, ok := s.foreign[k]; ok && p.CPUTicks() > prev {
+			foreignDelta += p.CPUTicks() - prev
 		}
-		if !resident {
-			if !s.tgt.names[p.Comm] || !tree.Descends(p.PID, s.self) {
-				continue
-			}
-			resident = !s.runsForServer(tree, p)
-		}
-		roles[p.PID] = resident
+		foreign[k] = p.CPUTicks()
 	}
 	var nestedTicks uint64
 	for _, p := range stats {
@@ -253,6 +240,7 @@ func (s *sampler) sample(ctx context.Context) {
 		if resident {
 			role = "resident"
 			out.ResidentRSS += st.RSS
+			out.ResidentRSSAnon += st.RSSAnon
 			out.ResidentCommitted += committed
 			out.ResidentHWM = max(out.ResidentHWM, st.HWM)
 			if roles[p.PPID] {
@@ -267,7 +255,7 @@ func (s *sampler) sample(ctx context.Context) {
 			}
 		}
 		_ = s.procOut.Write([]string{s.tgt.archiver, ts, strconv.Itoa(p.PID), p.Comm, role, string(p.State),
-			u64(st.RSS), u64(st.HWM), u64(st.Peak), u64(st.Size), u64(committed), strconv.Itoa(st.Threads),
+			u64(st.RSS), u64(st.RSSAnon), u64(st.RSSFile), u64(st.HWM), u64(st.Peak), u64(st.Size), u64(committed), strconv.Itoa(st.Threads),
 			strconv.FormatFloat(float64(p.CPUTicks())/procfs.ClockTicks, 'f', 2, 64)})
 		// A detached worker whose parent exited was handed to the harness
 		// (a child subreaper); its final CPU time was read above, so reap it.
@@ -289,6 +277,8 @@ func (s *sampler) sample(ctx context.Context) {
 	}
 	s.mu.Lock()
 	s.nestedTicks = nestedTicks
+	s.foreign = foreign
+	s.foreignTicks += foreignDelta
 	s.mu.Unlock()
 
 	if s.cl != nil {
@@ -305,18 +295,6 @@ func (s *sampler) sample(ctx context.Context) {
 	s.mu.Lock()
 	s.samples = append(s.samples, out)
 	s.mu.Unlock()
-}
-
-// runsForServer reports whether p runs for archive_command: it descends from
-// the postmaster and is in the session of a server process (PostgreSQL
-// makes every child of the postmaster a session leader). A worker that
-// detached with setsid has left that session.
-func (s *sampler) runsForServer(tree procfs.Tree, p procfs.Stat) bool {
-	if s.tgt.postmaster == 0 || !tree.Descends(p.PID, s.tgt.postmaster) {
-		return false
-	}
-	leader, ok := tree[p.Session]
-	return ok && leader.Comm == "postgres" && tree.Descends(leader.PID, s.tgt.postmaster)
 }
 
 func (s *sampler) invocationCPU() float64 {
