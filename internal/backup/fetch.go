@@ -326,9 +326,6 @@ func (f *Fetcher) extractOnce(ctx context.Context, ex *Extractor, key string, m 
 	}
 	zr, err := m.NewReader(r)
 	if err != nil {
-		if dec != nil {
-			dec.Close()
-		}
 		return fmt.Errorf("%s decompression: %w", m.Name(), err)
 	}
 	err = ex.Extract(zr, buf)
@@ -343,8 +340,10 @@ func (f *Fetcher) extractOnce(ctx context.Context, ex *Extractor, key string, m 
 	if cerr := zr.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("%s decompression: %w", m.Name(), cerr)
 	}
-	if dec != nil {
-		if cerr := dec.Close(); err == nil && cerr != nil {
+	// Closing the decryptor verifies the rest of the object, which means
+	// reading it: only worth it when everything else succeeded.
+	if dec != nil && err == nil {
+		if cerr := dec.Close(); cerr != nil {
 			err = fmt.Errorf("%s decryption: %w", f.Crypter.Name(), cerr)
 		}
 	}
