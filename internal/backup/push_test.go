@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/file"
@@ -237,6 +238,38 @@ func TestPushLayout(t *testing.T) {
 		}
 	}
 	t.Logf("names: %s, %s, %s (skipped %s, %s)", name, res2.Name, res3.Name, taken1, taken2)
+
+	// Compression "none" names tars without an extension (and no dot);
+	// without files metadata the sentinel says so and no
+	// files_metadata.json is written.
+	none, err := codec.ByName("none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o4 := opts
+	o4.Method, o4.WithoutFilesMetadata, o4.UserData, o4.Permanent = none, true, nil, false
+	res4, err := Push(ctx, o4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res4.Sentinel.FilesMetadataDisabled || res4.Sentinel.UserData != nil || res4.Sentinel.IsPermanent {
+		t.Errorf("sentinel %+v", res4.Sentinel)
+	}
+	var keys4 []string
+	store.List(ctx, FolderKey(res4.Name), func(oi storage.ObjectInfo) error { keys4 = append(keys4, oi.Key); return nil })
+	for _, k := range keys4 {
+		rest := strings.TrimPrefix(k, TarPartitionsKey(res4.Name))
+		switch {
+		case k == MetadataKey(res4.Name), rest == "pg_control.tar", rest == "backup_label.tar",
+			strings.HasPrefix(rest, "part_") && strings.HasSuffix(rest, ".tar"):
+		default:
+			t.Errorf("unexpected object %s", k)
+		}
+	}
+	plain := readTars(t, store, TarPartitionsKey(res4.Name), nil)
+	if len(plain["pg_control.tar"]) != 1 || len(plain["backup_label.tar"]) != 2 {
+		t.Errorf("uncompressed tars: %v", keysOf(plain))
+	}
 }
 
 // TestPushFailures: a wrong data directory is refused before anything is
