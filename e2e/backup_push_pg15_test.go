@@ -108,8 +108,14 @@ func TestBackupPushS3(t *testing.T) {
 
 	// pgbench writes during the whole backup.
 	bench := primary.Command("pgbench", "-n", "-c", "4", "-j", "2", "-T", "600", "-P", "5")
-	var benchOut bytes.Buffer
-	bench.Stdout, bench.Stderr = &benchOut, &benchOut
+	// Output to a file, not a pipe: Wait must not depend on anyone else
+	// closing a pipe after pgbench is killed.
+	benchLog, err := os.CreateTemp(t.TempDir(), "pgbench-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer benchLog.Close()
+	bench.Stdout, bench.Stderr = benchLog, benchLog
 	if err := bench.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +129,11 @@ func TestBackupPushS3(t *testing.T) {
 			case <-benchDone:
 			case <-time.After(30 * time.Second):
 				bench.Process.Kill()
-				<-benchDone
+				select {
+				case <-benchDone:
+				case <-time.After(30 * time.Second):
+					t.Errorf("pgbench (pid %d) did not exit after SIGKILL", bench.Process.Pid)
+				}
 			}
 		})
 	}
@@ -148,7 +158,9 @@ func TestBackupPushS3(t *testing.T) {
 	}
 	time.Sleep(time.Second) // some more writes after the backup's end
 	stopBench()
-	t.Logf("pgbench: %s", lastLine(benchOut.String()))
+	if out, err := os.ReadFile(benchLog.Name()); err == nil {
+		t.Logf("pgbench: %s", lastLine(string(out)))
+	}
 
 	// A known point after the load: digests, then a restore point.
 	want := map[string]digest{}
