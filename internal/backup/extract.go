@@ -44,7 +44,11 @@ type Extractor struct {
 	fsync       bool
 	// skip names members not to restore (e.g. tablespace_map when the
 	// tablespaces are remapped).
-	skip map[string]bool
+	skip     map[string]bool
+	progress Progress
+	// layer describes the backup whose tars are being extracted; it
+	// changes only between layers of a delta chain, never during one.
+	layer extractLayer
 
 	mu       sync.Mutex
 	dirModes map[dirKey]fs.FileMode // directories named in the tars
@@ -70,7 +74,23 @@ type ExtractorOptions struct {
 	NoFsync bool
 	// Skip lists member names (without leading '/') not to restore.
 	Skip []string
+	// Progress, when set, is told every byte written to a restored file.
+	Progress Progress
 }
+
+// extractLayer says how to extract one backup of a delta chain.
+type extractLayer struct {
+	// increments are the members (cleaned names) stored as wi1 page
+	// increments, applied onto the file an older layer restored.
+	increments map[string]bool
+	// only, when non-nil, are the regular files to restore from this
+	// layer: an ancestor of the requested backup supplies only the files
+	// the requested backup still has.
+	only map[string]bool
+}
+
+// setLayer switches to the next backup of a chain; no Extract may run.
+func (e *Extractor) setLayer(l extractLayer) { e.layer = l }
 
 // NewExtractor prepares dest for a restore: dest must be absent or an empty
 // directory; every tablespace location must be absent or empty; the
@@ -90,6 +110,7 @@ func NewExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
 		fsync:       !opts.NoFsync,
 		skip:        map[string]bool{},
 		dirModes:    map[dirKey]fs.FileMode{},
+		progress:    opts.Progress,
 	}
 	for _, s := range opts.Skip {
 		e.skip[s] = true
@@ -250,6 +271,12 @@ func (e *Extractor) member(hdr *tar.Header, r io.Reader, buf []byte) error {
 		if t.rel == "." || isLink {
 			return fmt.Errorf("tar member %q: a regular file cannot replace a directory or tablespace link", hdr.Name)
 		}
+		if e.layer.only != nil && !e.layer.only[rel] {
+			return nil
+		}
+		if e.layer.increments[rel] {
+			return e.increment(t, hdr, r, buf)
+		}
 		return e.file(t, rel, hdr, r, buf)
 	case tar.TypeSymlink:
 		// PostgreSQL's own base tars carry pg_tblspc/<oid> as symlinks;
@@ -316,7 +343,11 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 	}
 	// The wrappers hide ReadFrom/WriteTo so the copy uses buf rather than
 	// a buffer allocated per file.
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{r}, buf)
+	var w io.Writer = struct{ io.Writer }{f}
+	if e.progress != nil {
+		w = progressWriter{f, e.progress}
+	}
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{r}, buf)
 	if err == nil && n != hdr.Size {
 		err = fmt.Errorf("tar member is %d bytes, header says %d", n, hdr.Size)
 	}
@@ -339,6 +370,52 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 	e.files.Add(1)
 	e.bytes.Add(n)
 	return nil
+}
+
+// increment applies a wi1 member onto the file an older layer restored.
+func (e *Extractor) increment(t target, hdr *tar.Header, r io.Reader, buf []byte) error {
+	f, err := t.root.OpenFile(t.rel, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("page increment %s: the base backups did not restore the file it applies to", hdr.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("open %s for its page increment: %w", e.display(t), err)
+	}
+	var w IncrementTarget = f
+	if e.progress != nil {
+		w = progressWriterAt{f, e.progress}
+	}
+	lr := &io.LimitedReader{R: r, N: hdr.Size}
+	_, err = ApplyIncrement(w, lr, buf, nil)
+	if err == nil && lr.N != 0 {
+		err = fmt.Errorf("%d bytes of the tar member left after the increment", lr.N)
+	}
+	if err == nil && e.fsync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("apply page increment %s to %s: %w", hdr.Name, e.display(t), err)
+	}
+	e.files.Add(1)
+	e.bytes.Add(hdr.Size)
+	return nil
+}
+
+// progressWriterAt reports the pages an increment writes.
+type progressWriterAt struct {
+	*os.File
+	p Progress
+}
+
+func (w progressWriterAt) WriteAt(b []byte, off int64) (int, error) {
+	n, err := w.File.WriteAt(b, off)
+	if n > 0 {
+		w.p.Add(int64(n))
+	}
+	return n, err
 }
 
 func (e *Extractor) display(t target) string {

@@ -45,6 +45,9 @@ type FetchOptions struct {
 	// tablespace_map is not restored (as in WAL-G), so PostgreSQL keeps the
 	// pg_tblspc links made from the spec instead of recreating the old ones.
 	RestoreSpec *TablespaceSpec
+	// Progress, when set, is told every byte written to a restored file;
+	// a tar downloaded again after a storage error counts again.
+	Progress Progress
 }
 
 // FetchResult describes a finished restore.
@@ -167,7 +170,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 		methods[n] = m
 	}
 
-	exOpts := ExtractorOptions{NoFsync: f.NoFsync, Tablespaces: s.Spec}
+	exOpts := ExtractorOptions{NoFsync: f.NoFsync, Tablespaces: s.Spec, Progress: opts.Progress}
 	if opts.RestoreSpec != nil {
 		exOpts.Tablespaces = opts.RestoreSpec
 		exOpts.Skip = []string{"tablespace_map"}

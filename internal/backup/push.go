@@ -69,6 +69,8 @@ type PushOptions struct {
 	// TempDir holds the (unlinked) files metadata spools; "" = os.TempDir().
 	TempDir string
 	Log     *slog.Logger
+	// Progress, when set, is told every byte read from the data directory.
+	Progress Progress
 }
 
 // PushResult describes a stored backup.
@@ -185,6 +187,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
 		verify: verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(start.LSN),
 		blockSize: info.BlockSize, relSegBlocks: info.RelSegmentBlocks, log: log,
+		progress: o.Progress,
 	}
 	n := o.Builders()
 	builders := make([]*builder, n)

@@ -38,6 +38,7 @@ type packer struct {
 	// beforeCopy, when set, runs between measuring a file and reading it
 	// (tests change files there).
 	beforeCopy func(path string)
+	progress   Progress // nil: not reported
 
 	parts         partCounter
 	uncompressed  atomic.Int64 // WAL-G's UncompressedSize: member bytes
@@ -199,7 +200,7 @@ func (b *builder) addFile(ctx context.Context, e walkEntry) error {
 	if p.beforeCopy != nil {
 		p.beforeCopy(e.path)
 	}
-	read, err := copyMember(b.cur.tw, p.diskLimit.reader(ctx, f), size, b.buf, inspect)
+	read, err := copyMember(b.cur.tw, counted(p.diskLimit.reader(ctx, f), p.progress), size, b.buf, inspect)
 	if err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
@@ -291,7 +292,7 @@ func (p *packer) storeFile(ctx context.Context, enc *streamEncoder, buf []byte, 
 		t.abort(err)
 		return fmt.Errorf("write tar header %s: %w", e.name, err)
 	}
-	if _, err := copyMember(t.tw, p.diskLimit.reader(ctx, f), hdr.Size, buf, nil); err != nil {
+	if _, err := copyMember(t.tw, counted(p.diskLimit.reader(ctx, f), p.progress), hdr.Size, buf, nil); err != nil {
 		t.abort(err)
 		return fmt.Errorf("copy %s: %w", e.path, err)
 	}
