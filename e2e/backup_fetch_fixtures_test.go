@@ -207,6 +207,9 @@ type restoreCase struct {
 	// flags are backup-fetch's recovery flags; none means the recovery is
 	// configured by hand as the fixtures README describes (WAL-G style).
 	flags []string
+	// suffix tells apart cases of one target restored from different
+	// backups.
+	suffix string
 }
 
 // restoreCases lists, for the full backups of a fixture, every manifest
@@ -229,9 +232,22 @@ func restoreCases(f restoreFixture) map[string][]restoreCase {
 	for _, tg := range f.RestoreTargets {
 		backupName := tg.Backup
 		if !full[backupName] {
+			// Restored from the delta itself (full backup, then the
+			// delta's increments) ...
+			c := restoreCase{target: tg, suffix: "/from-delta"}
+			switch tg.Kind {
+			case "immediate":
+				c.flags = []string{"--target-immediate", "--target-action", "promote"}
+			case "name":
+				c.flags = []string{"--target-name", tg.RecoveryTargetName, "--target-action", "promote"}
+			case "end":
+				c.flags = []string{"--target-timeline", "latest"}
+			}
+			out[backupName] = append(out[backupName], c)
 			if tg.Kind == "immediate" {
 				continue // the state at a delta's end is not reachable from its base alone by a target we have
 			}
+			// ... and by replaying WAL from the full backup.
 			backupName = firstFull
 		}
 		var c restoreCase
@@ -268,7 +284,7 @@ func TestFixtureBackupFetchRecover(t *testing.T) {
 		}
 		for backupName, cs := range cases {
 			for _, c := range cs {
-				t.Run(f.Name+"/"+c.target.Label, func(t *testing.T) {
+				t.Run(f.Name+"/"+c.target.Label+c.suffix, func(t *testing.T) {
 					storage := serverStorageCopy(t, fixDir)
 					env := fixtureSettings(fixDir, f, storage)
 					cl := fetchAndRecover(t, tusk, env, storage, backupName, c)
@@ -432,7 +448,7 @@ func checkRecoveryFiles(t *testing.T, dest string) {
 }
 
 // TestBackupFetchFailures checks that failed restores exit non-zero with a
-// clear error: a delta (not supported yet), a non-empty or unwritable
+// clear error: a delta whose full backup is missing, a non-empty or unwritable
 // destination, a wrong key, and a full file system.
 func TestBackupFetchFailures(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
@@ -462,10 +478,17 @@ func TestBackupFetchFailures(t *testing.T) {
 		}
 	}
 
-	t.Run("delta", func(t *testing.T) {
+	t.Run("broken delta chain", func(t *testing.T) {
+		broken := serverStorageCopy(t, lzDir)
+		if err := os.Remove(filepath.Join(broken, filepath.FromSlash(backup.SentinelKey(full)))); err != nil {
+			t.Fatal(err)
+		}
 		dest := filepath.Join(pgcluster.TempDir(t), "pgdata")
-		r := runTuskAs(t, true, tusk, env, "backup-fetch", dest, "LATEST")
-		expectFailure(t, r, fmt.Sprintf("delta backups are not supported yet (backup %s is a delta of %s)", lz4.LatestBackup, full))
+		r := runTuskAs(t, true, tusk, fixtureSettings(lzDir, lz4, broken), "backup-fetch", dest, "LATEST")
+		expectFailure(t, r, fmt.Sprintf("broken delta chain: backup %s is a delta of %s, which is not in", lz4.LatestBackup, full))
+		if _, err := os.Stat(dest); err == nil {
+			t.Error("a refused restore created the destination")
+		}
 	})
 	t.Run("non-empty", func(t *testing.T) {
 		dest := pgcluster.TempDir(t)

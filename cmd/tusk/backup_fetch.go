@@ -68,7 +68,12 @@ instead of ending it early; recovery.signal is created.
 
 If the restore fails, DESTINATION keeps the files written so far but never
 global/pg_control, so PostgreSQL cannot start on it; empty it (and any
-tablespace directories) before trying again. Delta backups are not supported yet.`,
+tablespace directories) before trying again.
+
+A delta backup is restored as WAL-G does: the full backup of its chain first,
+then each delta in order, page increments applied onto the files restored
+before. --reverse-unpack and --skip-redundant-tars are accepted; the restore
+order stays the same.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupFetch(cmd, args, &fl)
@@ -80,8 +85,8 @@ tablespace directories) before trying again. Delta backups are not supported yet
 	f.StringVar(&fl.targetStorage, "target-storage", "", "storage to restore from (only \"default\" exists)")
 	f.StringVar(&fl.mask, "mask", "", "restore only files matching this mask (not supported yet)")
 	f.StringVar(&fl.restoreOnly, "restore-only", "", "partial restore of some databases (not supported yet)")
-	f.BoolVar(&fl.reverseUnpack, "reverse-unpack", false, "WAL-G's delta restore order (no effect on a full backup)")
-	f.BoolVar(&fl.skipRedundant, "skip-redundant-tars", false, "with --reverse-unpack (no effect on a full backup)")
+	f.BoolVar(&fl.reverseUnpack, "reverse-unpack", false, "accepted for WAL-G compatibility: deltas are restored oldest first, with the same result")
+	f.BoolVar(&fl.skipRedundant, "skip-redundant-tars", false, "accepted for WAL-G compatibility (no effect)")
 	f.BoolVar(&fl.immediate, "target-immediate", false, "recover only to the end of the backup (recovery_target = 'immediate')")
 	f.StringVar(&fl.time, "target-time", "", "recover up to this timestamp (recovery_target_time)")
 	f.StringVar(&fl.name, "target-name", "", "recover up to this restore point (recovery_target_name)")

@@ -17,10 +17,8 @@ import (
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
-// ErrDeltaNotSupported is wrapped when the requested backup is a delta.
-var ErrDeltaNotSupported = errors.New("delta backups are not supported yet")
-
-// Fetcher restores full base backups from storage (backup-fetch).
+// Fetcher restores base backups, full or delta, from storage
+// (backup-fetch).
 type Fetcher struct {
 	Store storage.Storage
 	// Crypter decrypts the tars; nil when the backups are not encrypted.
@@ -129,8 +127,10 @@ func ListTars(ctx context.Context, store storage.Storage, name string) (TarSet, 
 	return ClassifyTars(names), nil
 }
 
-// Fetch restores the full backup name into dest, which must be absent or
-// empty. On error the destination keeps whatever was written so far, never
+// Fetch restores the backup name into dest, which must be absent or
+// empty. A delta backup is restored as WAL-G does by default: its chain's
+// full backup first, then each delta in order, whole files replacing
+// older ones and page increments applied onto them. On error the destination keeps whatever was written so far, never
 // global/pg_control, so PostgreSQL will not start on it; remove its
 // contents (and any tablespace locations) before trying again.
 func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOptions) (*FetchResult, error) {
@@ -141,9 +141,6 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 	if err != nil {
 		return nil, err
 	}
-	if s.IsDelta() {
-		return nil, fmt.Errorf("%w (backup %s is a delta of %s)", ErrDeltaNotSupported, name, s.DeltaFrom)
-	}
 	dest, err = filepath.Abs(dest)
 	if err != nil {
 		return nil, fmt.Errorf("restore destination: %w", err)
@@ -151,23 +148,13 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
 		dest = resolved
 	}
-	tars, err := ListTars(ctx, f.Store, name)
+	layers, err := f.planLayers(ctx, name, s)
 	if err != nil {
 		return nil, err
 	}
-	if tars.PgControl == "" {
+	leaf := layers[len(layers)-1]
+	if leaf.tars.PgControl == "" {
 		return nil, fmt.Errorf("backup %s: no pg_control tar in %s/%s", name, f.Store, TarPartitionsKey(name))
-	}
-	methods := map[string]codec.Method{}
-	for _, n := range append(append([]string{tars.PgControl}, tars.Parts...), tars.BackupLabel) {
-		if n == "" {
-			continue
-		}
-		m, err := TarMethod(n)
-		if err != nil {
-			return nil, fmt.Errorf("backup %s: %w", name, err)
-		}
-		methods[n] = m
 	}
 
 	exOpts := ExtractorOptions{NoFsync: f.NoFsync, Tablespaces: s.Spec, Progress: opts.Progress}
@@ -184,10 +171,18 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 		return nil, err
 	}
 	defer ex.Close()
-	if err := f.extractAll(ctx, ex, name, tars, methods); err != nil {
+	if err := f.extractAll(ctx, ex, layers); err != nil {
 		return nil, &PartialRestoreError{Dest: dest, Tablespaces: exOpts.Tablespaces, Err: err}
 	}
-	res := &FetchResult{Sentinel: s, Tars: len(methods)}
+	res := &FetchResult{Sentinel: s}
+	for _, l := range layers {
+		res.Tars += len(l.tars.Parts)
+	}
+	for _, n := range []string{leaf.tars.PgControl, leaf.tars.BackupLabel} {
+		if n != "" {
+			res.Tars++
+		}
+	}
 	res.Files, res.Bytes = ex.Stats()
 	if exOpts.Tablespaces != nil {
 		res.Tablespaces = exOpts.Tablespaces.Tablespaces
@@ -216,16 +211,25 @@ func (e *PartialRestoreError) Error() string {
 
 func (e *PartialRestoreError) Unwrap() error { return e.Err }
 
-func (f *Fetcher) extractAll(ctx context.Context, ex *Extractor, name string, tars TarSet, methods map[string]codec.Method) error {
-	if err := f.extractParts(ctx, ex, name, tars.Parts, methods); err != nil {
-		return err
+func (f *Fetcher) extractAll(ctx context.Context, ex *Extractor, layers []*restoreLayer) error {
+	for _, l := range layers {
+		if len(layers) > 1 && f.Log != nil {
+			f.Log.Info("backup-fetch: restoring", "backup", l.name, "data_tars", len(l.tars.Parts))
+		}
+		ex.setLayer(l.extract)
+		if err := f.extractParts(ctx, ex, l.name, l.tars.Parts, l.methods); err != nil {
+			return err
+		}
 	}
+	// pg_control and the backup label come from the requested backup only.
+	leaf := layers[len(layers)-1]
+	ex.setLayer(leaf.extract)
 	buf := make([]byte, ExtractBufferSize)
-	for _, n := range []string{tars.PgControl, tars.BackupLabel} {
+	for _, n := range []string{leaf.tars.PgControl, leaf.tars.BackupLabel} {
 		if n == "" {
 			continue
 		}
-		if err := f.extractTar(ctx, ex, TarKey(name, n), methods[n], buf); err != nil {
+		if err := f.extractTar(ctx, ex, TarKey(leaf.name, n), leaf.methods[n], buf); err != nil {
 			return err
 		}
 	}

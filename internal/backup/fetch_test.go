@@ -104,21 +104,6 @@ func TestFetchFull(t *testing.T) {
 	}
 }
 
-func TestFetchRefusesDelta(t *testing.T) {
-	st := newFileStore(t)
-	name := "base_000000010000000000000004_D_000000010000000000000002"
-	putBackup(t, st, name, &Sentinel{LSN: 5, DeltaLSN: 1, DeltaFrom: testBackup, DeltaFullName: testBackup, DeltaCount: 1, FinishLSN: 6, Version: 2}, syntheticTars())
-	dest := filepath.Join(t.TempDir(), "restore")
-	_, err := (&Fetcher{Store: st}).Fetch(context.Background(), name, dest, FetchOptions{})
-	want := "delta backups are not supported yet (backup " + name + " is a delta of " + testBackup + ")"
-	if !errors.Is(err, ErrDeltaNotSupported) || err.Error() != want {
-		t.Errorf("delta restore: %v", err)
-	}
-	if _, err := os.Stat(dest); err == nil {
-		t.Error("a refused delta restore created the destination")
-	}
-}
-
 func TestFetchWithoutPgControl(t *testing.T) {
 	st := newFileStore(t)
 	tars := syntheticTars()

@@ -1,0 +1,153 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/storage"
+)
+
+// ErrBrokenChain is wrapped when a delta backup's chain of base backups
+// cannot be restored: a base is missing or does not match.
+var ErrBrokenChain = errors.New("broken delta chain")
+
+// maxChainLength bounds the walk along DeltaFrom, so a cycle in hostile
+// sentinels cannot loop forever. WAL-G's WALG_DELTA_MAX_STEPS is an int,
+// but chains are short in practice.
+const maxChainLength = 10000
+
+// ChainLink is one backup of a delta chain.
+type ChainLink struct {
+	Name     string
+	Sentinel *Sentinel
+}
+
+// ResolveChain walks from the backup name (whose sentinel is s) along
+// DeltaFrom to its full backup and returns the chain full backup first.
+// Each delta must match its base as WAL-G records it: DeltaLSN is the
+// base's start LSN, DeltaFullName the chain's full backup, and both come
+// from the same cluster. A missing base is named in the error.
+func ResolveChain(ctx context.Context, store storage.Storage, name string, s *Sentinel) ([]ChainLink, error) {
+	chain := []ChainLink{{name, s}}
+	seen := map[string]bool{name: true}
+	for cur := chain[0]; cur.Sentinel.IsDelta(); {
+		child := cur
+		parentName := child.Sentinel.DeltaFrom
+		if err := CheckName(parentName); err != nil {
+			return nil, fmt.Errorf("%w: backup %s: DeltaFrom: %w", ErrBrokenChain, child.Name, err)
+		}
+		if seen[parentName] || len(chain) >= maxChainLength {
+			return nil, fmt.Errorf("%w: backup %s: the chain through %s loops or is longer than %d", ErrBrokenChain, name, parentName, maxChainLength)
+		}
+		seen[parentName] = true
+		ps, err := FetchSentinel(ctx, store, parentName)
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, fmt.Errorf("%w: backup %s is a delta of %s, which is not in %s (%v)", ErrBrokenChain, child.Name, parentName, store, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("base %s of delta %s: %w", parentName, child.Name, err)
+		}
+		if ps.LSN != child.Sentinel.DeltaLSN {
+			return nil, fmt.Errorf("%w: backup %s is a delta from LSN %s, but its base %s starts at %s",
+				ErrBrokenChain, child.Name, lsnString(child.Sentinel.DeltaLSN), parentName, lsnString(ps.LSN))
+		}
+		wantFull := parentName
+		if ps.IsDelta() {
+			wantFull = ps.DeltaFullName
+		}
+		if child.Sentinel.DeltaFullName != wantFull {
+			return nil, fmt.Errorf("%w: backup %s names %s as its full backup, but its base %s belongs to %s",
+				ErrBrokenChain, child.Name, child.Sentinel.DeltaFullName, parentName, wantFull)
+		}
+		if a, b := child.Sentinel.SystemIdentifier, ps.SystemIdentifier; a != nil && b != nil && *a != *b {
+			return nil, fmt.Errorf("%w: backup %s (system %d) and its base %s (system %d) are of different clusters",
+				ErrBrokenChain, child.Name, *a, parentName, *b)
+		}
+		cur = ChainLink{parentName, ps}
+		chain = append(chain, cur)
+	}
+	// Full backup first.
+	for i, j := 0, len(chain)-1; i < j; i, j = i+1, j-1 {
+		chain[i], chain[j] = chain[j], chain[i]
+	}
+	return chain, nil
+}
+
+func lsnString(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
+
+// restoreLayer is one backup of the chain being restored.
+type restoreLayer struct {
+	name    string
+	tars    TarSet
+	methods map[string]codec.Method
+	extract extractLayer
+}
+
+// planLayers resolves the chain of the backup name and what to extract
+// from each of its backups, full backup first.
+func (f *Fetcher) planLayers(ctx context.Context, name string, s *Sentinel) ([]*restoreLayer, error) {
+	chain, err := ResolveChain(ctx, f.Store, name, s)
+	if err != nil {
+		return nil, err
+	}
+	layers := make([]*restoreLayer, len(chain))
+	for i, link := range chain {
+		tars, err := ListTars(ctx, f.Store, link.Name)
+		if err != nil {
+			return nil, err
+		}
+		l := &restoreLayer{name: link.Name, tars: tars, methods: map[string]codec.Method{}}
+		for _, n := range append([]string{tars.PgControl, tars.BackupLabel}, tars.Parts...) {
+			if n == "" {
+				continue
+			}
+			m, err := TarMethod(n)
+			if err != nil {
+				return nil, fmt.Errorf("backup %s: %w", link.Name, err)
+			}
+			l.methods[n] = m
+		}
+		layers[i] = l
+	}
+	if len(chain) == 1 {
+		return layers, nil
+	}
+	// Which members are increments is only recorded in files metadata.
+	// Files a later backup no longer has (dropped relations) are not
+	// restored from its ancestors.
+	var leafFiles map[string]bool
+	for i := len(chain) - 1; i >= 0; i-- {
+		link := chain[i]
+		fm, err := FetchFilesMetadata(ctx, f.Store, link.Name, link.Sentinel)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s of the chain: %w", link.Name, err)
+		}
+		incs := map[string]bool{}
+		var files map[string]bool
+		if i == len(chain)-1 && len(fm.Files) > 0 {
+			files = make(map[string]bool, len(fm.Files))
+		}
+		for member, d := range fm.Files {
+			rel, err := CleanMemberName(member)
+			if err != nil {
+				return nil, fmt.Errorf("backup %s files metadata: %w", link.Name, err)
+			}
+			if d.IsIncremented {
+				incs[rel] = true
+			}
+			if files != nil {
+				files[rel] = true
+			}
+		}
+		if files != nil {
+			leafFiles = files
+		}
+		layers[i].extract = extractLayer{increments: incs}
+		if i < len(chain)-1 {
+			layers[i].extract.only = leafFiles
+		}
+	}
+	return layers, nil
+}
