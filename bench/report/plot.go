@@ -32,6 +32,14 @@ func savePlot(path, title, ylabel string, lines []series) error {
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	top := 0.0
+	for _, l := range lines {
+		for _, pt := range l.xy {
+			top = max(top, pt.Y)
+		}
+	}
+	// Headroom above the data keeps the legend from hiding it.
+	p.Y.Max = max(top*1.35, 1)
 	for i, l := range lines {
 		if len(l.xy) == 0 {
 			continue
