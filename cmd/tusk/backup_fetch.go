@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -13,6 +15,11 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/config"
+	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/memplan"
+	"github.com/tusk-pg/tusk/internal/storage"
 )
 
 // restoreConfigSuffix names the configuration file backup-fetch writes next
@@ -36,6 +43,9 @@ type backupFetchFlags struct {
 	inclusive bool
 	timeline  string
 	action    string
+
+	memoryPlan bool
+	json       bool
 }
 
 func newBackupFetchCommand(a *app) *cobra.Command {
@@ -73,8 +83,18 @@ tablespace directories) before trying again.
 A delta backup is restored as WAL-G does: the full backup of its chain first,
 then each delta in order, page increments applied onto the files restored
 before. --reverse-unpack and --skip-redundant-tars are accepted; the restore
-order stays the same.`,
-		Args: cobra.RangeArgs(1, 2),
+order stays the same.
+
+Progress goes to stderr: a bar with bytes written, rate and ETA (against the
+backup's uncompressed size) on a terminal, otherwise a log line every 5
+seconds. --memory-plan prints the memory bound of this configuration (--json:
+as JSON) and exits without touching DESTINATION or storage.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if fl.memoryPlan {
+				return cobra.MaximumNArgs(2)(cmd, args)
+			}
+			return cobra.RangeArgs(1, 2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupFetch(cmd, args, &fl)
 		},
@@ -95,11 +115,35 @@ order stays the same.`,
 	f.BoolVar(&fl.inclusive, "target-inclusive", true, "stop just after (true) or just before (false) the target")
 	f.StringVar(&fl.timeline, "target-timeline", "", "timeline to recover along: current, latest or a number")
 	f.StringVar(&fl.action, "target-action", "", "at the target: pause (default), promote or shutdown")
+	f.BoolVar(&fl.memoryPlan, "memory-plan", false, "print the memory bound of this configuration and exit")
+	f.BoolVar(&fl.json, "json", false, "with --memory-plan: print it as JSON")
 	return cmd
 }
 
 func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlags) error {
 	ctx := cmd.Context()
+	if fl.json && !fl.memoryPlan {
+		return errors.New("backup-fetch --json goes with --memory-plan")
+	}
+	cr, err := a.crypter()
+	if err != nil {
+		return err
+	}
+	plan, err := a.fetchMemoryPlan(cr)
+	if err != nil {
+		return err
+	}
+	if fl.memoryPlan {
+		if fl.json {
+			return plan.JSON(cmd.OutOrStdout())
+		}
+		return plan.Table(cmd.OutOrStdout())
+	}
+	// As for backup-push: the collector works harder near the bound
+	// instead of letting garbage raise the high-water mark.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(plan.HeapLimit())
+	}
 	dest := args[0]
 	if err := checkTargetStorage(fl.targetStorage); err != nil {
 		return err
@@ -169,19 +213,19 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		a.log.Info("backup-fetch: LATEST backup is " + info.Name)
 	}
 
-	cr, err := a.crypter()
-	if err != nil {
-		return err
-	}
+	rep, log := a.startProgress("backup-fetch")
+	defer rep.Stop()
+	rep.SetTotal(restoreSize(ctx, store, info.Name))
 	fetcher := &backup.Fetcher{
 		Store:       store,
 		Crypter:     cr,
 		Concurrency: a.cfg.DownloadConcurrency(),
 		Retries:     a.cfg.Int("WALG_DOWNLOAD_FILE_RETRIES"),
 		NoFsync:     a.cfg.Bool("WALG_TAR_DISABLE_FSYNC"),
-		Log:         a.log,
+		Log:         log,
 	}
-	res, err := fetcher.Fetch(ctx, info.Name, dest, backup.FetchOptions{RestoreSpec: spec})
+	res, err := fetcher.Fetch(ctx, info.Name, dest, backup.FetchOptions{RestoreSpec: spec, Progress: rep})
+	rep.Stop()
 	if err != nil {
 		return fmt.Errorf("backup-fetch %s into %s: %w", info.Name, dest, err)
 	}
@@ -190,7 +234,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 			return fmt.Errorf("backup-fetch: backup %s restored into %s, but configuring recovery failed: %w", info.Name, dest, err)
 		}
 	}
-	a.log.Info("backup-fetch: restored", "backup", info.Name, "destination", dest,
+	log.Info("backup-fetch: restored", "backup", info.Name, "destination", dest,
 		"tars", res.Tars, "files", res.Files, "bytes", res.Bytes)
 	return nil
 }
@@ -303,4 +347,85 @@ func (a *app) writeRestoreConfig(path, dest string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return backup.SyncDir(filepath.Dir(path))
+}
+
+// restoreSize is the progress total of a restore of name: the bytes
+// counted are those written to restored files, so it is the uncompressed
+// size of every backup in its chain (each a few KiB of tar headers above
+// what is written); the compressed sizes of a listing would not match. It
+// is 0 (bytes and rate only) when a sentinel cannot be read, which the
+// restore itself then reports.
+func restoreSize(ctx context.Context, store storage.Storage, name string) int64 {
+	s, err := backup.FetchSentinel(ctx, store, name)
+	if err != nil {
+		return 0
+	}
+	chain, err := backup.ResolveChain(ctx, store, name, s)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, l := range chain {
+		total += l.Sentinel.UncompressedSize
+	}
+	return total
+}
+
+// Per download, beyond the decoders: what one GET holds while its body
+// streams in.
+const (
+	// s3RequestBuffers covers the HTTP/1.1 connection's bufio reader and
+	// writer and TLS's record buffers (up to 16 KiB each way).
+	s3RequestBuffers = 64 << 10
+	// tarHeaderBound is archive/tar's limit on a PAX or GNU long-name
+	// header, which it reads whole: the worst a hostile tar can make a
+	// worker hold. WAL-G's tars need under 1 KiB.
+	tarHeaderBound = 1 << 20
+	// incrementBlockList is the block list of an increment of a 1 GiB
+	// relation segment (PostgreSQL's default), 4 bytes per 8 KiB block,
+	// with room for the slice's growth.
+	incrementBlockList = 2 * (1 << 30) / backup.IncrementBlockSize * 4
+)
+
+// fetchMemoryPlan lists what one backup-fetch holds at its peak with this
+// configuration, without contacting storage: WALG_DOWNLOAD_CONCURRENCY
+// workers, each streaming one tar (GET → decrypt → decompress → tar reader
+// → copy buffer → file). Tars are decoded by their extension, whatever
+// WALG_COMPRESSION_METHOD says, so the decoder is the largest any tar can
+// need. pg_control and backup_label are restored after the data tars, by
+// one worker: no more.
+func (a *app) fetchMemoryPlan(cr crypt.Crypter) (*memplan.Plan, error) {
+	n := max(a.cfg.DownloadConcurrency(), 1)
+	p := &memplan.Plan{Process: "tusk backup-fetch"}
+	var worst int64
+	var worstName string
+	// Every extension a tar can carry, decode-only methods (gz, lzo)
+	// included.
+	for _, ext := range codec.ProbeExts() {
+		m, err := codec.ByExt(ext)
+		if err != nil {
+			return nil, fmt.Errorf("memory plan: codec for .%s: %w", ext, err)
+		}
+		if _, r := codec.MemoryEstimate(m); r > worst {
+			worst, worstName = r, m.Name()
+		}
+	}
+	p.Add("decompressor (largest: "+worstName+")", n, worst, "one per worker: WALG_DOWNLOAD_CONCURRENCY")
+	if cr != nil {
+		_, d := crypt.MemoryEstimate(cr)
+		p.Add("decryption ("+cr.Name()+")", n, d, "")
+	}
+	p.Add("copy buffer", n, backup.ExtractBufferSize, "")
+	p.Add("tar reader headers", n, tarHeaderBound, "archive/tar's bound on one PAX or GNU long-name header; WAL-G's tars use under 1 KiB")
+	p.Add("delta increment block list", n, incrementBlockList,
+		fmt.Sprintf("delta backups: one increment of a 1 GiB segment; a hostile one can take up to %d MiB", backup.MaxIncrementBlocks*4>>20))
+	kind, _, err := a.cfg.StorageKind()
+	if err != nil {
+		return nil, err
+	}
+	if kind == config.StorageS3 {
+		p.Add("S3 GET request", n, s3RequestBuffers, "HTTP and TLS connection buffers")
+	}
+	p.Add("sentinels and tar listings", 1, 1<<20, "WAL-G's sentinels are a few KiB; an old one listing every file takes more")
+	return p, nil
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -44,6 +46,8 @@ WAL the backup needs, so archive_command (tusk wal-push) must work.
 Tars hold about WALG_TAR_SIZE_THRESHOLD bytes; min(WALG_UPLOAD_DISK_CONCURRENCY,
 WALG_UPLOAD_CONCURRENCY) tars are built and uploaded at once. Memory is bounded
 by these settings, not by the database size: --memory-plan prints the bound.
+Progress goes to stderr: a bar with bytes read, rate and ETA on a terminal,
+otherwise a log line every 5 seconds.
 Delta backups are not supported yet: with WALG_DELTA_MAX_STEPS > 0 a full
 backup is taken (always valid).`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -149,10 +153,24 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if opts.Store, err = a.openStorage(ctx); err != nil {
 		return err
 	}
-	if _, err := backup.Push(ctx, opts); err != nil {
-		return err
-	}
-	return nil
+	rep, log := a.startProgress("backup-push")
+	defer rep.Stop()
+	opts.Progress, opts.Log, opts.Connect.Log = rep, log, log
+	// The total (for a percentage and an ETA) comes from a walk of its own:
+	// the backup's walk is paced by the uploads and ends only near the end.
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
+		if n, err := backup.EstimatePushSize(ctx, opts.DataDir); err == nil {
+			rep.SetTotal(n)
+		} else if ctx.Err() == nil {
+			log.Debug("backup-push: no size estimate for progress", "error", err)
+		}
+	})
+	_, err = backup.Push(ctx, opts)
+	return err
 }
 
 // uploadBuffers describes what the configured storage holds per upload of
