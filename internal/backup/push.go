@@ -71,6 +71,9 @@ type PushOptions struct {
 	Log     *slog.Logger
 	// Progress, when set, is told every byte read from the data directory.
 	Progress Progress
+	// Delta chooses whether to take a delta backup and from which base
+	// (ignored with WithoutFilesMetadata: a delta needs files metadata).
+	Delta DeltaOptions
 }
 
 // PushResult describes a stored backup.
@@ -170,11 +173,33 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		log.Info("files metadata tracking is disabled: files_metadata.json will not be uploaded")
 	}
 
-	start, name, tli, err := startUnique(ctx, conn, o, info)
+	var delta *deltaBase
+	if !o.WithoutFilesMetadata {
+		if delta, err = chooseDeltaBase(ctx, o.Store, o.Delta, o.Permanent, log); err != nil {
+			return nil, err
+		}
+	}
+	if delta != nil && info.HasSystemIdentifier && delta.sentinel.SystemIdentifier != nil && *delta.sentinel.SystemIdentifier != info.SystemIdentifier {
+		log.Warn("the delta base is a backup of another cluster (system identifier differs): taking a full backup",
+			"base", delta.name, "base_system_identifier", *delta.sentinel.SystemIdentifier, "system_identifier", info.SystemIdentifier)
+		delta = nil
+	}
+	baseName := ""
+	if delta != nil {
+		baseName = delta.name
+	}
+
+	start, name, tli, err := startUnique(ctx, conn, o, info, baseName)
 	if err != nil {
 		return nil, err
 	}
+	if delta != nil && uint64(start.LSN) <= delta.sentinel.LSN {
+		return nil, fmt.Errorf("backup %s: starts at %s, not after its delta base %s (%s)", name, start.LSN, delta.name, lsnString(delta.sentinel.LSN))
+	}
 	log.Info("backup started", "name", name, "lsn", start.LSN.String(), "standby", start.InRecovery)
+	if delta != nil {
+		log.Info("delta backup", "base", delta.name, "base_lsn", lsnString(delta.sentinel.LSN), "delta_count", delta.count)
+	}
 
 	// A dead session means PostgreSQL aborted the backup: stop at once
 	// rather than upload a backup that cannot be completed.
@@ -187,7 +212,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
 		verify: verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(start.LSN),
 		blockSize: info.BlockSize, relSegBlocks: info.RelSegmentBlocks, log: log,
-		progress: o.Progress,
+		progress: o.Progress, delta: delta,
 	}
 	n := o.Builders()
 	builders := make([]*builder, n)
@@ -271,6 +296,17 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		DataDir:               info.DataDirectory,
 		IsPermanent:           o.Permanent,
 	}
+	if delta != nil {
+		s.DeltaLSN = delta.sentinel.LSN
+		s.DeltaFrom = delta.name
+		s.DeltaFullName = delta.fullName()
+		s.DeltaCount = delta.count
+		if o.Permanent {
+			if err := markAncestorsPermanent(ctx, o.Store, delta); err != nil {
+				return nil, fmt.Errorf("backup %s: %w", name, err)
+			}
+		}
+	}
 	if info.HasSystemIdentifier {
 		id := info.SystemIdentifier
 		s.SystemIdentifier = &id
@@ -319,7 +355,7 @@ func checkArchiving(log *slog.Logger, info pg.ServerInfo) {
 // would silently overwrite the first's objects (WAL-G's behaviour). On a
 // primary tusk ends the backup, switches to a new WAL segment and starts
 // again; on a standby, where WAL cannot be switched, it refuses.
-func startUnique(ctx context.Context, conn *pg.Conn, o PushOptions, info pg.ServerInfo) (pg.BackupStart, string, uint32, error) {
+func startUnique(ctx context.Context, conn *pg.Conn, o PushOptions, info pg.ServerInfo, deltaBase string) (pg.BackupStart, string, uint32, error) {
 	for attempt := 1; ; attempt++ {
 		label := ceilMicro(time.Now()).String()
 		start, err := conn.StartBackup(ctx, label)
@@ -345,6 +381,11 @@ func startUnique(ctx context.Context, conn *pg.Conn, o PushOptions, info pg.Serv
 				return start, "", 0, fmt.Errorf("pg_walfile_name_offset returned %q", start.WalFileName)
 			}
 			name = FullName(start.WalFileName)
+		}
+		if deltaBase != "" {
+			if name, err = DeltaName(WalFileName(name), deltaBase); err != nil {
+				return start, "", 0, err
+			}
 		}
 		taken, what, err := nameTaken(ctx, o.Store, name)
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 //
 //	T <tar object name>
 //	F <member name as JSON string> <FileDescription as JSON>
+//	S <member name> <FileDescription> (skipped by a delta: in no tar)
 //
 // (tab-separated, one record per line; JSON strings cannot hold a raw
 // newline or tab).
@@ -58,7 +59,12 @@ func (r *fileRecorder) line(kind byte, parts ...[]byte) {
 
 func (r *fileRecorder) startTar(tarName string) { r.line('T', []byte(tarName)) }
 
-func (r *fileRecorder) add(member string, d FileDescription) {
+func (r *fileRecorder) add(member string, d FileDescription) { r.record('F', member, d) }
+
+// addSkipped records a file a delta does not store: in Files, in no tar.
+func (r *fileRecorder) addSkipped(member string, d FileDescription) { r.record('S', member, d) }
+
+func (r *fileRecorder) record(kind byte, member string, d FileDescription) {
 	if r.err != nil {
 		return
 	}
@@ -72,7 +78,7 @@ func (r *fileRecorder) add(member string, d FileDescription) {
 		r.err = err
 		return
 	}
-	r.line('F', name, desc)
+	r.line(kind, name, desc)
 }
 
 // rewind flushes the spool and returns a reader of it from the start.
@@ -118,7 +124,7 @@ func readRecord(br *bufio.Reader, long *[]byte) (kind byte, a, b []byte, err err
 		return 0, nil, nil, fmt.Errorf("files metadata spool: bad record %q", line)
 	}
 	kind, rest := line[0], line[2:]
-	if kind == 'F' {
+	if kind == 'F' || kind == 'S' {
 		i := bytes.IndexByte(rest, '\t')
 		if i < 0 {
 			return 0, nil, nil, fmt.Errorf("files metadata spool: bad record %q", line)
@@ -161,7 +167,7 @@ func writeFilesMetadata(ctx context.Context, w io.Writer, recs []*fileRecorder, 
 			if err != nil {
 				return err
 			}
-			if kind != 'F' {
+			if kind != 'F' && kind != 'S' {
 				continue
 			}
 			if !first {

@@ -39,6 +39,8 @@ type packer struct {
 	// (tests change files there).
 	beforeCopy func(path string)
 	progress   Progress // nil: not reported
+	// delta is the base of a delta backup; nil for a full backup.
+	delta *deltaBase
 
 	parts         partCounter
 	uncompressed  atomic.Int64 // WAL-G's UncompressedSize: member bytes
@@ -55,6 +57,8 @@ type builder struct {
 	buf []byte
 	cur *tarObject
 	rec *fileRecorder // nil: files metadata disabled
+	// blocks is the reused list of changed pages of a delta's file.
+	blocks []uint32
 }
 
 func (p *packer) newBuilder(enc *streamEncoder, rec *fileRecorder) *builder {
@@ -174,6 +178,22 @@ func (b *builder) addFile(ctx context.Context, e walkEntry) error {
 		return nil
 	}
 	size := fi.Size()
+	if p.delta != nil {
+		if base, ok := p.delta.files[e.name]; ok {
+			if base.MTime.Equal(fi.ModTime()) {
+				// Unchanged since the base: restored from the chain.
+				if b.rec != nil {
+					b.rec.addSkipped(e.name, FileDescription{IsSkipped: true, MTime: fi.ModTime()})
+				}
+				return nil
+			}
+			if isIncrementable(e.name, size) {
+				if done, err := b.addIncrement(ctx, e, f, fi); done || err != nil {
+					return err
+				}
+			}
+		}
+	}
 	if b.cur != nil && b.cur.contentSize > 0 && b.cur.contentSize+size > p.threshold {
 		if err := b.closeTar(); err != nil {
 			return err

@@ -1,0 +1,339 @@
+package backup
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/tusk-pg/tusk/internal/storage"
+)
+
+// DeltaOptions are the settings that make backup-push take a delta backup.
+type DeltaOptions struct {
+	// MaxSteps is WALG_DELTA_MAX_STEPS: deltas are taken only when it is
+	// positive, and a chain never gets longer than it.
+	MaxSteps int
+	// Origin is WALG_DELTA_ORIGIN: "" or LATEST chains deltas;
+	// LATEST_FULL takes every delta from the chain's full backup.
+	Origin string
+	// FromName and FromUserData select the base (--delta-from-name,
+	// --delta-from-user-data); otherwise it is the latest backup.
+	FromName     string
+	FromUserData json.RawMessage
+}
+
+// OriginLatestFull is the WALG_DELTA_ORIGIN value that takes deltas from
+// the chain's full backup.
+const OriginLatestFull = "LATEST_FULL"
+
+// deltaBase is the backup a delta is taken from.
+type deltaBase struct {
+	name     string
+	sentinel *Sentinel
+	// count is the new delta's DeltaCount.
+	count int
+	// files is the base's files metadata: mtimes decide which files are
+	// skipped, presence which are stored as increments.
+	files map[string]FileDescription
+}
+
+// fullName is the chain's full backup: the new delta's DeltaFullName.
+func (d *deltaBase) fullName() string {
+	if d.sentinel.IsDelta() {
+		return d.sentinel.DeltaFullName
+	}
+	return d.name
+}
+
+// chooseDeltaBase applies WAL-G's rules for a delta base; nil means a full
+// backup. permanent is whether the new backup is to be permanent.
+func chooseDeltaBase(ctx context.Context, store storage.Storage, o DeltaOptions, permanent bool, log *slog.Logger) (*deltaBase, error) {
+	if o.MaxSteps <= 0 {
+		if o.FromName != "" || len(o.FromUserData) > 0 {
+			log.Warn("a delta base was named but WALG_DELTA_MAX_STEPS is 0: taking a full backup")
+		}
+		return nil, nil
+	}
+	var sel Info
+	var err error
+	switch {
+	case o.FromName != "":
+		sel, err = Find(ctx, store, o.FromName)
+	case len(o.FromUserData) > 0:
+		sel, err = FindByUserData(ctx, store, o.FromUserData)
+	default:
+		sel, err = Latest(ctx, store)
+		if errors.Is(err, ErrNoBackups) {
+			log.Info("no backup to take a delta from: taking a full backup")
+			return nil, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("delta base: %w", err)
+	}
+	s, err := FetchSentinel(ctx, store, sel.Name)
+	if err != nil {
+		return nil, fmt.Errorf("delta base: %w", err)
+	}
+	if s.LSN == 0 {
+		log.Info("the delta base has no start LSN (an old backup): taking a full backup", "base", sel.Name)
+		return nil, nil
+	}
+	count := s.DeltaCount + 1
+	if count > o.MaxSteps {
+		log.Info("the delta chain reached WALG_DELTA_MAX_STEPS: taking a full backup", "base", sel.Name, "max_steps", o.MaxSteps)
+		return nil, nil
+	}
+	name := sel.Name
+	if o.Origin == OriginLatestFull {
+		// WAL-G keeps the count of the selected backup even so.
+		if s.IsDelta() {
+			name = s.DeltaFullName
+			if s, err = FetchSentinel(ctx, store, name); err != nil {
+				return nil, fmt.Errorf("delta base (the full backup of %s): %w", sel.Name, err)
+			}
+		}
+	} else if !permanent {
+		basePermanent := s.IsPermanent
+		if m, err := FetchMetadata(ctx, store, name); err == nil {
+			basePermanent = m.IsPermanent // backup-mark rewrites only metadata.json
+		}
+		if basePermanent {
+			log.Info("the delta base is permanent and this backup is not: taking a full backup", "base", name)
+			return nil, nil
+		}
+	}
+	fm, err := FetchFilesMetadata(ctx, store, name, s)
+	if err != nil {
+		return nil, fmt.Errorf("delta base: %w", err)
+	}
+	return &deltaBase{name: name, sentinel: s, count: count, files: fm.Files}, nil
+}
+
+// transactionStateDirs hold SLRU files, which have no page headers.
+var transactionStateDirs = []string{"pg_xact", "pg_clog", "pg_multixact", "pg_subtrans", "pg_commit_ts", "pg_serial", "pg_notify", "pg_snapshots"}
+
+// isIncrementable is WAL-G's isPagedFile on a tar member name: a main-fork
+// relation segment ("16384" or "16384.2") of whole pages under base/ or a
+// tablespace.
+func isIncrementable(name string, size int64) bool {
+	if size <= 0 || size%IncrementBlockSize != 0 {
+		return false
+	}
+	if !strings.Contains(name, "base") && !strings.Contains(name, "pg_tblspc") {
+		return false
+	}
+	for _, d := range transactionStateDirs {
+		if strings.Contains(name, d) {
+			return false
+		}
+	}
+	base := path.Base(name)
+	node, seg, hasSeg := strings.Cut(base, ".")
+	if _, ok := parseDigits(node); !ok {
+		return false
+	}
+	if hasSeg {
+		if _, ok := parseDigits(seg); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Page header fields WAL-G checks before trusting a page's LSN.
+const (
+	pageFlagsOffset       = 10
+	pageLowerOffset       = 12
+	pageSpecialOffset     = 16
+	pageSizeVersionOffset = 18
+	pageValidFlags        = 0x7
+	pageLayoutVersion     = 4
+)
+
+// pageVerdict is what a delta does with one page.
+type pageVerdict int
+
+const (
+	pageUnchanged pageVerdict = iota
+	pageChanged
+	pageInvalid
+)
+
+// classifyPage is WAL-G's full-scan rule: a new page (pd_upper 0) is
+// stored; a page whose header is not plausible makes the whole file be
+// stored instead; a valid page is stored when its LSN is at or after the
+// base backup's start.
+func classifyPage(p []byte, baseLSN uint64) pageVerdict {
+	le := binary.LittleEndian
+	upper := le.Uint16(p[pageUpperOffset:])
+	if upper == 0 {
+		return pageChanged
+	}
+	flags := le.Uint16(p[pageFlagsOffset:])
+	lower := le.Uint16(p[pageLowerOffset:])
+	special := le.Uint16(p[pageSpecialOffset:])
+	lsn := uint64(le.Uint32(p[pageLSNOffset:]))<<32 | uint64(le.Uint32(p[pageLSNOffset+4:]))
+	if flags&pageValidFlags != flags || lower < pageHeaderSize || lower > upper || upper > special ||
+		int(special) > IncrementBlockSize || lsn == 0 ||
+		le.Uint16(p[pageSizeVersionOffset:]) != IncrementBlockSize+pageLayoutVersion {
+		return pageInvalid
+	}
+	if lsn >= baseLSN {
+		return pageChanged
+	}
+	return pageUnchanged
+}
+
+// scanChanged lists the pages of the open file f (size bytes at open) a
+// delta from baseLSN must store. ok is false when a page is not valid: the
+// file is then stored whole. A file that shrank ends the scan early (WAL
+// replay truncates it again).
+func (b *builder) scanChanged(ctx context.Context, f *os.File, size int64, baseLSN uint64) (blocks []uint32, ok bool, err error) {
+	p := b.p
+	r := counted(p.diskLimit.reader(ctx, f), p.progress)
+	blocks = b.blocks[:0]
+	defer func() { b.blocks = blocks[:0] }()
+	var off int64
+	for off < size {
+		chunk := b.buf[:min(int64(len(b.buf)), size-off)]
+		n, rerr := io.ReadFull(r, chunk)
+		for i := 0; i+IncrementBlockSize <= n; i += IncrementBlockSize {
+			switch classifyPage(chunk[i:i+IncrementBlockSize], baseLSN) {
+			case pageChanged:
+				blocks = append(blocks, uint32((off+int64(i))/IncrementBlockSize))
+			case pageInvalid:
+				return nil, false, nil
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return nil, false, context.Cause(ctx)
+			}
+			return nil, false, fmt.Errorf("read %s: %w", f.Name(), rerr)
+		}
+		off += int64(n)
+	}
+	return blocks, true, nil
+}
+
+// addIncrement stores the file as a wi1 page increment over the delta
+// base. It returns false (having written nothing) when the file must be
+// stored whole instead; the file offset is then back at its start.
+func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi fs.FileInfo) (bool, error) {
+	p := b.p
+	size := fi.Size()
+	blocks, ok, err := b.scanChanged(ctx, f, size, p.delta.sentinel.LSN)
+	if err != nil {
+		return false, err
+	}
+	if !ok {
+		p.log.Debug("a page is not valid (perhaps being written): file stored whole", "file", e.name)
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return false, fmt.Errorf("rewind %s: %w", e.path, err)
+		}
+		return false, nil
+	}
+	// The scan's list lives in b.blocks; keep it while the pages are copied.
+	b.blocks = blocks
+	memberSize := IncrementSize(len(blocks))
+	if b.cur != nil && b.cur.contentSize > 0 && b.cur.contentSize+memberSize > p.threshold {
+		if err := b.closeTar(); err != nil {
+			return false, err
+		}
+	}
+	if err := b.ensureTar(ctx); err != nil {
+		return false, err
+	}
+	hdr, err := tarHeader(fi, e.name, memberSize)
+	if err != nil {
+		return false, fmt.Errorf("tar header for %s: %w", e.path, err)
+	}
+	if err := b.cur.tw.WriteHeader(hdr); err != nil {
+		return false, fmt.Errorf("write tar header %s into %s: %w", e.name, b.cur.key, err)
+	}
+	if err := WriteIncrementHeader(b.cur.tw, uint64(size), blocks); err != nil {
+		return false, fmt.Errorf("write increment of %s into %s: %w", e.name, b.cur.key, err)
+	}
+	page := b.buf[:IncrementBlockSize]
+	shrank := false
+	for _, blk := range blocks {
+		if err := p.diskLimit.take(ctx, IncrementBlockSize); err != nil {
+			return false, err
+		}
+		n, err := f.ReadAt(page, int64(blk)*IncrementBlockSize)
+		if err != nil && err != io.EOF {
+			return false, fmt.Errorf("read %s block %d: %w", e.path, blk, err)
+		}
+		if n < IncrementBlockSize {
+			// Truncated since the scan: WAL replay truncates it again.
+			clear(page[n:])
+			shrank = true
+		}
+		if p.progress != nil {
+			p.progress.Add(int64(n))
+		}
+		if _, err := b.cur.tw.Write(page); err != nil {
+			return false, fmt.Errorf("write increment of %s into %s: %w", e.name, b.cur.key, err)
+		}
+	}
+	if shrank {
+		p.changedFiles.Add(1)
+	}
+	b.cur.contentSize += memberSize
+	b.record(e.name, FileDescription{IsIncremented: true, MTime: fi.ModTime()})
+	if b.cur.contentSize >= p.threshold {
+		return true, b.closeTar()
+	}
+	return true, nil
+}
+
+// tarHeader is the member header of a file stored under name with size
+// bytes of content.
+func tarHeader(fi fs.FileInfo, name string, size int64) (*tar.Header, error) {
+	hdr, err := tar.FileInfoHeader(fi, "")
+	if err != nil {
+		return nil, err
+	}
+	hdr.Name, hdr.Size = name, size
+	return hdr, nil
+}
+
+// markAncestorsPermanent marks every backup the new permanent delta
+// depends on permanent, as WAL-G does, in metadata.json (the source of
+// truth for permanence).
+func markAncestorsPermanent(ctx context.Context, store storage.Storage, base *deltaBase) error {
+	name, s := base.name, base.sentinel
+	for i := 0; i < maxChainLength; i++ {
+		m, err := FetchMetadata(ctx, store, name)
+		if err != nil {
+			return fmt.Errorf("mark %s permanent: %w", name, err)
+		}
+		if !m.IsPermanent {
+			m.IsPermanent = true
+			if err := putJSON(ctx, store, MetadataKey(name), func() ([]byte, error) { return EncodeMetadata(m) }); err != nil {
+				return fmt.Errorf("mark %s permanent: %w", name, err)
+			}
+		}
+		if !s.IsDelta() {
+			return nil
+		}
+		name = s.DeltaFrom
+		if s, err = FetchSentinel(ctx, store, name); err != nil {
+			return fmt.Errorf("mark %s permanent: %w", name, err)
+		}
+	}
+	return fmt.Errorf("mark ancestors of %s permanent: chain longer than %d", base.name, maxChainLength)
+}
