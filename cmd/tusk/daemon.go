@@ -15,6 +15,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/daemon"
 	"github.com/tusk-pg/tusk/internal/memplan"
+	"github.com/tusk-pg/tusk/internal/rss"
 	"github.com/tusk-pg/tusk/internal/wal"
 )
 
@@ -156,6 +157,10 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 
 	stopNotify := notifySystemd(ctx, a)
 	defer stopNotify()
+	// Once more after the first minute: the code of a first request
+	// (TLS handshake, client set-up) is then also behind us.
+	trim := time.AfterFunc(time.Minute, rss.DropFilePages)
+	defer trim.Stop()
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx, l) }()

@@ -11,6 +11,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/rss"
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/file"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
@@ -99,5 +100,8 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 		Restorer:         r,
 		Log:              a.log,
 	}
+	// Start-up (package initialisers, configuration, the storage client)
+	// is done: drop the code pages only it touched from the resident set.
+	rss.DropFilePages()
 	return &walTools{store: store, archiver: w, restorer: r}, nil
 }
