@@ -225,10 +225,11 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		Log:         log,
 	}
 	res, err := fetcher.Fetch(ctx, info.Name, dest, backup.FetchOptions{RestoreSpec: spec, Progress: rep})
-	rep.Stop()
 	if err != nil {
+		rep.Stop()
 		return fmt.Errorf("backup-fetch %s into %s: %w", info.Name, dest, err)
 	}
+	rep.Finish()
 	if writeRecovery {
 		if err := a.writeRecovery(dest, res, target); err != nil {
 			return fmt.Errorf("backup-fetch: backup %s restored into %s, but configuring recovery failed: %w", info.Name, dest, err)

@@ -92,6 +92,8 @@ type Reporter struct {
 	mu       sync.Mutex
 	bar      *progressbar.ProgressBar
 	barTotal int64 // the bar's max as last set, -1 while unknown
+	complete bool  // Finish: the bar may reach 100%
+	stopped  bool  // the bar's line is ended: log records need no clearing
 
 	stopOnce sync.Once
 	cancel   context.CancelFunc
@@ -129,7 +131,7 @@ func New(o Options) *Reporter {
 	r.cancel = cancel
 	switch r.mode {
 	case Bar:
-		r.bar = r.newBar(barRefresh / 2)
+		r.bar = r.newBar()
 		r.wg.Go(func() { r.loop(ctx, barRefresh, r.redraw) })
 	case Lines:
 		last, lastAt := int64(0), r.start
@@ -181,9 +183,22 @@ func (r *Reporter) Total() int64 {
 	return r.total.Load()
 }
 
-// Stop ends the display: the bar is left on its own line, and in Lines
-// mode a last line gives the bytes moved, the time taken and the average
-// rate. Further Adds are still counted. Stop may be called more than once.
+// Finish ends the display of work that completed: the bar shows 100%
+// whatever the estimated total was. Otherwise it is Stop.
+func (r *Reporter) Finish() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	r.complete = true
+	r.mu.Unlock()
+	r.Stop()
+}
+
+// Stop ends the display: the bar is left as it is on its own line, and in
+// Lines mode a last line gives the bytes moved, the time taken and the
+// average rate. Further Adds are still counted. Stop may be called more
+// than once; after Finish it does nothing.
 func (r *Reporter) Stop() {
 	if r == nil {
 		return
@@ -196,7 +211,10 @@ func (r *Reporter) Stop() {
 		case Bar:
 			r.mu.Lock()
 			r.redrawLocked()
-			_ = r.bar.Exit() // prints the newline that ends the bar's line
+			if !r.bar.IsFinished() {
+				_ = r.bar.Exit() // prints the newline that ends the bar's line
+			} // else reaching 100% printed it
+			r.stopped = true
 			r.mu.Unlock()
 		case Lines:
 			done := r.done.Load()
@@ -257,8 +275,9 @@ func Line(op string, done, total int64, rate float64) string {
 	return s
 }
 
-// newBar makes the bar; throttle bounds how often it draws.
-func (r *Reporter) newBar(throttle time.Duration) *progressbar.ProgressBar {
+// newBar makes the bar. It draws whenever it is handed the counters: the
+// ticker sets the pace, and Stop's last draw must not be skipped.
+func (r *Reporter) newBar() *progressbar.ProgressBar {
 	return progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(r.out),
 		progressbar.OptionSetDescription(r.op),
@@ -268,9 +287,7 @@ func (r *Reporter) newBar(throttle time.Duration) *progressbar.ProgressBar {
 		progressbar.OptionUseIECUnits(true),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(throttle),
 		progressbar.OptionSpinnerType(14),
-		progressbar.OptionFullWidth(),
 		progressbar.OptionOnCompletion(func() { io.WriteString(r.out, "\n") }),
 	)
 }
@@ -287,7 +304,10 @@ func (r *Reporter) redraw(time.Time) {
 // above what was done.
 func (r *Reporter) redrawLocked() {
 	done, total := r.done.Load(), r.total.Load()
-	if total > 0 && done >= total {
+	switch {
+	case r.complete:
+		total = done
+	case total > 0 && done >= total:
 		total = done + done/100 + 1
 	}
 	if total > 0 && total != r.barTotal {
@@ -319,7 +339,9 @@ func (c clearingHandler) Enabled(ctx context.Context, l slog.Level) bool {
 func (c clearingHandler) Handle(ctx context.Context, rec slog.Record) error {
 	c.r.mu.Lock()
 	defer c.r.mu.Unlock()
-	_ = c.r.bar.Clear()
+	if !c.r.stopped {
+		_ = c.r.bar.Clear()
+	}
 	return c.h.Handle(ctx, rec)
 }
 

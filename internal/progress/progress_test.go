@@ -41,8 +41,8 @@ type records struct {
 }
 
 func (r *records) Enabled(context.Context, slog.Level) bool { return true }
-func (r *records) WithAttrs([]slog.Attr) slog.Handler      { return r }
-func (r *records) WithGroup(string) slog.Handler           { return r }
+func (r *records) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *records) WithGroup(string) slog.Handler            { return r }
 func (r *records) Handle(_ context.Context, rec slog.Record) error {
 	m := map[string]slog.Value{}
 	rec.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value; return true })
@@ -288,9 +288,35 @@ func TestBarMode(t *testing.T) {
 
 	r.Add(4 << 20) // past the estimate
 	waitFor(t, "the bar past its estimate", func() bool { return strings.Contains(out.String(), "5.0/5.1 MiB") })
+	if strings.Contains(out.String(), "100%") {
+		t.Errorf("the bar reached 100%% before the work finished: %q", out.String())
+	}
+	r.Finish()
 	r.Stop()
-	if s := out.String(); !strings.HasSuffix(s, "\n") {
-		t.Errorf("bar not ended with a newline: %q", s[max(0, len(s)-80):])
+	s = out.String()
+	if !regexp.MustCompile(`100% \|█{30}\| \(5\.0/5\.0 MiB[^)]*\)( \[[^]]*\])?\n$`).MatchString(s) {
+		t.Errorf("finished bar: %q", s[max(0, len(s)-120):])
+	}
+	if strings.Count(s, "\n") != 2 { // the log record's and the bar's
+		t.Errorf("%d newlines: %q", strings.Count(s, "\n"), s)
+	}
+	// After the bar's line ended, records are written as they are.
+	n := len(s)
+	log.Info("backup-fetch: restored")
+	if s := out.String(); !strings.HasPrefix(s[n:], "time=") {
+		t.Errorf("record after Stop: %q", s[n:])
+	}
+}
+
+// TestBarStopUnfinished: a failed transfer's bar stays where it stopped.
+func TestBarStopUnfinished(t *testing.T) {
+	var out syncBuffer
+	r := New(Options{Op: "backup-push", Mode: Bar, Out: &out, Total: 4 << 20})
+	r.Add(1 << 20)
+	r.Stop()
+	s := out.String()
+	if !strings.Contains(s, "25%") || strings.Contains(s, "100%") || !strings.HasSuffix(s, "\n") {
+		t.Errorf("stopped bar: %q", s)
 	}
 }
 
@@ -319,10 +345,6 @@ func TestBarMemory(t *testing.T) {
 	before := heap()
 	var out syncBuffer
 	r := New(Options{Op: "backup-push", Mode: Bar, Out: &out, Total: 1 << 40})
-	// Draw on every call rather than at most every barRefresh/2.
-	r.mu.Lock()
-	r.bar = r.newBar(0)
-	r.mu.Unlock()
 	for range 10 {
 		r.Add(1 << 30)
 		r.redraw(time.Now())
