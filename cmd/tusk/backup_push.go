@@ -48,8 +48,15 @@ WALG_UPLOAD_CONCURRENCY) tars are built and uploaded at once. Memory is bounded
 by these settings, not by the database size: --memory-plan prints the bound.
 Progress goes to stderr: a bar with bytes read, rate and ETA on a terminal,
 otherwise a log line every 5 seconds.
-Delta backups are not supported yet: with WALG_DELTA_MAX_STEPS > 0 a full
-backup is taken (always valid).`,
+With WALG_DELTA_MAX_STEPS > 0 (and without --full) a delta backup is taken, as
+WAL-G does: its base is --delta-from-name / --delta-from-user-data
+(WALG_DELTA_FROM_NAME, WALG_DELTA_FROM_USER_DATA) or else the latest backup
+(its chain's full backup with WALG_DELTA_ORIGIN=LATEST_FULL); files whose mtime
+equals the base's are skipped, relation files store only the pages whose LSN is
+at or after the base's start LSN (wi1 page increments), other files are stored
+whole. A full backup is taken instead when the chain would exceed
+WALG_DELTA_MAX_STEPS, when there is no backup yet, or when the base is permanent
+and this backup is not.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if fl.memoryPlan {
 				return cobra.MaximumNArgs(1)(cmd, args)
@@ -71,8 +78,8 @@ backup is taken (always valid).`,
 	f.BoolVarP(&fl.ratingComposer, "rating-composer", "r", false, "not supported yet: the regular composer is used")
 	f.BoolVarP(&fl.copyComposer, "copy-composer", "c", false, "not supported yet: the regular composer is used")
 	f.BoolVarP(&fl.dbComposer, "database-composer", "b", false, "not supported yet: the regular composer is used")
-	f.StringVar(&fl.deltaFromName, "delta-from-name", "", "not supported yet: a full backup is taken")
-	f.StringVar(&fl.deltaFromUserData, "delta-from-user-data", "", "not supported yet: a full backup is taken")
+	f.StringVar(&fl.deltaFromName, "delta-from-name", "", "take the delta from this backup (WALG_DELTA_FROM_NAME)")
+	f.StringVar(&fl.deltaFromUserData, "delta-from-user-data", "", "take the delta from the backup with this user data (WALG_DELTA_FROM_USER_DATA)")
 	f.StringVar(&fl.userData, "add-user-data", "", "JSON stored as the backup's user data (WALG_SENTINEL_USER_DATA)")
 	f.BoolVar(&fl.withoutFilesMetadata, "without-files-metadata", false, "do not upload files_metadata.json (WALG_WITHOUT_FILES_METADATA)")
 	f.StringVar(&fl.targetStorage, "target-storage", "", "storage to write to (only \"default\" exists)")
@@ -143,10 +150,29 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if fl.ratingComposer || fl.copyComposer || fl.dbComposer {
 		a.log.Warn("the rating, copy and database tar composers are not supported yet; using the regular composer (the backup is complete either way)")
 	}
-	deltaAsked := cfg.Int("WALG_DELTA_MAX_STEPS") > 0 || fl.deltaFromName != "" || fl.deltaFromUserData != "" ||
-		cfg.String("WALG_DELTA_FROM_NAME") != "" || cfg.String("WALG_DELTA_FROM_USER_DATA") != ""
-	if deltaAsked && !fl.full && !opts.WithoutFilesMetadata {
-		a.log.Warn("delta backups are not supported yet: taking a full backup (always valid on its own)")
+	fromName, fromUserData := fl.deltaFromName, fl.deltaFromUserData
+	if fromName == "" {
+		fromName = cfg.String("WALG_DELTA_FROM_NAME")
+	}
+	if fromUserData == "" {
+		fromUserData = cfg.String("WALG_DELTA_FROM_USER_DATA")
+	}
+	if opts.WithoutFilesMetadata && (fromName != "" || fromUserData != "") {
+		// WAL-G refuses too: a delta needs its base's files metadata.
+		return errors.New("--without-files-metadata (WALG_WITHOUT_FILES_METADATA) cannot be combined with a delta base (--delta-from-name, --delta-from-user-data)")
+	}
+	if fromUserData != "" && !json.Valid([]byte(fromUserData)) {
+		return fmt.Errorf("--delta-from-user-data / WALG_DELTA_FROM_USER_DATA is not valid JSON: %q", fromUserData)
+	}
+	if !fl.full {
+		opts.Delta = backup.DeltaOptions{
+			MaxSteps: cfg.Int("WALG_DELTA_MAX_STEPS"),
+			Origin:   cfg.String("WALG_DELTA_ORIGIN"),
+			FromName: fromName,
+		}
+		if fromUserData != "" {
+			opts.Delta.FromUserData = json.RawMessage(fromUserData)
+		}
 	}
 
 	opts.DataDir = args[0]
