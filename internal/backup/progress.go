@@ -54,7 +54,10 @@ func (c progressWriter) Write(b []byte) (int, error) {
 // the same exclusions, tablespaces included. It reads only directory
 // entries and file metadata, so a progress display gets a total (and an
 // ETA) long before the backup's own walk, which is paced by the uploads,
-// reaches the end. Files change while a backup runs: it is an estimate.
+// reaches the end. Files change while a backup runs: it is an estimate. A
+// delta backup reads less (files unchanged since the base are skipped) and
+// some of it twice (relation files are scanned, then their changed pages
+// read), so for it the estimate is rougher still.
 func EstimatePushSize(ctx context.Context, dataDir string) (int64, error) {
 	var total int64
 	w := &walker{root: dataDir, log: slog.New(slog.DiscardHandler)}
