@@ -142,8 +142,11 @@ func TestLinesMode(t *testing.T) {
 		prev = b
 	}
 
-	// Nothing moves: no lines.
-	time.Sleep(30 * time.Millisecond) // a tick may still report the last Adds
+	// Once a line has reported every byte, nothing moves: no more lines.
+	waitFor(t, "a line with every byte", func() bool {
+		_, a := recs.snapshot()
+		return a[len(a)-1]["bytes"].Int64() == r.Done()
+	})
 	before, _ := recs.snapshot()
 	time.Sleep(100 * time.Millisecond)
 	if after, _ := recs.snapshot(); len(after) != len(before) {
