@@ -120,19 +120,15 @@ func (f *Fetcher) planLayers(ctx context.Context, name string, s *Sentinel) ([]*
 	var leafFiles map[string]bool
 	for i := len(chain) - 1; i >= 0; i-- {
 		link := chain[i]
-		fm, err := FetchFilesMetadata(ctx, f.Store, link.Name, link.Sentinel)
-		if err != nil {
-			return nil, fmt.Errorf("backup %s of the chain: %w", link.Name, err)
-		}
 		incs := map[string]bool{}
 		var files map[string]bool
-		if i == len(chain)-1 && len(fm.Files) > 0 {
-			files = make(map[string]bool, len(fm.Files))
+		if i == len(chain)-1 {
+			files = map[string]bool{}
 		}
-		for member, d := range fm.Files {
+		err := forEachBackupFile(ctx, f.Store, link.Name, link.Sentinel, func(member string, d FileDescription) error {
 			rel, err := CleanMemberName(member)
 			if err != nil {
-				return nil, fmt.Errorf("backup %s files metadata: %w", link.Name, err)
+				return err
 			}
 			if d.IsIncremented {
 				incs[rel] = true
@@ -140,8 +136,12 @@ func (f *Fetcher) planLayers(ctx context.Context, name string, s *Sentinel) ([]*
 			if files != nil {
 				files[rel] = true
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("backup %s of the chain: files metadata: %w", link.Name, err)
 		}
-		if files != nil {
+		if len(files) > 0 {
 			leafFiles = files
 		}
 		layers[i].extract = extractLayer{increments: incs}

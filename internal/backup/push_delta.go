@@ -10,9 +10,11 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/tusk-pg/tusk/internal/storage"
 )
@@ -41,9 +43,20 @@ type deltaBase struct {
 	sentinel *Sentinel
 	// count is the new delta's DeltaCount.
 	count int
-	// files is the base's files metadata: mtimes decide which files are
-	// skipped, presence which are stored as increments.
-	files map[string]FileDescription
+	// mtimes are the base's files (tar member names) with their mtimes in
+	// Unix nanoseconds (noMTime when unknown): equal mtimes make a file
+	// skipped, presence lets a relation file be stored as an increment.
+	// Only this is kept of the base's files metadata, which is streamed.
+	mtimes map[string]int64
+}
+
+// noMTime marks a base file whose mtime was not recorded.
+const noMTime = math.MinInt64
+
+// lookup reports whether a file is in the base, and with the same mtime.
+func (d *deltaBase) lookup(name string, mtime time.Time) (inBase, unchanged bool) {
+	m, ok := d.mtimes[name]
+	return ok, ok && m != noMTime && m == mtime.UnixNano()
 }
 
 // fullName is the chain's full backup: the new delta's DeltaFullName.
@@ -112,11 +125,19 @@ func chooseDeltaBase(ctx context.Context, store storage.Storage, o DeltaOptions,
 			return nil, nil
 		}
 	}
-	fm, err := FetchFilesMetadata(ctx, store, name, s)
+	mtimes := map[string]int64{}
+	err = forEachBackupFile(ctx, store, name, s, func(member string, d FileDescription) error {
+		m := int64(noMTime)
+		if !d.MTime.IsZero() {
+			m = d.MTime.UnixNano()
+		}
+		mtimes[member] = m
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("delta base: %w", err)
+		return nil, fmt.Errorf("delta base %s: %w", name, err)
 	}
-	return &deltaBase{name: name, sentinel: s, count: count, files: fm.Files}, nil
+	return &deltaBase{name: name, sentinel: s, count: count, mtimes: mtimes}, nil
 }
 
 // transactionStateDirs hold SLRU files, which have no page headers.

@@ -1,6 +1,8 @@
 package backup
 
 import (
+	"fmt"
+
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/memplan"
@@ -15,9 +17,17 @@ type UploadBuffers struct {
 	Note      string
 }
 
+// The base backup's file list of a delta is the one structure that grows
+// with the cluster (with its number of files, not their size).
+const (
+	deltaBytesPerFile = 100
+	deltaFilesAssumed = 20000
+)
+
 // MemoryPlan lists what one backup-push holds at its peak with options o.
 // Everything is allocated per tar builder and reused; none of it grows with
-// the size of the database or of its files. The walk's directory listing
+// the size of the database or of its files (a delta's base file list
+// grows with the number of files). The walk's directory listing
 // (one string per name of the directory being read) comes on top and is
 // small; files_metadata.json entries are spooled to disk.
 func MemoryPlan(o PushOptions, up UploadBuffers) *memplan.Plan {
@@ -42,6 +52,11 @@ func MemoryPlan(o PushOptions, up UploadBuffers) *memplan.Plan {
 	}
 	if o.Verify {
 		p.Add("page re-read buffer (--verify)", n, 32<<10, "")
+	}
+	if o.Delta.MaxSteps > 0 && !o.WithoutFilesMetadata {
+		p.Add("delta: changed-page list", n, (1<<30)/IncrementBlockSize*4, "one per tar builder: 4 bytes per page of a 1 GiB relation segment")
+		p.Add("delta: base backup's file list", 1, deltaFilesAssumed*deltaBytesPerFile,
+			fmt.Sprintf("name and mtime of each file of the base, about %d bytes each: grows with the file count (%d assumed)", deltaBytesPerFile, deltaFilesAssumed))
 	}
 	p.Add("PostgreSQL sessions", 2, 256<<10, "the backup session, and one database at a time for partial-restore metadata")
 	return p

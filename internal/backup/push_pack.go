@@ -179,8 +179,8 @@ func (b *builder) addFile(ctx context.Context, e walkEntry) error {
 	}
 	size := fi.Size()
 	if p.delta != nil {
-		if base, ok := p.delta.files[e.name]; ok {
-			if base.MTime.Equal(fi.ModTime()) {
+		if inBase, unchanged := p.delta.lookup(e.name, fi.ModTime()); inBase {
+			if unchanged {
 				// Unchanged since the base: restored from the chain.
 				if b.rec != nil {
 					b.rec.addSkipped(e.name, FileDescription{IsSkipped: true, MTime: fi.ModTime()})
