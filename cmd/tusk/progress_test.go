@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage/file"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
 
 const progressTestBackup = "base_000000010000000000000002"
@@ -229,5 +231,51 @@ func TestBackupFetchMemoryPlan(t *testing.T) {
 	}
 	if _, _, err := runTusk(t, env, "backup-fetch", "--json", dest, "LATEST"); err == nil {
 		t.Error("--json without --memory-plan accepted")
+	}
+}
+
+// backup-push without a terminal: its progress goes through the log, and
+// the last line counts every byte read from the data directory, which is
+// what the backup stored less the backup_label tar (not read from disk).
+func TestBackupPushProgressLines(t *testing.T) {
+	c := pgcluster.New(t, pgcluster.Options{})
+	c.Start()
+	c.Exec(`CREATE TABLE t AS SELECT g, repeat('x', 200) AS v FROM generate_series(1, 50000) g; CHECKPOINT`)
+	prefix := t.TempDir()
+	env := map[string]string{"WALG_FILE_PREFIX": prefix}
+	for _, kv := range c.ConnEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	stdout, stderr, err := runTusk(t, env, "backup-push", c.DataDir())
+	if err != nil {
+		t.Fatalf("backup-push: %v\n%s", err, stderr)
+	}
+	if stdout != "" || strings.Contains(stderr, "\r") {
+		t.Errorf("stdout %q; a bar drawn on a file: %v", stdout, strings.Contains(stderr, "\r"))
+	}
+	mt := regexp.MustCompile(`msg="backup-push: [0-9.]+ MiB in \d+s, [0-9.]+ [KMG]?i?B/s" bytes=(\d+)`).FindStringSubmatch(stderr)
+	if mt == nil {
+		t.Fatalf("no final progress line in:\n%s", stderr)
+	}
+	st, err := file.New(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := backup.List(context.Background(), st)
+	if err != nil || len(infos) != 1 {
+		t.Fatalf("backups: %v %v", infos, err)
+	}
+	s, err := backup.FetchSentinel(context.Background(), st, infos[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read int64
+	if _, err := fmt.Sscan(mt[1], &read); err != nil {
+		t.Fatal(err)
+	}
+	// The label tar holds backup_label and tablespace_map, well under 4 KiB.
+	if read > s.UncompressedSize || read < s.UncompressedSize-4096 {
+		t.Errorf("progress counted %d bytes read; the backup stored %d", read, s.UncompressedSize)
 	}
 }
