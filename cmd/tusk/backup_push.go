@@ -56,7 +56,10 @@ equals the base's are skipped, relation files store only the pages whose LSN is
 at or after the base's start LSN (wi1 page increments), other files are stored
 whole. A full backup is taken instead when the chain would exceed
 WALG_DELTA_MAX_STEPS, when there is no backup yet, or when the base is permanent
-and this backup is not.`,
+and this backup is not. On PostgreSQL 17+ with summarize_wal = on the changed
+pages come from WAL summaries instead of reading every page
+(TUSK_DELTA_SOURCE = auto, the default; page-scan; or wal-summaries to require
+them); the stored backup is the same format either way.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if fl.memoryPlan {
 				return cobra.MaximumNArgs(1)(cmd, args)
@@ -164,6 +167,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if fromUserData != "" && !json.Valid([]byte(fromUserData)) {
 		return fmt.Errorf("--delta-from-user-data / WALG_DELTA_FROM_USER_DATA is not valid JSON: %q", fromUserData)
 	}
+	opts.DeltaSource = cfg.String("TUSK_DELTA_SOURCE")
 	if !fl.full {
 		opts.Delta = backup.DeltaOptions{
 			MaxSteps: cfg.Int("WALG_DELTA_MAX_STEPS"),

@@ -74,6 +74,9 @@ type PushOptions struct {
 	// Delta chooses whether to take a delta backup and from which base
 	// (ignored with WithoutFilesMetadata: a delta needs files metadata).
 	Delta DeltaOptions
+	// DeltaSource is TUSK_DELTA_SOURCE: auto (default), page-scan or
+	// wal-summaries.
+	DeltaSource string
 }
 
 // PushResult describes a stored backup.
@@ -184,6 +187,10 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 			"base", delta.name, "base_system_identifier", *delta.sentinel.SystemIdentifier, "system_identifier", info.SystemIdentifier)
 		delta = nil
 	}
+	if delta != nil && info.BlockSize != IncrementBlockSize {
+		log.Warn("page increments need 8 KiB pages: taking a full backup", "block_size", info.BlockSize)
+		delta = nil
+	}
 	baseName := ""
 	if delta != nil {
 		baseName = delta.name
@@ -197,8 +204,12 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		return nil, fmt.Errorf("backup %s: starts at %s, not after its delta base %s (%s)", name, start.LSN, delta.name, lsnString(delta.sentinel.LSN))
 	}
 	log.Info("backup started", "name", name, "lsn", start.LSN.String(), "standby", start.InRecovery)
+	var summary *changedBlocks
 	if delta != nil {
 		log.Info("delta backup", "base", delta.name, "base_lsn", lsnString(delta.sentinel.LSN), "delta_count", delta.count)
+		if summary, err = deltaFromSummaries(ctx, conn, o.DeltaSource, info.Version, pg.LSN(delta.sentinel.LSN), start.LSN, log); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", name, err)
+		}
 	}
 
 	// A dead session means PostgreSQL aborted the backup: stop at once
@@ -212,7 +223,7 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
 		verify: verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(start.LSN),
 		blockSize: info.BlockSize, relSegBlocks: info.RelSegmentBlocks, log: log,
-		progress: o.Progress, delta: delta,
+		progress: o.Progress, delta: delta, summary: summary,
 	}
 	n := o.Builders()
 	builders := make([]*builder, n)

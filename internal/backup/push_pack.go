@@ -41,6 +41,9 @@ type packer struct {
 	progress   Progress // nil: not reported
 	// delta is the base of a delta backup; nil for a full backup.
 	delta *deltaBase
+	// summary lists a delta's changed blocks from WAL summaries; nil: scan
+	// the pages.
+	summary *changedBlocks
 
 	parts         partCounter
 	uncompressed  atomic.Int64 // WAL-G's UncompressedSize: member bytes

@@ -405,6 +405,9 @@ func catalogue() []Setting {
 		// How wal-push learns an object's length for S3: compress twice
 		// (memory independent of segment size) or buffer the output.
 		enum("TUSK_WAL_UPLOAD_BUFFER", "recompress", "recompress", "memory"),
+		// Where a delta backup learns which pages changed: PostgreSQL 17+
+		// WAL summaries when available (auto), or always the page scan.
+		enum("TUSK_DELTA_SOURCE", "auto", "auto", "page-scan", "wal-summaries"),
 		// Connections the daemon serves at once; more clients wait.
 		integer("TUSK_DAEMON_MAX_CONNECTIONS", "16", 1),
 		// How long a stopping daemon lets uploads in flight finish.
