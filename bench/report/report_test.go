@@ -170,9 +170,16 @@ func TestTargets(t *testing.T) {
 	base := sampleSummary()
 	long := sampleSummary()
 	long.Settings.Duration = 720
-	long.Archivers[0].Burst.Committed = 100 * MiB // +11%
+	long.Archivers[0].Burst.ResidentCommitted = 89 * MiB // daemon: +11%
+	long.Archivers[0].Burst.Committed = 500 * MiB        // clients included: not a target
+	long.Archivers[1].Burst.ProcHWM = 22 * MiB           // wal-push: +10%
 	lv := verdicts(Targets(long, base))
 	if got := strings.Join(lv["peaks within 10% of the 180 s burst"], ","); got != strings.Join([]string{NotMet, Met, Met, Met}, ",") {
+		t.Errorf("long-burst verdicts %s", got)
+	}
+	long.Archivers[1].Burst.ProcHWM = 23 * MiB // +15%
+	lv = verdicts(Targets(long, base))
+	if got := strings.Join(lv["peaks within 10% of the 180 s burst"], ","); got != strings.Join([]string{NotMet, Met, Met, NotMet}, ",") {
 		t.Errorf("long-burst verdicts %s", got)
 	}
 

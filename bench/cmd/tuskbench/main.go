@@ -55,6 +55,7 @@ type options struct {
 	tuskBin           string
 	keep              bool
 	noInstall         bool
+	render            string
 }
 
 // seconds is a flag that takes "180" (seconds) or a Go duration ("3m").
@@ -122,6 +123,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.tuskBin, "tusk", "", "tusk binary to measure (default: build ./cmd/tusk)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (clusters, bucket) for inspection")
 	fs.BoolVar(&o.noInstall, "no-install", false, "fail instead of installing missing dependencies")
+	fs.StringVar(&o.render, "render", "", "run nothing: rewrite summary.md and the docs section from this summary.json")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -195,7 +197,11 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	h := &harness{opts: opts, log: newLogger()}
-	if err := h.main(ctx); err != nil {
+	run := h.main
+	if opts.render != "" {
+		run = func(context.Context) error { return h.rerender(opts.render) }
+	}
+	if err := run(ctx); err != nil {
 		h.log.Error("benchmark failed", "error", err)
 		stop()
 		os.Exit(1)
@@ -641,7 +647,14 @@ func (h *harness) machine(ctx context.Context, pgbr bool) report.Machine {
 		m.PgBackRest = version("pgbackrest", "version")
 	}
 	m.Versitygw = versitygwVersion
-	m.Tusk = strings.Join(strings.Fields(strings.TrimPrefix(version(h.tusk, "--version"), "tusk")), " ")
+	// "tusk\tVERSION\tCOMMIT\tDATE"; a development build says "unknown".
+	var tv []string
+	for i, f := range strings.Fields(version(h.tusk, "--version")) {
+		if i > 0 && f != "unknown" {
+			tv = append(tv, f)
+		}
+	}
+	m.Tusk = strings.Join(tv, " ")
 	if rev, err := exec.CommandContext(ctx, "git", "-C", h.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Tusk += " (tree at " + strings.TrimSpace(string(rev)) + ")"
 	}
@@ -677,6 +690,32 @@ func (h *harness) writeOutputs(sum *report.Summary, all []report.Sample, byArchi
 	if err := os.WriteFile(filepath.Join(h.outDir, "summary.json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
+	return h.writeMarkdown(sum, baseline)
+}
+
+// rerender rewrites summary.md and the docs section from a saved run.
+func (h *harness) rerender(path string) error {
+	h.root = moduleRoot()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var sum report.Summary
+	if err := json.Unmarshal(b, &sum); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	h.outDir = filepath.Dir(path)
+	var baseline *report.Summary
+	if sum.Settings.Duration != 180 {
+		if h.opts.baseline == "" && sum.Baseline != "" {
+			h.opts.baseline = filepath.Join(h.root, sum.Baseline)
+		}
+		baseline, sum.Baseline = h.findBaseline()
+	}
+	return h.writeMarkdown(&sum, baseline)
+}
+
+func (h *harness) writeMarkdown(sum *report.Summary, baseline *report.Summary) error {
 	md := report.Markdown(sum, baseline, sum.Baseline)
 	if err := os.WriteFile(filepath.Join(h.outDir, "summary.md"), []byte(md), 0o644); err != nil {
 		return err
