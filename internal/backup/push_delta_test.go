@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -340,6 +341,137 @@ func testDeltaExact(t *testing.T, copts pgcluster.Options, source, wantLog strin
 		}
 		if !bytes.Equal(got, want) {
 			t.Errorf("%s (%s): restored %d bytes differ from the %d on disk", tbl, rel, len(got), len(want))
+		}
+	}
+}
+
+// TestBuilderDelta runs a delta's builder over hand-made relation files
+// and checks what each becomes: skipped, increment (by page LSN or by WAL
+// summary), or whole.
+func TestBuilderDelta(t *testing.T) {
+	root := t.TempDir()
+	const baseLSN = 0x5000028
+	old, changed := testPage(baseLSN-0x100), testPage(baseLSN+0x100)
+	torn := testPage(baseLSN - 0x100)
+	binary.LittleEndian.PutUint16(torn[pageLowerOffset:], 9000)
+	zero := make([]byte, IncrementBlockSize)
+	files := map[string][]byte{
+		"base/5/100":     bytes.Join([][]byte{old, changed, old, zero}, nil),
+		"base/5/101":     bytes.Join([][]byte{old, changed, torn}, nil),
+		"base/5/102":     bytes.Join([][]byte{changed}, nil),
+		"base/5/103":     bytes.Join([][]byte{changed, old}, nil),
+		"base/5/104_fsm": bytes.Join([][]byte{old}, nil),
+		"base/5/105.1":   bytes.Join([][]byte{old, old, old}, nil),
+	}
+	for n, d := range files {
+		writeFile(t, filepath.Join(root, n), d)
+	}
+	mtimeOf := func(n string) time.Time {
+		fi, err := os.Stat(filepath.Join(root, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.ModTime()
+	}
+	earlier := time.Unix(1000, 0)
+	base := &deltaBase{name: testBackup, sentinel: &Sentinel{LSN: baseLSN}, count: 1, mtimes: map[string]int64{
+		"/base/5/100": earlier.UnixNano(), "/base/5/101": earlier.UnixNano(), "/base/5/102": mtimeOf("base/5/102").UnixNano(),
+		"/base/5/104_fsm": earlier.UnixNano(), "/base/5/105.1": earlier.UnixNano(),
+	}}
+	store := newFileStore(t)
+	p := newTestPacker(t, store, 1<<20)
+	p.delta = base
+	p.relSegBlocks = 128
+	// For the last file only: WAL summaries name blocks 128 and 130 of
+	// relation 105, blocks 0 and 2 of its segment 1 (whatever their LSNs).
+	summary := &changedBlocks{blocks: map[relKey][]uint32{{1663, 5, 105}: {3, 128, 130}}, limits: map[relKey]uint32{}}
+	rec, err := newFileRecorder(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.close()
+	b := p.newBuilder(&streamEncoder{method: lz4Method(t)}, rec)
+	ctx := context.Background()
+	for _, n := range []string{"base/5/100", "base/5/101", "base/5/102", "base/5/103", "base/5/104_fsm", "base/5/105.1"} {
+		fi, err := os.Lstat(filepath.Join(root, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == "base/5/105.1" {
+			p.summary = summary
+		}
+		if err := b.add(ctx, walkEntry{path: filepath.Join(root, n), name: "/" + n, info: fi, kind: entryFile}); err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+	}
+	if err := b.closeTar(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]byte{}
+	for _, m := range readTars(t, store, TarPartitionsKey(p.backupName), nil)["part_001.tar.lz4"] {
+		got[m.hdr.Name] = m.data
+		if m.hdr.Size != int64(len(m.data)) {
+			t.Errorf("%s: header size %d, data %d", m.hdr.Name, m.hdr.Size, len(m.data))
+		}
+	}
+	incBlocks := func(n string) []uint32 {
+		h, err := ReadIncrementHeader(bytes.NewReader(got[n]), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", n, err)
+		}
+		if h.FileSize != uint64(len(files[strings.TrimPrefix(n, "/")])) || int64(len(got[n])) != IncrementSize(len(h.Blocks)) {
+			t.Errorf("%s: increment of size %d for %d blocks, file size %d", n, len(got[n]), len(h.Blocks), h.FileSize)
+		}
+		return h.Blocks
+	}
+	if bl := incBlocks("/base/5/100"); !slices.Equal(bl, []uint32{1, 3}) {
+		t.Errorf("page-scan increment blocks %v, want [1 3]", bl)
+	}
+	if bl := incBlocks("/base/5/105.1"); !slices.Equal(bl, []uint32{0, 2}) {
+		t.Errorf("WAL-summary increment blocks %v, want [0 2]", bl)
+	}
+	for _, n := range []string{"base/5/101", "base/5/103", "base/5/104_fsm"} {
+		if !bytes.Equal(got["/"+n], files[n]) {
+			t.Errorf("%s not stored whole (%d bytes)", n, len(got["/"+n]))
+		}
+	}
+	if _, ok := got["/base/5/102"]; ok {
+		t.Error("an unchanged file is in the tar")
+	}
+	// Applying the increment onto the base's version gives today's file.
+	f, err := os.Create(filepath.Join(t.TempDir(), "100"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.Write(bytes.Join([][]byte{old, old, old}, nil))
+	if _, err := ApplyIncrement(f, bytes.NewReader(got["/base/5/100"]), make([]byte, IncrementBlockSize), nil); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(f.Name()); !bytes.Equal(after, files["base/5/100"]) {
+		t.Error("base + increment differs from the file")
+	}
+	var meta bytes.Buffer
+	if err := writeFilesMetadata(ctx, &meta, []*fileRecorder{rec}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	fm, err := ParseFilesMetadata(meta.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][2]bool{ // IsIncremented, IsSkipped
+		"/base/5/100": {true, false}, "/base/5/101": {false, false}, "/base/5/102": {false, true},
+		"/base/5/103": {false, false}, "/base/5/104_fsm": {false, false}, "/base/5/105.1": {true, false},
+	}
+	for n, w := range want {
+		d, ok := fm.Files[n]
+		if !ok || d.IsIncremented != w[0] || d.IsSkipped != w[1] || !d.MTime.Equal(mtimeOf(n[1:])) {
+			t.Errorf("%s: %+v (present %v), want incremented %v skipped %v", n, d, ok, w[0], w[1])
+		}
+	}
+	for _, members := range fm.TarFileSets {
+		if slices.Contains(members, "/base/5/102") {
+			t.Error("the skipped file is listed in TarFileSets")
 		}
 	}
 }
