@@ -155,6 +155,10 @@ func TestDeltaBackupPG15(t *testing.T) {
 	d2 := push(2)
 	// The chain is at WALG_DELTA_MAX_STEPS: the next backup is full.
 	next := push(3)
+	primary.Exec(`update grows set body = 'from the first full' where id % 90 = 0`)
+	// A delta from a named base, then --full although a delta is due.
+	named := push(4, "--delta-from-name", full.name)
+	forced := push(5, "--full")
 
 	checkDelta := func(b taken, from taken, count int) {
 		t.Helper()
@@ -207,11 +211,15 @@ func TestDeltaBackupPG15(t *testing.T) {
 	if next.sentinel.IsDelta() {
 		t.Errorf("backup after WALG_DELTA_MAX_STEPS deltas is a delta: %s", next.name)
 	}
+	checkDelta(named, full, 1)
+	if forced.sentinel.IsDelta() {
+		t.Errorf("backup-push --full took a delta: %s", forced.name)
+	}
 	last := primary.SwitchWAL()
 	primary.WaitArchived(last, 2*time.Minute)
 	primary.Stop()
 
-	for _, b := range []taken{d1, d2} {
+	for _, b := range []taken{d1, d2, named} {
 		t.Run(b.name+"/"+b.rp, func(t *testing.T) {
 			c := restoreFromBackup(t, tusk, env, b.name, b.sentinel, "recovery_target_name = '"+b.rp+"'")
 			for tbl, w := range b.want {
