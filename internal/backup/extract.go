@@ -49,6 +49,9 @@ type Extractor struct {
 	// layer describes the backup whose tars are being extracted; it
 	// changes only between layers of a delta chain, never during one.
 	layer extractLayer
+	// blockLists reuses the block lists of page increments (*[]uint32),
+	// up to 512 KiB each for a 1 GiB segment, across files and workers.
+	blockLists sync.Pool
 
 	mu       sync.Mutex
 	dirModes map[dirKey]fs.FileMode // directories named in the tars
@@ -386,7 +389,12 @@ func (e *Extractor) increment(t target, hdr *tar.Header, r io.Reader, buf []byte
 		w = progressWriterAt{f, e.progress}
 	}
 	lr := &io.LimitedReader{R: r, N: hdr.Size}
-	_, err = ApplyIncrement(w, lr, buf, nil)
+	bl, _ := e.blockLists.Get().(*[]uint32)
+	if bl == nil {
+		bl = new([]uint32)
+	}
+	*bl, err = ApplyIncrement(w, lr, buf, (*bl)[:0])
+	e.blockLists.Put(bl)
 	if err == nil && lr.N != 0 {
 		err = fmt.Errorf("%d bytes of the tar member left after the increment", lr.N)
 	}

@@ -130,9 +130,10 @@ func ListTars(ctx context.Context, store storage.Storage, name string) (TarSet, 
 // Fetch restores the backup name into dest, which must be absent or
 // empty. A delta backup is restored as WAL-G does by default: its chain's
 // full backup first, then each delta in order, whole files replacing
-// older ones and page increments applied onto them. On error the destination keeps whatever was written so far, never
-// global/pg_control, so PostgreSQL will not start on it; remove its
-// contents (and any tablespace locations) before trying again.
+// older ones and page increments applied onto them. On error the
+// destination keeps whatever was written so far, never global/pg_control,
+// so PostgreSQL will not start on it; remove its contents (and any
+// tablespace locations) before trying again.
 func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOptions) (*FetchResult, error) {
 	if err := CheckName(name); err != nil {
 		return nil, err
