@@ -144,7 +144,8 @@ func TestChooseDeltaBase(t *testing.T) {
 	if b, err := chooseDeltaBase(ctx, st, DeltaOptions{MaxSteps: 3}, false, log); err != nil || b != nil {
 		t.Fatalf("no backups: %v %v", b, err)
 	}
-	putDeltaTestBackup(t, st, testBackup, &Sentinel{LSN: 0x2000028, Version: 2}, map[string]FileDescription{"/base/5/1": {MTime: mt}})
+	putDeltaTestBackup(t, st, testBackup, &Sentinel{LSN: 0x2000028, Version: 2, UserData: json.RawMessage(`{"job":"nightly"}`)},
+		map[string]FileDescription{"/base/5/1": {MTime: mt}})
 	putDeltaTestBackup(t, st, testDelta1, &Sentinel{LSN: 0x4000028, DeltaLSN: 0x2000028, DeltaFrom: testBackup, DeltaFullName: testBackup, DeltaCount: 1, Version: 2},
 		map[string]FileDescription{"/base/5/1": {IsIncremented: true, MTime: mt.Add(time.Second)}})
 
@@ -170,6 +171,10 @@ func TestChooseDeltaBase(t *testing.T) {
 	b, err = chooseDeltaBase(ctx, st, DeltaOptions{MaxSteps: 3, FromName: testBackup}, false, log)
 	if err != nil || b == nil || b.name != testBackup || b.count != 1 || b.fullName() != testBackup {
 		t.Fatalf("--delta-from-name: %+v %v", b, err)
+	}
+	b, err = chooseDeltaBase(ctx, st, DeltaOptions{MaxSteps: 3, FromUserData: json.RawMessage(`{ "job": "nightly" }`)}, false, log)
+	if err != nil || b == nil || b.name != testBackup {
+		t.Fatalf("--delta-from-user-data: %+v %v", b, err)
 	}
 	// LATEST_FULL: base is the full backup, count from the latest.
 	b, err = chooseDeltaBase(ctx, st, DeltaOptions{MaxSteps: 3, Origin: OriginLatestFull}, false, log)
