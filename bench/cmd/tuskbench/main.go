@@ -655,8 +655,14 @@ func (h *harness) machine(ctx context.Context, pgbr bool) report.Machine {
 		}
 	}
 	m.Tusk = strings.Join(tv, " ")
+	// The binary is built from the working tree, which may hold more than
+	// HEAD.
 	if rev, err := exec.CommandContext(ctx, "git", "-C", h.root, "rev-parse", "--short", "HEAD").Output(); err == nil {
-		m.Tusk += " (tree at " + strings.TrimSpace(string(rev)) + ")"
+		m.Tusk += " (HEAD " + strings.TrimSpace(string(rev))
+		if st, err := exec.CommandContext(ctx, "git", "-C", h.root, "status", "--porcelain", "--", "cmd", "internal").Output(); err == nil && len(st) > 0 {
+			m.Tusk += " with uncommitted changes"
+		}
+		m.Tusk += ")"
 	}
 	return m
 }

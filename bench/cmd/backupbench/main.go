@@ -1,0 +1,782 @@
+//go:build linux
+
+// Command backupbench measures base and delta backups of one PostgreSQL 15
+// cluster to S3 (versitygw over TLS on 127.0.0.1): tusk backup-push and
+// backup-fetch against pgBackRest backup and restore. Run it as root from
+// the repository root: go run ./bench/cmd/backupbench.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/tusk-pg/tusk/bench/procfs"
+)
+
+const (
+	pgBinDir = "/usr/lib/postgresql/15/bin"
+	bucket   = "bench"
+	region   = "us-east-1"
+)
+
+type bench struct {
+	log        *slog.Logger
+	root, work string
+	scale      int
+	uid, gid   int
+	tusk       string
+	caFile     string
+	s3Port     int
+	s3Endpoint string
+	s3Access   string
+	s3Secret   string
+	pgbrConf   string
+	data, sock string
+	pgPort     int
+	children   []*exec.Cmd
+}
+
+func main() {
+	var b bench
+	flag.StringVar(&b.work, "work", "/var/tmp/tusk-backupbench", "scratch directory (emptied first)")
+	flag.IntVar(&b.scale, "scale", 140, "pgbench -i scale (140 is about 2.1 GB)")
+	out := flag.String("out", "", "also write the results as JSON to this file")
+	flag.Parse()
+	b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	res, err := b.run(ctx)
+	b.stopChildren()
+	if err != nil {
+		b.log.Error("backupbench failed", "err", err)
+		os.Exit(1)
+	}
+	printTable(os.Stdout, res)
+	if *out != "" {
+		j, _ := json.MarshalIndent(res, "", "  ")
+		if err := os.WriteFile(*out, j, 0o644); err != nil {
+			b.log.Error("writing results", "file", *out, "err", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// results is everything the page reports.
+type results struct {
+	Date         string
+	Machine      string
+	ClusterBytes int64
+	Runs         []measure
+	PushPlan     planBounds
+	FetchPlan    planBounds
+	DeltaUpload  int64
+	DeltaObjects int
+	IncrUpload   int64
+}
+
+// measure is one timed run of one tool.
+type measure struct {
+	Name          string
+	Wall          time.Duration
+	CPU           float64 // user+sys seconds, reaped children included
+	MaxRSSMain    uint64  // /usr/bin/time %M of the main process
+	PeakRSSSum    uint64  // highest sum of VmRSS over the tool's processes (10 Hz)
+	PeakCommitted uint64  // highest sum of private writable mappings (10 Hz)
+	RChar         uint64  // main process rchar at the last sample
+	ReadBytes     uint64  // main process read_bytes at the last sample
+	Procs         int     // distinct processes seen
+}
+
+func (b *bench) run(ctx context.Context) (*results, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("run as root: PostgreSQL and the tools run as the postgres user")
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("postgres OS user: %w", err)
+	}
+	b.uid, _ = strconv.Atoi(u.Uid)
+	b.gid, _ = strconv.Atoi(u.Gid)
+	if b.root, err = os.Getwd(); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(b.work); err != nil {
+		return nil, err
+	}
+	if err := b.mkdirPG(b.work, 0o755); err != nil {
+		return nil, err
+	}
+	b.tusk = filepath.Join(b.work, "tusk")
+	build := exec.CommandContext(ctx, "go", "build", "-o", b.tusk, "./cmd/tusk")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if err := runCmd(build); err != nil {
+		return nil, err
+	}
+	if err := b.startS3(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.makeCluster(ctx); err != nil {
+		return nil, err
+	}
+	res := &results{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Machine: machine()}
+	if res.ClusterBytes, err = dirSize(b.data); err != nil {
+		return nil, err
+	}
+	b.log.Info("cluster ready", "bytes", res.ClusterBytes)
+
+	pushEnv := append(b.tuskEnv(), "WALG_UPLOAD_CONCURRENCY=4")
+	if res.PushPlan, err = b.plan(ctx, pushEnv, "backup-push", b.data, "--memory-plan"); err != nil {
+		return nil, err
+	}
+	if res.FetchPlan, err = b.fetchPlan(ctx); err != nil {
+		return nil, err
+	}
+	add := func(name string, env []string, args ...string) error {
+		m, err := b.measure(ctx, name, env, args...)
+		if err != nil {
+			return err
+		}
+		b.log.Info("measured", "run", name, "wall", m.Wall, "cpu_s", m.CPU, "peak_rss_mib", m.PeakRSSSum>>20)
+		res.Runs = append(res.Runs, m)
+		return nil
+	}
+	if err := add("tusk backup-push", pushEnv, b.tusk, "backup-push", b.data); err != nil {
+		return nil, err
+	}
+	dst := filepath.Join(b.work, "restore-tusk")
+	if err := add("tusk backup-fetch", b.tuskEnv(), b.tusk, "backup-fetch", dst, "LATEST"); err != nil {
+		return nil, err
+	}
+	_ = os.RemoveAll(dst) // disk space for the next restore
+	pgbr := []string{"pgbackrest", "--config=" + b.pgbrConf, "--stanza=bench"}
+	if err := add("pgBackRest backup (full)", nil, append(pgbr, "--type=full", "backup")...); err != nil {
+		return nil, err
+	}
+	dst = filepath.Join(b.work, "restore-pgbr")
+	if err := b.mkdirPG(dst, 0o700); err != nil {
+		return nil, err
+	}
+	if err := add("pgBackRest restore", nil, append(pgbr, "--pg1-path="+dst, "restore")...); err != nil {
+		return nil, err
+	}
+	_ = os.RemoveAll(dst)
+
+	// Delta: about 1% of pgbench_accounts' rows, spread over every page.
+	b.log.Info("changing 1% of rows for the delta")
+	if err := b.psql(ctx, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0", "CHECKPOINT"); err != nil {
+		return nil, err
+	}
+	before, err := b.objects(ctx, "tusk/basebackups_005/")
+	if err != nil {
+		return nil, err
+	}
+	deltaEnv := append(pushEnv, "WALG_DELTA_MAX_STEPS=3", "TUSK_DELTA_SOURCE=page-scan")
+	if err := add("tusk backup-push (delta, page scan)", deltaEnv, b.tusk, "backup-push", b.data); err != nil {
+		return nil, err
+	}
+	after, err := b.objects(ctx, "tusk/basebackups_005/")
+	if err != nil {
+		return nil, err
+	}
+	for k, sz := range after {
+		if _, ok := before[k]; !ok {
+			res.DeltaUpload += sz
+			res.DeltaObjects++
+		}
+	}
+	before, err = b.objects(ctx, "pgbackrest/backup/")
+	if err != nil {
+		return nil, err
+	}
+	if err := add("pgBackRest backup (incr)", nil, append(pgbr, "--type=incr", "backup")...); err != nil {
+		return nil, err
+	}
+	after, err = b.objects(ctx, "pgbackrest/backup/")
+	if err != nil {
+		return nil, err
+	}
+	for k, sz := range after {
+		if _, ok := before[k]; !ok {
+			res.IncrUpload += sz
+		}
+	}
+	return res, nil
+}
+
+func machine() string {
+	var mem string
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		if sc.Scan() {
+			mem = strings.Join(strings.Fields(sc.Text())[1:], " ")
+		}
+		f.Close()
+	}
+	var uts syscall.Utsname
+	_ = syscall.Uname(&uts)
+	rel := make([]byte, 0, len(uts.Release))
+	for _, c := range uts.Release {
+		if c == 0 {
+			break
+		}
+		rel = append(rel, byte(c))
+	}
+	return fmt.Sprintf("nproc %d, MemTotal %s, Linux %s", runtime.NumCPU(), mem, rel)
+}
+
+func (b *bench) tuskEnv() []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + b.work, "TMPDIR=" + b.work,
+		"PGHOST=" + b.sock, "PGPORT=" + strconv.Itoa(b.pgPort), "PGUSER=postgres", "PGDATABASE=postgres",
+		"WALG_S3_PREFIX=s3://" + bucket + "/tusk",
+		"AWS_ENDPOINT=" + b.s3Endpoint, "AWS_REGION=" + region,
+		"AWS_ACCESS_KEY_ID=" + b.s3Access, "AWS_SECRET_ACCESS_KEY=" + b.s3Secret,
+		"AWS_S3_FORCE_PATH_STYLE=true", "WALG_S3_CA_CERT_FILE=" + b.caFile,
+		"WALG_COMPRESSION_METHOD=lz4",
+	}
+}
+
+func (b *bench) plan(ctx context.Context, env []string, args ...string) (planBounds, error) {
+	cmd := b.asPG(exec.CommandContext(ctx, b.tusk, args...))
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return planBounds{}, fmt.Errorf("tusk %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return parsePlanText(string(out))
+}
+
+func (b *bench) fetchPlan(ctx context.Context) (planBounds, error) {
+	cmd := b.asPG(exec.CommandContext(ctx, b.tusk, "backup-fetch", filepath.Join(b.work, "plan-dst"), "--memory-plan", "--json"))
+	cmd.Env = b.tuskEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return planBounds{}, fmt.Errorf("tusk backup-fetch --memory-plan --json: %w", err)
+	}
+	var p struct {
+		Committed uint64 `json:"committed_bound_bytes"`
+		RSS       uint64 `json:"rss_bound_bytes"`
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		return planBounds{}, fmt.Errorf("backup-fetch memory plan JSON: %w", err)
+	}
+	return planBounds{Committed: p.Committed, RSS: p.RSS}, nil
+}
+
+// measure runs args as the postgres user under /usr/bin/time, sampling the
+// process tree below time at 10 Hz.
+func (b *bench) measure(ctx context.Context, name string, env []string, args ...string) (measure, error) {
+	m := measure{Name: name}
+	timeOut := filepath.Join(b.work, "time.out")
+	logPath := filepath.Join(b.work, strings.NewReplacer(" ", "_", "(", "", ")", "", ",", "").Replace(name)+".log")
+	logF, err := os.Create(logPath)
+	if err != nil {
+		return m, err
+	}
+	defer logF.Close()
+	cmd := b.asPG(exec.CommandContext(ctx, "/usr/bin/time", append([]string{"-f", "%e %U %S %M", "-o", timeOut}, args...)...))
+	if env == nil {
+		env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.work}
+	}
+	cmd.Env = env
+	cmd.Dir = b.work
+	cmd.Stdout, cmd.Stderr = logF, logF
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return m, fmt.Errorf("%s: %w", name, err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.sample(cmd.Process.Pid, &m, stop)
+	}()
+	err = cmd.Wait()
+	m.Wall = time.Since(t0)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		tailB, _ := os.ReadFile(logPath)
+		if len(tailB) > 4000 {
+			tailB = tailB[len(tailB)-4000:]
+		}
+		return m, fmt.Errorf("%s: %w\n%s", name, err, tailB)
+	}
+	tb, err := os.ReadFile(timeOut)
+	if err != nil {
+		return m, err
+	}
+	f := strings.Fields(lastLine(string(tb)))
+	if len(f) != 4 {
+		return m, fmt.Errorf("/usr/bin/time output %q: want 4 fields", tb)
+	}
+	wall, _ := strconv.ParseFloat(f[0], 64)
+	us, _ := strconv.ParseFloat(f[1], 64)
+	sy, _ := strconv.ParseFloat(f[2], 64)
+	kb, _ := strconv.ParseUint(f[3], 10, 64)
+	m.Wall = time.Duration(wall * float64(time.Second))
+	m.CPU, m.MaxRSSMain = us+sy, kb<<10
+	return m, nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// sample polls /proc every 100 ms: the sums of RSS and committed memory over
+// every process below timePID (time itself excluded), and the I/O counters
+// of its direct child, the tool's main process.
+func (b *bench) sample(timePID int, m *measure, stop <-chan struct{}) {
+	pfs := procfs.FS{Root: "/proc"}
+	seen := map[[2]uint64]bool{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if stats, err := pfs.Scan(); err == nil {
+			tree := procfs.NewTree(stats)
+			var rss, committed uint64
+			for _, s := range stats {
+				if s.PID == timePID || !tree.Descends(s.PID, timePID) || s.State == 'Z' {
+					continue
+				}
+				seen[[2]uint64{uint64(s.PID), s.StartTime}] = true
+				if st, err := pfs.Status(s.PID); err == nil {
+					rss += st.RSS
+				}
+				if c, err := pfs.Committed(s.PID); err == nil {
+					committed += c
+				}
+				if s.PPID == timePID {
+					if rc, rb, ok := readIO(s.PID); ok {
+						m.RChar, m.ReadBytes = rc, rb
+					}
+				}
+			}
+			m.PeakRSSSum = max(m.PeakRSSSum, rss)
+			m.PeakCommitted = max(m.PeakCommitted, committed)
+			m.Procs = len(seen)
+		}
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// readIO reads rchar and read_bytes of /proc/PID/io.
+func readIO(pid int) (rchar, readBytes uint64, ok bool) {
+	bs, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(bs), "\n") {
+		k, v, found := strings.Cut(line, ": ")
+		if !found {
+			continue
+		}
+		n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		switch k {
+		case "rchar":
+			rchar = n
+		case "read_bytes":
+			readBytes = n
+		}
+	}
+	return rchar, readBytes, true
+}
+
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// --- processes
+
+func (b *bench) asPG(cmd *exec.Cmd) *exec.Cmd {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential: &syscall.Credential{Uid: uint32(b.uid), Gid: uint32(b.gid)},
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	return cmd
+}
+
+func (b *bench) mkdirPG(p string, mode os.FileMode) error {
+	if err := os.MkdirAll(p, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		return err
+	}
+	return os.Chown(p, b.uid, b.gid)
+}
+
+func runCmd(cmd *exec.Cmd) error {
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if len(out) > 4000 {
+			out = out[len(out)-4000:]
+		}
+		return fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+	return nil
+}
+
+// startChild runs a long-lived server, killed with the benchmark.
+func (b *bench) startChild(cmd *exec.Cmd, logPath string) error {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return fmt.Errorf("starting %s: %w", cmd.Path, err)
+	}
+	b.children = append(b.children, cmd)
+	go func() { _ = cmd.Wait(); f.Close() }()
+	return nil
+}
+
+// stopChildren stops the servers, newest first (PostgreSQL before S3, so
+// its last archiving pass can finish).
+func (b *bench) stopChildren() {
+	for i := len(b.children) - 1; i >= 0; i-- {
+		c := b.children[i]
+		_ = c.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() {
+			for c.ProcessState == nil && syscall.Kill(c.Process.Pid, 0) == nil {
+				time.Sleep(50 * time.Millisecond)
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = c.Process.Kill()
+		}
+	}
+	b.children = nil
+}
+
+// --- S3
+
+func randomHex(n int) string {
+	p := make([]byte, n)
+	_, _ = rand.Read(p)
+	return hex.EncodeToString(p)
+}
+
+func (b *bench) startS3(ctx context.Context) error {
+	dir := filepath.Join(b.work, "tls")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b.caFile = filepath.Join(dir, "ca.pem")
+	cert, key, caKey, csr, ext := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"),
+		filepath.Join(dir, "ca.key"), filepath.Join(dir, "server.csr"), filepath.Join(dir, "server.ext")
+	if err := os.WriteFile(ext, []byte("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"+
+		"keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"), 0o644); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", caKey, "-out", b.caFile,
+			"-days", "2", "-subj", "/CN=backupbench CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
+		{"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost"},
+		{"x509", "-req", "-in", csr, "-CA", b.caFile, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext},
+	} {
+		if err := runCmd(exec.CommandContext(ctx, "openssl", args...)); err != nil {
+			return err
+		}
+	}
+	_ = os.Chmod(b.caFile, 0o644)
+	gw, err := exec.LookPath("versitygw")
+	if err != nil {
+		gw = "/root/go/bin/versitygw"
+	}
+	b.s3Access, b.s3Secret = "bench"+randomHex(6), randomHex(20)
+	if b.s3Port, err = freePort(); err != nil {
+		return err
+	}
+	b.s3Endpoint = fmt.Sprintf("https://127.0.0.1:%d", b.s3Port)
+	data := filepath.Join(b.work, "s3")
+	if err := os.MkdirAll(data, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.Command(gw, "--access", b.s3Access, "--secret", b.s3Secret, "--region", region,
+		"--port", fmt.Sprintf("127.0.0.1:%d", b.s3Port), "--cert", cert, "--key", key, "posix", data)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.work}
+	if err := b.startChild(cmd, filepath.Join(b.work, "versitygw.log")); err != nil {
+		return err
+	}
+	client := b.httpClient()
+	client.Timeout = time.Second
+	for i := 0; ; i++ {
+		resp, err := client.Get(b.s3Endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 300 {
+			return fmt.Errorf("versitygw on %s: %w", b.s3Endpoint, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, err = b.s3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (b *bench) httpClient() *http.Client {
+	pool := x509.NewCertPool()
+	if pem, err := os.ReadFile(b.caFile); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+func (b *bench) s3Client() *s3.Client {
+	return s3.New(s3.Options{
+		BaseEndpoint: aws.String(b.s3Endpoint), Region: region, UsePathStyle: true,
+		Credentials:                credentials.NewStaticCredentialsProvider(b.s3Access, b.s3Secret, ""),
+		HTTPClient:                 b.httpClient(),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	})
+}
+
+// objects maps every key under prefix to its size.
+func (b *bench) objects(ctx context.Context, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	p := s3.NewListObjectsV2Paginator(b.s3Client(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing s3://%s/%s: %w", bucket, prefix, err)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+		}
+	}
+	return out, nil
+}
+
+// --- PostgreSQL
+
+func (b *bench) pgEnv() []string {
+	return append(b.tuskEnv(), "LC_ALL=C", "TZ=UTC", "PGDATA="+b.data)
+}
+
+func (b *bench) writeConf(lines ...string) error {
+	orig, err := os.ReadFile(filepath.Join(b.data, "postgresql.conf.initdb"))
+	if err != nil {
+		return err
+	}
+	conf := string(orig) + "\n# backupbench\n" + strings.Join(append([]string{
+		"port = " + strconv.Itoa(b.pgPort), "listen_addresses = ''", "unix_socket_directories = '" + b.sock + "'",
+		"shared_buffers = 128MB", "logging_collector = off", "max_wal_size = 4GB", "checkpoint_timeout = 15min",
+	}, lines...), "\n") + "\n"
+	p := filepath.Join(b.data, "postgresql.conf")
+	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	return os.Chown(p, b.uid, b.gid)
+}
+
+func (b *bench) pgStart(ctx context.Context) error {
+	cmd := b.asPG(exec.Command(filepath.Join(pgBinDir, "postgres"), "-D", b.data))
+	cmd.Env = b.pgEnv()
+	if err := b.startChild(cmd, filepath.Join(b.work, "postgres.log")); err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		isReady := exec.CommandContext(ctx, filepath.Join(pgBinDir, "pg_isready"), "-h", b.sock, "-p", strconv.Itoa(b.pgPort))
+		if isReady.Run() == nil {
+			return nil
+		}
+		if i > 1200 {
+			return errors.New("postgres not ready after 2 minutes (see postgres.log)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (b *bench) pgStop() error {
+	if len(b.children) == 0 {
+		return nil
+	}
+	last := b.children[len(b.children)-1]
+	_ = last.Process.Signal(syscall.SIGINT)
+	for range 1200 {
+		if syscall.Kill(last.Process.Pid, 0) != nil {
+			b.children = b.children[:len(b.children)-1]
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("postgres did not stop within 2 minutes")
+}
+
+func (b *bench) psql(ctx context.Context, sqls ...string) error {
+	for _, sql := range sqls {
+		cmd := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-c", sql))
+		cmd.Env = b.pgEnv()
+		if err := runCmd(cmd); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// makeCluster loads pgbench tables with archiving off, checkpoints, then
+// restarts with both tools' archive-push in archive_command (each backup
+// waits for its WAL to be archived by its own tool).
+func (b *bench) makeCluster(ctx context.Context) error {
+	base := filepath.Join(b.work, "pg")
+	b.data, b.sock = filepath.Join(base, "data"), filepath.Join(base, "sock")
+	if err := b.mkdirPG(b.sock, 0o755); err != nil {
+		return err
+	}
+	var err error
+	if b.pgPort, err = freePort(); err != nil {
+		return err
+	}
+	initdb := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "initdb"), "-D", b.data, "-U", "postgres",
+		"--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"))
+	initdb.Env = b.pgEnv()
+	if err := runCmd(initdb); err != nil {
+		return err
+	}
+	if err := runCmd(exec.Command("cp", "-p", filepath.Join(b.data, "postgresql.conf"), filepath.Join(b.data, "postgresql.conf.initdb"))); err != nil {
+		return err
+	}
+	if err := b.writeConf("wal_level = minimal", "max_wal_senders = 0", "fsync = off"); err != nil {
+		return err
+	}
+	if err := b.pgStart(ctx); err != nil {
+		return err
+	}
+	b.log.Info("pgbench -i", "scale", b.scale)
+	pgb := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(b.scale)))
+	pgb.Env = b.pgEnv()
+	if err := runCmd(pgb); err != nil {
+		return err
+	}
+	if err := b.psql(ctx, "VACUUM ANALYZE", "CHECKPOINT"); err != nil {
+		return err
+	}
+	if err := b.pgStop(); err != nil {
+		return err
+	}
+	_ = runCmd(exec.Command("sync"))
+	b.pgbrConf = filepath.Join(b.work, "pgbackrest.conf")
+	for _, d := range []string{"pgbr-log", "pgbr-lock", "pgbr-spool"} {
+		if err := b.mkdirPG(filepath.Join(b.work, d), 0o700); err != nil {
+			return err
+		}
+	}
+	conf := fmt.Sprintf(`[global]
+repo1-type=s3
+repo1-path=/pgbackrest
+repo1-s3-bucket=%s
+repo1-s3-region=%s
+repo1-s3-key=%s
+repo1-s3-key-secret=%s
+repo1-s3-uri-style=path
+repo1-s3-endpoint=localhost
+repo1-storage-port=%d
+repo1-storage-ca-file=%s
+repo1-retention-full=10
+process-max=4
+compress-type=lz4
+start-fast=y
+log-path=%s
+lock-path=%s
+spool-path=%s
+log-level-console=warn
+log-level-file=info
+
+[bench]
+pg1-path=%s
+pg1-socket-path=%s
+pg1-port=%d
+`, bucket, region, b.s3Access, b.s3Secret, b.s3Port, b.caFile,
+		filepath.Join(b.work, "pgbr-log"), filepath.Join(b.work, "pgbr-lock"), filepath.Join(b.work, "pgbr-spool"),
+		b.data, b.sock, b.pgPort)
+	if err := os.WriteFile(b.pgbrConf, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	if err := os.Chown(b.pgbrConf, b.uid, b.gid); err != nil {
+		return err
+	}
+	archive := fmt.Sprintf("archive_command = '%s wal-push %%p && pgbackrest --config=%s --stanza=bench archive-push %%p'", b.tusk, b.pgbrConf)
+	if err := b.writeConf("wal_level = replica", "archive_mode = on", archive); err != nil {
+		return err
+	}
+	if err := b.pgStart(ctx); err != nil {
+		return err
+	}
+	sc := b.asPG(exec.CommandContext(ctx, "pgbackrest", "--config="+b.pgbrConf, "--stanza=bench", "stanza-create"))
+	sc.Env = b.pgEnv()
+	return runCmd(sc)
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+)
+
+func mib(n uint64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
+
+// printTable writes the results as the Markdown the docs page carries.
+func printTable(w io.Writer, r *results) {
+	fmt.Fprintf(w, "Date: %s. Machine: %s. Cluster: %.2f GB (%s MiB).\n\n", r.Date, r.Machine, float64(r.ClusterBytes)/1e9, mib(uint64(r.ClusterBytes)))
+	fmt.Fprintln(w, "| run | wall s | MB/s | CPU s (user+sys) | peak RSS sum MiB (10 Hz) | max RSS main MiB (time) | peak committed MiB | processes | rchar MiB | read_bytes MiB |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, m := range r.Runs {
+		fmt.Fprintf(w, "| %s | %.1f | %.0f | %.1f | %s | %s | %s | %d | %s | %s |\n", m.Name, m.Wall.Seconds(),
+			float64(r.ClusterBytes)/1e6/m.Wall.Seconds(), m.CPU, mib(m.PeakRSSSum), mib(m.MaxRSSMain), mib(m.PeakCommitted),
+			m.Procs, mib(m.RChar), mib(m.ReadBytes))
+	}
+	fmt.Fprintf(w, "\nMemory plans: backup-push committed %s MiB, RSS %s MiB; backup-fetch committed %s MiB, RSS %s MiB.\n",
+		mib(r.PushPlan.Committed), mib(r.PushPlan.RSS), mib(r.FetchPlan.Committed), mib(r.FetchPlan.RSS))
+	fmt.Fprintf(w, "Delta upload: tusk %s MiB in %d objects; pgBackRest incr %s MiB.\n", mib(uint64(r.DeltaUpload)), r.DeltaObjects, mib(uint64(r.IncrUpload)))
+	get := func(name string) *measure {
+		for i := range r.Runs {
+			if r.Runs[i].Name == name {
+				return &r.Runs[i]
+			}
+		}
+		return nil
+	}
+	ratio := func(tusk, other string) string {
+		a, b := get(tusk), get(other)
+		if a == nil || b == nil {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2fx", b.Wall.Seconds()/max(a.Wall.Seconds(), float64(time.Millisecond)/1e3))
+	}
+	fmt.Fprintf(w, "Throughput tusk/pgBackRest: push %s, fetch %s (target >= 1.5x).\n",
+		ratio("tusk backup-push", "pgBackRest backup (full)"), ratio("tusk backup-fetch", "pgBackRest restore"))
+}
