@@ -84,8 +84,9 @@ In postgresql.conf:
 func (a *app) load(cmd *cobra.Command) error {
 	flags := map[string]string{}
 	pf := cmd.Root().PersistentFlags()
+	flagNames := config.FlagNames() // builds the catalogue: once, not per setting
 	for setting, v := range a.settingFlags {
-		if f := pf.Lookup(config.FlagNames()[setting]); f != nil && f.Changed {
+		if f := pf.Lookup(flagNames[setting]); f != nil && f.Changed {
 			flags[setting] = *v
 		}
 	}
