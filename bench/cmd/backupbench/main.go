@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -27,6 +28,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +52,7 @@ type bench struct {
 	log        *slog.Logger
 	root, work string
 	scale      int
+	reps       int
 	uid, gid   int
 	tusk       string
 	caFile     string
@@ -67,6 +70,7 @@ func main() {
 	var b bench
 	flag.StringVar(&b.work, "work", "/var/tmp/tusk-backupbench", "scratch directory (emptied first)")
 	flag.IntVar(&b.scale, "scale", 140, "pgbench -i scale (140 is about 2.1 GB)")
+	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
 	flag.Parse()
 	b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -158,39 +162,71 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if res.FetchPlan, err = b.fetchPlan(ctx); err != nil {
 		return nil, err
 	}
-	add := func(name string, env []string, args ...string) error {
-		m, err := b.measure(ctx, name, env, args...)
-		if err != nil {
-			return err
+	// add measures one run reps times (backups wait for the archive to catch
+	// up first, so no run pays for WAL of an earlier step) and keeps the
+	// median by wall time.
+	add := func(name string, reps int, before func() error, env []string, args ...string) error {
+		var ms []measure
+		for range reps {
+			if err := b.waitArchived(ctx); err != nil {
+				return err
+			}
+			if before != nil {
+				if err := before(); err != nil {
+					return err
+				}
+			}
+			m, err := b.measure(ctx, name, env, args...)
+			if err != nil {
+				return err
+			}
+			b.log.Info("measured", "run", name, "wall", m.Wall, "cpu_s", m.CPU, "peak_rss_mib", m.PeakRSSSum>>20)
+			ms = append(ms, m)
 		}
-		b.log.Info("measured", "run", name, "wall", m.Wall, "cpu_s", m.CPU, "peak_rss_mib", m.PeakRSSSum>>20)
-		res.Runs = append(res.Runs, m)
+		slices.SortFunc(ms, func(x, y measure) int { return cmp.Compare(x.Wall, y.Wall) })
+		res.Runs = append(res.Runs, ms[len(ms)/2])
 		return nil
 	}
-	if err := add("tusk backup-push", pushEnv, b.tusk, "backup-push", b.data); err != nil {
-		return nil, err
-	}
-	dst := filepath.Join(b.work, "restore-tusk")
-	if err := add("tusk backup-fetch", b.tuskEnv(), b.tusk, "backup-fetch", dst, "LATEST"); err != nil {
-		return nil, err
-	}
-	_ = os.RemoveAll(dst) // disk space for the next restore
 	pgbr := []string{"pgbackrest", "--config=" + b.pgbrConf, "--stanza=bench"}
-	if err := add("pgBackRest backup (full)", nil, append(pgbr, "--type=full", "backup")...); err != nil {
-		return nil, err
+	tuskDst, pgbrDst := filepath.Join(b.work, "restore-tusk"), filepath.Join(b.work, "restore-pgbr")
+	// Each restore goes to a fresh empty directory; the previous one is
+	// removed (and its dirty pages written) before the clock starts.
+	clean := func(dir string, create bool) func() error {
+		return func() error {
+			if err := os.RemoveAll(dir); err != nil {
+				return err
+			}
+			_ = runCmd(exec.Command("sync"))
+			if create {
+				return b.mkdirPG(dir, 0o700)
+			}
+			return nil
+		}
 	}
-	dst = filepath.Join(b.work, "restore-pgbr")
-	if err := b.mkdirPG(dst, 0o700); err != nil {
-		return nil, err
+	for _, step := range []func() error{
+		func() error { return add("tusk backup-push", b.reps, nil, pushEnv, b.tusk, "backup-push", b.data) },
+		func() error {
+			return add("tusk backup-fetch", b.reps, clean(tuskDst, false), b.tuskEnv(), b.tusk, "backup-fetch", tuskDst, "LATEST")
+		},
+		func() error {
+			return add("pgBackRest backup (full)", b.reps, nil, nil, append(pgbr, "--type=full", "backup")...)
+		},
+		func() error {
+			return add("pgBackRest restore", b.reps, clean(pgbrDst, true), nil, append(pgbr, "--pg1-path="+pgbrDst, "restore")...)
+		},
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
 	}
-	if err := add("pgBackRest restore", nil, append(pgbr, "--pg1-path="+dst, "restore")...); err != nil {
-		return nil, err
-	}
-	_ = os.RemoveAll(dst)
+	_ = clean(tuskDst, false)()
+	_ = clean(pgbrDst, false)()
 
-	// Delta: about 1% of pgbench_accounts' rows, spread over every page.
-	b.log.Info("changing 1% of rows for the delta")
-	if err := b.psql(ctx, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0", "CHECKPOINT"); err != nil {
+	// Delta: one row in every 100th heap page of pgbench_accounts (about
+	// 61 rows a page), so about 1% of its pages change; the new row versions
+	// and index entries dirty a few more.
+	b.log.Info("changing about 1% of pages for the delta")
+	if err := b.psql(ctx, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 6100 = 1", "CHECKPOINT"); err != nil {
 		return nil, err
 	}
 	before, err := b.objects(ctx, "tusk/basebackups_005/")
@@ -198,7 +234,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 	deltaEnv := append(pushEnv, "WALG_DELTA_MAX_STEPS=3", "TUSK_DELTA_SOURCE=page-scan")
-	if err := add("tusk backup-push (delta, page scan)", deltaEnv, b.tusk, "backup-push", b.data); err != nil {
+	if err := add("tusk backup-push (delta, page scan)", 1, nil, deltaEnv, b.tusk, "backup-push", b.data); err != nil {
 		return nil, err
 	}
 	after, err := b.objects(ctx, "tusk/basebackups_005/")
@@ -215,7 +251,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := add("pgBackRest backup (incr)", nil, append(pgbr, "--type=incr", "backup")...); err != nil {
+	if err := add("pgBackRest backup (incr)", 1, nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
 		return nil, err
 	}
 	after, err = b.objects(ctx, "pgbackrest/backup/")
@@ -492,7 +528,7 @@ func (b *bench) stopChildren() {
 		_ = c.Process.Signal(syscall.SIGINT)
 		done := make(chan struct{})
 		go func() {
-			for c.ProcessState == nil && syscall.Kill(c.Process.Pid, 0) == nil {
+			for syscall.Kill(c.Process.Pid, 0) == nil {
 				time.Sleep(50 * time.Millisecond)
 			}
 			close(done)
@@ -677,6 +713,38 @@ func (b *bench) pgStop() error {
 	return errors.New("postgres did not stop within 2 minutes")
 }
 
+// waitArchived switches WAL and waits until both tools have archived
+// everything written so far.
+func (b *bench) waitArchived(ctx context.Context) error {
+	seg, err := b.query(ctx, "SELECT pg_walfile_name(pg_switch_wal())")
+	if err != nil {
+		return err
+	}
+	for i := 0; ; i++ {
+		last, err := b.query(ctx, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+		if err != nil {
+			return err
+		}
+		if len(last) == 24 && last >= seg {
+			return nil
+		}
+		if i > 3000 {
+			return fmt.Errorf("WAL %s not archived after 5 minutes (last archived %q; see postgres.log)", seg, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (b *bench) query(ctx context.Context, sql string) (string, error) {
+	cmd := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql))
+	cmd.Env = b.pgEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("psql %q: %w", sql, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
 func (b *bench) psql(ctx context.Context, sqls ...string) error {
 	for _, sql := range sqls {
 		cmd := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-c", sql))
@@ -694,8 +762,10 @@ func (b *bench) psql(ctx context.Context, sqls ...string) error {
 func (b *bench) makeCluster(ctx context.Context) error {
 	base := filepath.Join(b.work, "pg")
 	b.data, b.sock = filepath.Join(base, "data"), filepath.Join(base, "sock")
-	if err := b.mkdirPG(b.sock, 0o755); err != nil {
-		return err
+	for _, d := range []string{base, b.sock} {
+		if err := b.mkdirPG(d, 0o755); err != nil {
+			return err
+		}
 	}
 	var err error
 	if b.pgPort, err = freePort(); err != nil {

@@ -34,7 +34,7 @@ func printTable(w io.Writer, r *results) {
 		if a == nil || b == nil {
 			return "n/a"
 		}
-		return fmt.Sprintf("%.2fx", b.Wall.Seconds()/max(a.Wall.Seconds(), float64(time.Millisecond)/1e3))
+		return fmt.Sprintf("%.2fx", b.Wall.Seconds()/max(a.Wall.Seconds(), time.Millisecond.Seconds()))
 	}
 	fmt.Fprintf(w, "Throughput tusk/pgBackRest: push %s, fetch %s (target >= 1.5x).\n",
 		ratio("tusk backup-push", "pgBackRest backup (full)"), ratio("tusk backup-fetch", "pgBackRest restore"))
