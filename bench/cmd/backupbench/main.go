@@ -116,6 +116,9 @@ type measure struct {
 	RChar         uint64  // main process rchar at the last sample
 	ReadBytes     uint64  // main process read_bytes at the last sample
 	Procs         int     // distinct processes seen
+	Load          string  // /proc/loadavg's 1-minute figure when the run started
+	Reps          int
+	Walls         []float64 // every repetition's wall seconds, fastest first
 }
 
 func (b *bench) run(ctx context.Context) (*results, error) {
@@ -162,29 +165,29 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if res.FetchPlan, err = b.fetchPlan(ctx); err != nil {
 		return nil, err
 	}
-	// add measures one run reps times (backups wait for the archive to catch
-	// up first, so no run pays for WAL of an earlier step) and keeps the
-	// median by wall time.
-	add := func(name string, reps int, before func() error, env []string, args ...string) error {
-		var ms []measure
-		for range reps {
-			if err := b.waitArchived(ctx); err != nil {
-				return err
-			}
-			if before != nil {
-				if err := before(); err != nil {
-					return err
-				}
-			}
-			m, err := b.measure(ctx, name, env, args...)
-			if err != nil {
-				return err
-			}
-			b.log.Info("measured", "run", name, "wall", m.Wall, "cpu_s", m.CPU, "peak_rss_mib", m.PeakRSSSum>>20)
-			ms = append(ms, m)
+	// add measures one run (backups wait for the archive to catch up first,
+	// so no run pays for WAL of an earlier step); several runs of one name
+	// are reduced to their median by wall time at the end.
+	all := map[string][]measure{}
+	var order []string
+	add := func(name string, before func() error, env []string, args ...string) error {
+		if err := b.waitArchived(ctx); err != nil {
+			return err
 		}
-		slices.SortFunc(ms, func(x, y measure) int { return cmp.Compare(x.Wall, y.Wall) })
-		res.Runs = append(res.Runs, ms[len(ms)/2])
+		if before != nil {
+			if err := before(); err != nil {
+				return err
+			}
+		}
+		m, err := b.measure(ctx, name, env, args...)
+		if err != nil {
+			return err
+		}
+		b.log.Info("measured", "run", name, "wall", m.Wall, "cpu_s", m.CPU, "peak_rss_mib", m.PeakRSSSum>>20)
+		if _, ok := all[name]; !ok {
+			order = append(order, name)
+		}
+		all[name] = append(all[name], m)
 		return nil
 	}
 	pgbr := []string{"pgbackrest", "--config=" + b.pgbrConf, "--stanza=bench"}
@@ -203,20 +206,23 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 			return nil
 		}
 	}
-	for _, step := range []func() error{
-		func() error { return add("tusk backup-push", b.reps, nil, pushEnv, b.tusk, "backup-push", b.data) },
-		func() error {
-			return add("tusk backup-fetch", b.reps, clean(tuskDst, false), b.tuskEnv(), b.tusk, "backup-fetch", tuskDst, "LATEST")
-		},
-		func() error {
-			return add("pgBackRest backup (full)", b.reps, nil, nil, append(pgbr, "--type=full", "backup")...)
-		},
-		func() error {
-			return add("pgBackRest restore", b.reps, clean(pgbrDst, true), nil, append(pgbr, "--pg1-path="+pgbrDst, "restore")...)
-		},
-	} {
-		if err := step(); err != nil {
-			return nil, err
+	// The tools alternate so that both see the same background load.
+	for range b.reps {
+		for _, step := range []func() error{
+			func() error { return add("tusk backup-push", nil, pushEnv, b.tusk, "backup-push", b.data) },
+			func() error {
+				return add("pgBackRest backup (full)", nil, nil, append(pgbr, "--type=full", "backup")...)
+			},
+			func() error {
+				return add("tusk backup-fetch", clean(tuskDst, false), b.tuskEnv(), b.tusk, "backup-fetch", tuskDst, "LATEST")
+			},
+			func() error {
+				return add("pgBackRest restore", clean(pgbrDst, true), nil, append(pgbr, "--pg1-path="+pgbrDst, "restore")...)
+			},
+		} {
+			if err := step(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	_ = clean(tuskDst, false)()
@@ -234,7 +240,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 	deltaEnv := append(pushEnv, "WALG_DELTA_MAX_STEPS=3", "TUSK_DELTA_SOURCE=page-scan")
-	if err := add("tusk backup-push (delta, page scan)", 1, nil, deltaEnv, b.tusk, "backup-push", b.data); err != nil {
+	if err := add("tusk backup-push (delta, page scan)", nil, deltaEnv, b.tusk, "backup-push", b.data); err != nil {
 		return nil, err
 	}
 	after, err := b.objects(ctx, "tusk/basebackups_005/")
@@ -251,7 +257,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := add("pgBackRest backup (incr)", 1, nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
+	if err := add("pgBackRest backup (incr)", nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
 		return nil, err
 	}
 	after, err = b.objects(ctx, "pgbackrest/backup/")
@@ -262,6 +268,16 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		if _, ok := before[k]; !ok {
 			res.IncrUpload += sz
 		}
+	}
+	for _, name := range order {
+		ms := all[name]
+		slices.SortFunc(ms, func(x, y measure) int { return cmp.Compare(x.Wall, y.Wall) })
+		m := ms[len(ms)/2]
+		m.Reps = len(ms)
+		for _, x := range ms {
+			m.Walls = append(m.Walls, x.Wall.Seconds())
+		}
+		res.Runs = append(res.Runs, m)
 	}
 	return res, nil
 }
@@ -330,6 +346,9 @@ func (b *bench) fetchPlan(ctx context.Context) (planBounds, error) {
 // process tree below time at 10 Hz.
 func (b *bench) measure(ctx context.Context, name string, env []string, args ...string) (measure, error) {
 	m := measure{Name: name}
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.Load = strings.Fields(string(la))[0]
+	}
 	timeOut := filepath.Join(b.work, "time.out")
 	logPath := filepath.Join(b.work, strings.NewReplacer(" ", "_", "(", "", ")", "", ",", "").Replace(name)+".log")
 	logF, err := os.Create(logPath)
@@ -725,7 +744,8 @@ func (b *bench) waitArchived(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if len(last) == 24 && last >= seg {
+		// last may be a .backup history file named after its segment.
+		if len(last) >= 24 && last[:24] >= seg {
 			return nil
 		}
 		if i > 3000 {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -11,12 +12,12 @@ func mib(n uint64) string { return fmt.Sprintf("%.1f", float64(n)/(1<<20)) }
 // printTable writes the results as the Markdown the docs page carries.
 func printTable(w io.Writer, r *results) {
 	fmt.Fprintf(w, "Date: %s. Machine: %s. Cluster: %.2f GB (%s MiB).\n\n", r.Date, r.Machine, float64(r.ClusterBytes)/1e9, mib(uint64(r.ClusterBytes)))
-	fmt.Fprintln(w, "| run | wall s | MB/s | CPU s (user+sys) | peak RSS sum MiB (10 Hz) | max RSS main MiB (time) | peak committed MiB | processes | rchar MiB | read_bytes MiB |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| run | wall s | MB/s | CPU s (user+sys) | peak RSS sum MiB (10 Hz) | max RSS main MiB (time) | peak committed MiB | processes | rchar MiB | read_bytes MiB | load | all walls s |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, m := range r.Runs {
-		fmt.Fprintf(w, "| %s | %.1f | %.0f | %.1f | %s | %s | %s | %d | %s | %s |\n", m.Name, m.Wall.Seconds(),
+		fmt.Fprintf(w, "| %s | %.1f | %.0f | %.1f | %s | %s | %s | %d | %s | %s | %s | %s |\n", m.Name, m.Wall.Seconds(),
 			float64(r.ClusterBytes)/1e6/m.Wall.Seconds(), m.CPU, mib(m.PeakRSSSum), mib(m.MaxRSSMain), mib(m.PeakCommitted),
-			m.Procs, mib(m.RChar), mib(m.ReadBytes))
+			m.Procs, mib(m.RChar), mib(m.ReadBytes), m.Load, walls(m.Walls))
 	}
 	fmt.Fprintf(w, "\nMemory plans: backup-push committed %s MiB, RSS %s MiB; backup-fetch committed %s MiB, RSS %s MiB.\n",
 		mib(r.PushPlan.Committed), mib(r.PushPlan.RSS), mib(r.FetchPlan.Committed), mib(r.FetchPlan.RSS))
@@ -38,4 +39,12 @@ func printTable(w io.Writer, r *results) {
 	}
 	fmt.Fprintf(w, "Throughput tusk/pgBackRest: push %s, fetch %s (target >= 1.5x).\n",
 		ratio("tusk backup-push", "pgBackRest backup (full)"), ratio("tusk backup-fetch", "pgBackRest restore"))
+}
+
+func walls(ws []float64) string {
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = fmt.Sprintf("%.1f", w)
+	}
+	return strings.Join(parts, ", ")
 }
