@@ -53,6 +53,7 @@ type bench struct {
 	root, work string
 	scale      int
 	reps       int
+	update     string
 	uid, gid   int
 	tusk       string
 	caFile     string
@@ -69,6 +70,8 @@ type bench struct {
 func main() {
 	var b bench
 	flag.StringVar(&b.work, "work", "/var/tmp/tusk-backupbench", "scratch directory (emptied first)")
+	flag.StringVar(&b.update, "delta-sql", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 6100 = 1",
+		"the change between the full backups and the deltas (default: one row in every 100th page, about 1% of pages)")
 	flag.IntVar(&b.scale, "scale", 140, "pgbench -i scale (140 is about 2.1 GB)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
@@ -232,7 +235,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	// 61 rows a page), so about 1% of its pages change; the new row versions
 	// and index entries dirty a few more.
 	b.log.Info("changing about 1% of pages for the delta")
-	if err := b.psql(ctx, "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 6100 = 1", "CHECKPOINT"); err != nil {
+	if err := b.psql(ctx, b.update, "CHECKPOINT"); err != nil {
 		return nil, err
 	}
 	before, err := b.objects(ctx, "tusk/basebackups_005/")
@@ -800,7 +803,10 @@ func (b *bench) makeCluster(ctx context.Context) error {
 	if err := runCmd(exec.Command("cp", "-p", filepath.Join(b.data, "postgresql.conf"), filepath.Join(b.data, "postgresql.conf.initdb"))); err != nil {
 		return err
 	}
-	if err := b.writeConf("wal_level = minimal", "max_wal_senders = 0", "fsync = off"); err != nil {
+	// wal_level = minimal would be faster, but its bulk loads leave pages
+	// with LSN 0, which a delta (like WAL-G's) takes as invalid and stores
+	// whole; a cluster loaded with WAL has the page LSNs of a real one.
+	if err := b.writeConf("wal_level = replica", "archive_mode = off", "fsync = off"); err != nil {
 		return err
 	}
 	if err := b.pgStart(ctx); err != nil {
