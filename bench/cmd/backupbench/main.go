@@ -473,11 +473,16 @@ func readIO(pid int) (rchar, readBytes uint64, ok bool) {
 	return rchar, readBytes, true
 }
 
+// dirSize sums the regular files of a data directory except pg_wal, which
+// neither tool copies into a base backup.
 func dirSize(dir string) (int64, error) {
 	var n int64
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if d.IsDir() && p == filepath.Join(dir, "pg_wal") {
+			return filepath.SkipDir
 		}
 		if d.Type().IsRegular() {
 			fi, err := d.Info()
