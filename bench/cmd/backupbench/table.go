@@ -22,6 +22,10 @@ func printTable(w io.Writer, r *results) {
 	fmt.Fprintf(w, "\nMemory plans: backup-push committed %s MiB, RSS %s MiB; backup-fetch committed %s MiB, RSS %s MiB.\n",
 		mib(r.PushPlan.Committed), mib(r.PushPlan.RSS), mib(r.FetchPlan.Committed), mib(r.FetchPlan.RSS))
 	fmt.Fprintf(w, "Delta upload: tusk %s MiB in %d objects; pgBackRest incr %s MiB.\n", mib(uint64(r.DeltaUpload)), r.DeltaObjects, mib(uint64(r.IncrUpload)))
+	if len(r.Delta17Upload) == 2 {
+		fmt.Fprintf(w, "PostgreSQL 17 (cluster %.2f GB): delta upload page scan %s MiB, WAL summaries %s MiB.\n",
+			float64(r.ClusterBytes17)/1e9, mib(uint64(r.Delta17Upload[0])), mib(uint64(r.Delta17Upload[1])))
+	}
 	get := func(name string) *measure {
 		for i := range r.Runs {
 			if r.Runs[i].Name == name {
