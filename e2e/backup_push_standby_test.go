@@ -119,7 +119,9 @@ func TestBackupPushStandby(t *testing.T) {
 	r := pgcluster.Open(t, dest, pgcluster.Options{
 		Conf: []string{
 			fmt.Sprintf("restore_command = '%s wal-fetch %%f %%p'", tusk),
-			"recovery_target = 'immediate'",
+			// To the end of the archive: a standby backup is consistent at
+			// the standby's minimum recovery point, which may lag the last
+			// rows it replayed, so 'immediate' can legitimately stop earlier.
 			"recovery_target_action = 'promote'",
 		},
 		Env: env,
