@@ -61,7 +61,7 @@ func TestDaemonStorageOutage(t *testing.T) {
 		}
 		failed := waitFailures(t, primary, st.FailedCount, 3)
 		early := rssAnon(t, pid)
-		for i := 0; i < 2; i++ {
+		for i := 0; i < 4; i++ {
 			// A new .ready wakes the archiver, which gives up for a
 			// minute after three failures in a row.
 			primary.Exec(`insert into docs select 1500 + g + $1::int * 100, repeat('p', 5000) from generate_series(1, 50) g`, i)
@@ -70,8 +70,11 @@ func TestDaemonStorageOutage(t *testing.T) {
 		}
 		late := rssAnon(t, pid)
 		t.Logf("during the outage: %d failed pushes, daemon anonymous RSS %d KiB → %d KiB", failed-st.FailedCount, early>>10, late>>10)
-		if late > early+4<<20 {
-			t.Errorf("daemon memory grew by %d KiB over 6 failed requests", (late-early)>>10)
+		// The collector lets the heap double before it runs, so a few MiB
+		// of growth is normal; a buffer kept per failed request (a 16 MiB
+		// segment, or even 1 MiB) would exceed this over 12 failures.
+		if late > early+10<<20 {
+			t.Errorf("daemon anonymous memory grew by %d KiB over %d failed requests", (late-early)>>10, failed-st.FailedCount-3)
 		}
 		srv.Restart()
 	}
