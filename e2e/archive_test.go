@@ -265,8 +265,10 @@ func checkWALObjects(t *testing.T, objs map[string][]byte, method string, encryp
 	if len(have) == 0 {
 		t.Fatalf("no WAL segments in storage")
 	}
-	if want := segNo(t, lastWAL, perID); hi != want {
-		t.Errorf("newest segment in storage is %d, want %s (%d)", hi, lastWAL, want)
+	// PostgreSQL may have archived a later segment too (a switch on the
+	// way to shutdown); what matters is that nothing up to lastWAL is missing.
+	if want := segNo(t, lastWAL, perID); hi < want {
+		t.Errorf("newest segment in storage is %d, want at least %s (%d)", hi, lastWAL, want)
 	}
 	for n := lo; n <= hi; n++ {
 		if !have[n] {

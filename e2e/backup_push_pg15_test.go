@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -37,19 +35,7 @@ func runAsServer(t *testing.T, tusk string, env []string, args ...string) tuskRe
 	cmd := exec.Command(tusk, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + pgcluster.TempDir(t), "TZ=UTC"}, env...)
 	pgcluster.AsServerUser(t, cmd)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return tuskResult{0, out.String()}
-	case errors.As(err, &exitErr):
-		return tuskResult{exitErr.ExitCode(), out.String()}
-	default:
-		t.Fatalf("running tusk %v: %v", args, err)
-		return tuskResult{}
-	}
+	return runCmd(t, cmd)
 }
 
 // anyDigest digests a table without assuming an id column.

@@ -28,6 +28,13 @@ func runTusk(t *testing.T, tusk string, env []string, args ...string) tuskResult
 	t.Helper()
 	cmd := exec.Command(tusk, args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "TZ=UTC"}, env...)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs a prepared tusk command and returns its exit status and
+// combined output; only a failure to start it fails the test.
+func runCmd(t *testing.T, cmd *exec.Cmd) tuskResult {
+	t.Helper()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -38,7 +45,7 @@ func runTusk(t *testing.T, tusk string, env []string, args ...string) tuskResult
 	case errors.As(err, &exitErr):
 		return tuskResult{exitErr.ExitCode(), out.String()}
 	default:
-		t.Fatalf("running tusk %v: %v", args, err)
+		t.Fatalf("running %v: %v", cmd.Args, err)
 		return tuskResult{}
 	}
 }
