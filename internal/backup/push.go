@@ -345,7 +345,8 @@ func Push(ctx context.Context, o PushOptions) (*PushResult, error) {
 		return nil, fmt.Errorf("backup %s: %w", name, err)
 	}
 	log.Info("wrote backup", "name", name, "storage", o.Store.String(),
-		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", start.LSN.String(), "finish_lsn", stop.LSN.String())
+		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", start.LSN.String(), "finish_lsn", stop.LSN.String(),
+		"data_read", p.dataRead.Load())
 	return &PushResult{Name: name, Sentinel: s}, nil
 }
 

@@ -221,7 +221,7 @@ func classifyPage(p []byte, baseLSN uint64) pageVerdict {
 // replay truncates it again).
 func (b *builder) scanChanged(ctx context.Context, f *os.File, size int64, baseLSN uint64) (blocks []uint32, ok bool, err error) {
 	p := b.p
-	r := counted(p.diskLimit.reader(ctx, f), p.progress)
+	r := p.source(ctx, f)
 	blocks = b.blocks[:0]
 	defer func() { b.blocks = blocks[:0] }()
 	var off int64
@@ -304,6 +304,7 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 			return false, err
 		}
 		n, err := f.ReadAt(page, int64(blk)*IncrementBlockSize)
+		p.dataRead.Add(int64(n))
 		if err != nil && err != io.EOF {
 			return false, fmt.Errorf("read %s block %d: %w", e.path, blk, err)
 		}
