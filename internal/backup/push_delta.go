@@ -297,6 +297,13 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 	if err := WriteIncrementHeader(b.cur.tw, uint64(size), blocks); err != nil {
 		return false, fmt.Errorf("write increment of %s into %s: %w", e.name, b.cur.key, err)
 	}
+	// --verify checks the pages the increment stores; the others were
+	// checked, if at all, by the backups that stored them.
+	var v *pageVerifier
+	if p.verify && e.paged && p.blockSize == IncrementBlockSize {
+		v = &pageVerifier{blockSize: p.blockSize, firstBlock: e.segment * p.relSegBlocks,
+			startLSN: p.startLSN, reread: readAtFunc(f)}
+	}
 	page := b.buf[:IncrementBlockSize]
 	shrank := false
 	for _, blk := range blocks {
@@ -313,6 +320,9 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 			clear(page[n:])
 			shrank = true
 		}
+		if v != nil && n == IncrementBlockSize {
+			v.inspect(int64(blk)*IncrementBlockSize, page)
+		}
 		if p.progress != nil {
 			p.progress.Add(int64(n))
 		}
@@ -324,7 +334,9 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 		p.changedFiles.Add(1)
 	}
 	b.cur.contentSize += memberSize
-	b.record(e.name, FileDescription{IsIncremented: true, MTime: fi.ModTime()})
+	d := FileDescription{IsIncremented: true, MTime: fi.ModTime()}
+	p.noteCorrupt(e.name, &d, v)
+	b.record(e.name, d)
 	if b.cur.contentSize >= p.threshold {
 		return true, b.closeTar()
 	}

@@ -257,18 +257,24 @@ func (b *builder) addFile(ctx context.Context, e walkEntry) error {
 	}
 	b.cur.contentSize += size
 	d := FileDescription{MTime: fi.ModTime()}
-	if v != nil && len(v.corrupt) > 0 {
-		d.CorruptBlocks = corruptBlocks(v.corrupt, p.storeAll)
-		p.corruptFiles.Add(1)
-		p.corruptBlocks.Add(int64(len(v.corrupt)))
-		p.log.Warn("page checksum failures", "file", e.name, "blocks", d.CorruptBlocks.CorruptBlocksCount,
-			"first", d.CorruptBlocks.SomeCorruptBlocks)
-	}
+	p.noteCorrupt(e.name, &d, v)
 	b.record(e.name, d)
 	if b.cur.contentSize >= p.threshold {
 		return b.closeTar()
 	}
 	return nil
+}
+
+// noteCorrupt records in d and in the log the pages v found corrupt.
+func (p *packer) noteCorrupt(name string, d *FileDescription, v *pageVerifier) {
+	if v == nil || len(v.corrupt) == 0 {
+		return
+	}
+	d.CorruptBlocks = corruptBlocks(v.corrupt, p.storeAll)
+	p.corruptFiles.Add(1)
+	p.corruptBlocks.Add(int64(len(v.corrupt)))
+	p.log.Warn("page checksum failures", "file", name, "blocks", d.CorruptBlocks.CorruptBlocksCount,
+		"first", d.CorruptBlocks.SomeCorruptBlocks)
 }
 
 // packAll runs the walk and the builders until every data tar is stored.

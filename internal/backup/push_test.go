@@ -396,3 +396,62 @@ func TestPushVerifyFindsCorruption(t *testing.T) {
 		t.Errorf("corrupt files %v; /%s: %+v", found, rel, d.CorruptBlocks)
 	}
 }
+
+// TestPushDeltaVerifyFindsCorruption damages a page that a delta stores as
+// part of a page increment (changed since the base, older than the delta's
+// start) and checks that --verify records it for that file.
+func TestPushDeltaVerifyFindsCorruption(t *testing.T) {
+	c := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: []string{"autovacuum = off"}})
+	c.Start()
+	setPGEnv(t, c)
+	c.Exec(`create table t (id int, v text); insert into t select g, repeat('y', 50) from generate_series(1, 5000) g; checkpoint`)
+	var rel string
+	if err := c.QueryRow("select pg_relation_filepath('t')").Scan(&rel); err != nil {
+		t.Fatal(err)
+	}
+	store, _ := file.New(t.TempDir())
+	ctx := context.Background()
+	opts := PushOptions{DataDir: c.DataDir(), Store: store, Method: lz4Method(t), Verify: true,
+		Connect: pg.ConnectOptions{NoFallback: true}, Delta: DeltaOptions{MaxSteps: 1}}
+	full, err := Push(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows of the first blocks only; the page of block 2 then carries an
+	// LSN past the full backup's start.
+	c.Exec(`update t set v = repeat('z', 50) where ctid in ('(1,1)', '(2,1)', '(2,2)'); checkpoint`)
+	c.Stop()
+	const blk = 2
+	path := filepath.Join(c.DataDir(), rel)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	f.ReadAt(b, blk*8192+5000)
+	b[0] ^= 0xFF
+	if _, err := f.WriteAt(b, blk*8192+5000); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	c.Start()
+
+	delta, err := Push(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if delta.Sentinel.DeltaFrom != full.Name {
+		t.Fatalf("second backup %s is not a delta of %s", delta.Name, full.Name)
+	}
+	fm, err := FetchFilesMetadata(ctx, store, delta.Name, delta.Sentinel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := fm.Files["/"+rel]
+	if !d.IsIncremented {
+		t.Fatalf("/%s is not a page increment in the delta: %+v", rel, d)
+	}
+	if d.CorruptBlocks == nil || d.CorruptBlocks.CorruptBlocksCount != 1 || d.CorruptBlocks.SomeCorruptBlocks[0] != blk {
+		t.Errorf("/%s: corrupt blocks %+v, want block %d", rel, d.CorruptBlocks, blk)
+	}
+}
