@@ -345,6 +345,29 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// damagePage flips one byte in the tuple area of block blk of relation
+// file rel, with the server stopped so that it cannot write the page back.
+func damagePage(t *testing.T, c *pgcluster.Cluster, rel string, blk int64) {
+	t.Helper()
+	c.Stop()
+	f, err := os.OpenFile(filepath.Join(c.DataDir(), rel), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, blk*8192+5000); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xFF
+	if _, err := f.WriteAt(b, blk*8192+5000); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.Start()
+}
+
 // TestPushVerifyFindsCorruption damages one page of a table on disk and
 // checks that --verify records exactly that block in files_metadata.json,
 // while the backup itself completes (as WAL-G's does).
@@ -357,21 +380,8 @@ func TestPushVerifyFindsCorruption(t *testing.T) {
 	if err := c.QueryRow("select pg_relation_filepath('t')").Scan(&rel); err != nil {
 		t.Fatal(err)
 	}
-	c.Stop()
-	path := filepath.Join(c.DataDir(), rel)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const blk = 2
-	b := make([]byte, 1)
-	f.ReadAt(b, blk*8192+5000)
-	b[0] ^= 0xFF
-	if _, err := f.WriteAt(b, blk*8192+5000); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	c.Start()
+	damagePage(t, c, rel, blk)
 
 	store, _ := file.New(t.TempDir())
 	ctx := context.Background()
@@ -420,21 +430,8 @@ func TestPushDeltaVerifyFindsCorruption(t *testing.T) {
 	// Rows of the first blocks only; the page of block 2 then carries an
 	// LSN past the full backup's start.
 	c.Exec(`update t set v = repeat('z', 50) where ctid in ('(1,1)', '(2,1)', '(2,2)'); checkpoint`)
-	c.Stop()
 	const blk = 2
-	path := filepath.Join(c.DataDir(), rel)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := make([]byte, 1)
-	f.ReadAt(b, blk*8192+5000)
-	b[0] ^= 0xFF
-	if _, err := f.WriteAt(b, blk*8192+5000); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	c.Start()
+	damagePage(t, c, rel, blk)
 
 	delta, err := Push(ctx, opts)
 	if err != nil {
