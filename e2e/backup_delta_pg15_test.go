@@ -55,15 +55,7 @@ func TestDeltaBackupPG15(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=lz4"}
-	primary := pgcluster.New(t, pgcluster.Options{
-		DataChecksums: true,
-		Conf: []string{
-			"archive_mode = on",
-			fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk),
-		},
-		Env: env,
-	})
-	primary.Start()
+	primary := archivingPrimary(t, tusk, "", env)
 	tbs := pgcluster.TempDir(t)
 	primary.Exec("create tablespace fxspace location '" + tbs + "'")
 	if out, err := primary.Command("pgbench", "-i", "-q", "-s", "2").CombinedOutput(); err != nil {

@@ -63,17 +63,7 @@ func testDeltaWalSummaries(t *testing.T, major int) {
 	tusk := testenv.BuildTusk(t)
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=zstd"}
-	primary := pgcluster.New(t, pgcluster.Options{
-		BinDir:        bin,
-		DataChecksums: true,
-		Conf: []string{
-			"archive_mode = on",
-			fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk),
-			"summarize_wal = on",
-		},
-		Env: env,
-	})
-	primary.Start()
+	primary := archivingPrimary(t, tusk, bin, env, "summarize_wal = on")
 	// big is what a scan must read whole once any of its pages is written;
 	// the summaries name only the written pages.
 	primary.Exec(`create table hot (id int primary key, n int);

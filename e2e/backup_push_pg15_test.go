@@ -38,6 +38,20 @@ func runAsServer(t *testing.T, tusk string, env []string, args ...string) tuskRe
 	return runCmd(t, cmd)
 }
 
+// archivingPrimary starts a cluster of the binaries in bin ("" for
+// PostgreSQL 15), with data checksums, archiving by tusk wal-push with env.
+func archivingPrimary(t *testing.T, tusk, bin string, env []string, conf ...string) *pgcluster.Cluster {
+	t.Helper()
+	c := pgcluster.New(t, pgcluster.Options{
+		BinDir:        bin,
+		DataChecksums: true,
+		Conf:          append([]string{"archive_mode = on", fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk)}, conf...),
+		Env:           env,
+	})
+	c.Start()
+	return c
+}
+
 // anyDigest digests a table without assuming an id column.
 func anyDigest(t *testing.T, c *pgcluster.Cluster, table string) digest {
 	t.Helper()
@@ -73,15 +87,7 @@ func TestBackupPushS3(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
 	srv := s3server.Start(t, s3server.Options{TLS: true, Prefix: "clusters/pg15"})
 	env := append(srv.Env(), "WALG_COMPRESSION_METHOD=zstd")
-	primary := pgcluster.New(t, pgcluster.Options{
-		DataChecksums: true,
-		Conf: []string{
-			"archive_mode = on",
-			fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk),
-		},
-		Env: env,
-	})
-	primary.Start()
+	primary := archivingPrimary(t, tusk, "", env)
 	tbs := pgcluster.TempDir(t)
 	primary.Exec("create tablespace fxspace location '" + tbs + "'")
 	if out, err := primary.Command("pgbench", "-i", "-q", "-s", "4", "--tablespace=fxspace").CombinedOutput(); err != nil {

@@ -24,11 +24,7 @@ func TestBackupPushStandby(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store}
-	primary := pgcluster.New(t, pgcluster.Options{
-		Conf: []string{"archive_mode = on", fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk)},
-		Env:  env,
-	})
-	primary.Start()
+	primary := archivingPrimary(t, tusk, "", env)
 	primary.Exec(`create table accounts (id int primary key, owner text not null);
 		insert into accounts select g, md5(g::text) from generate_series(1, 30000) g`)
 

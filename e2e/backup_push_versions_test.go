@@ -73,16 +73,7 @@ func TestBackupPushVersions(t *testing.T) {
 			bin := usableBinDir(t, major)
 			store := pgcluster.TempDir(t)
 			env := []string{"WALG_FILE_PREFIX=" + store}
-			c := pgcluster.New(t, pgcluster.Options{
-				BinDir:        bin,
-				DataChecksums: true,
-				Conf: []string{
-					"archive_mode = on",
-					fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk),
-				},
-				Env: env,
-			})
-			c.Start()
+			c := archivingPrimary(t, tusk, bin, env)
 			c.Exec(`create table accounts (id int primary key, owner text not null);
 				insert into accounts select g, md5(g::text) from generate_series(1, 50000) g`)
 			want := anyDigest(t, c, "accounts")

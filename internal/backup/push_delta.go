@@ -178,7 +178,9 @@ const (
 	pageSpecialOffset     = 16
 	pageSizeVersionOffset = 18
 	pageValidFlags        = 0x7
-	pageLayoutVersion     = 4
+	// pageMaxLayoutVersion is the newest page layout WAL-G accepts (4 is
+	// PostgreSQL's since 8.3; 5 is a 64-bit-xid fork's, which keeps pd_lsn).
+	pageMaxLayoutVersion = 5
 )
 
 // pageVerdict is what a delta does with one page.
@@ -203,10 +205,11 @@ func classifyPage(p []byte, baseLSN uint64) pageVerdict {
 	flags := le.Uint16(p[pageFlagsOffset:])
 	lower := le.Uint16(p[pageLowerOffset:])
 	special := le.Uint16(p[pageSpecialOffset:])
+	sizeVersion := le.Uint16(p[pageSizeVersionOffset:])
 	lsn := uint64(le.Uint32(p[pageLSNOffset:]))<<32 | uint64(le.Uint32(p[pageLSNOffset+4:]))
 	if flags&pageValidFlags != flags || lower < pageHeaderSize || lower > upper || upper > special ||
 		int(special) > IncrementBlockSize || lsn == 0 ||
-		le.Uint16(p[pageSizeVersionOffset:]) != IncrementBlockSize+pageLayoutVersion {
+		int(sizeVersion&0xFF00) != IncrementBlockSize || sizeVersion&0xFF > pageMaxLayoutVersion {
 		return pageInvalid
 	}
 	if lsn >= baseLSN {

@@ -51,7 +51,7 @@ func testPage(lsn uint64) []byte {
 	le.PutUint16(p[pageLowerOffset:], 40)
 	le.PutUint16(p[pageUpperOffset:], 8000)
 	le.PutUint16(p[pageSpecialOffset:], IncrementBlockSize)
-	le.PutUint16(p[pageSizeVersionOffset:], IncrementBlockSize+pageLayoutVersion)
+	le.PutUint16(p[pageSizeVersionOffset:], IncrementBlockSize+4)
 	return p
 }
 
@@ -78,6 +78,19 @@ func TestClassifyPage(t *testing.T) {
 	binary.LittleEndian.PutUint16(bad[pageSizeVersionOffset:], 4096+4)
 	if v := classifyPage(bad, base); v != pageInvalid {
 		t.Errorf("wrong page size: %v", v)
+	}
+	// WAL-G accepts layout versions up to 5 and refuses later ones.
+	for version, want := range map[uint16]pageVerdict{3: pageUnchanged, 5: pageUnchanged, 6: pageInvalid} {
+		p := testPage(base - 1)
+		binary.LittleEndian.PutUint16(p[pageSizeVersionOffset:], IncrementBlockSize+version)
+		if v := classifyPage(p, base); v != want {
+			t.Errorf("layout version %d: %v, want %v", version, v, want)
+		}
+	}
+	bad = testPage(base - 1)
+	binary.LittleEndian.PutUint16(bad[pageFlagsOffset:], 0x8)
+	if v := classifyPage(bad, base); v != pageInvalid {
+		t.Errorf("unknown flag bits: %v", v)
 	}
 }
 
