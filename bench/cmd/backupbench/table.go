@@ -23,7 +23,9 @@ func printTable(w io.Writer, r *results) {
 		mib(r.PushPlan.Committed), mib(r.PushPlan.RSS), mib(r.FetchPlan.Committed), mib(r.FetchPlan.RSS))
 	fmt.Fprintf(w, "Memory plan with WAL-G's defaults: backup-push committed %s MiB, RSS %s MiB.\n",
 		mib(r.DefaultsPlan.Committed), mib(r.DefaultsPlan.RSS))
-	fmt.Fprintf(w, "Delta upload: tusk %s MiB in %d objects; pgBackRest incr %s MiB.\n", mib(uint64(r.DeltaUpload)), r.DeltaObjects, mib(uint64(r.IncrUpload)))
+	if r.DeltaObjects > 0 {
+		fmt.Fprintf(w, "Delta upload: tusk %s MiB in %d objects; pgBackRest incr %s MiB.\n", mib(uint64(r.DeltaUpload)), r.DeltaObjects, mib(uint64(r.IncrUpload)))
+	}
 	if len(r.Delta17Upload) == 2 {
 		fmt.Fprintf(w, "PostgreSQL 17 (cluster %.2f GB): delta upload page scan %s MiB, WAL summaries %s MiB.\n",
 			float64(r.ClusterBytes17)/1e9, mib(uint64(r.Delta17Upload[0])), mib(uint64(r.Delta17Upload[1])))
@@ -43,8 +45,10 @@ func printTable(w io.Writer, r *results) {
 		}
 		return fmt.Sprintf("%.2fx", b.Wall.Seconds()/max(a.Wall.Seconds(), time.Millisecond.Seconds()))
 	}
-	fmt.Fprintf(w, "Throughput tusk/pgBackRest: push %s, fetch %s (target >= 1.5x).\n",
-		ratio("tusk backup-push", "pgBackRest backup (full)"), ratio("tusk backup-fetch", "pgBackRest restore"))
+	if get("pgBackRest backup (full)") != nil {
+		fmt.Fprintf(w, "Throughput tusk/pgBackRest: push %s, fetch %s (target >= 1.5x).\n",
+			ratio("tusk backup-push", "pgBackRest backup (full)"), ratio("tusk backup-fetch", "pgBackRest restore"))
+	}
 }
 
 func walls(ws []float64) string {
