@@ -54,10 +54,11 @@ type bench struct {
 	scale      int
 	reps       int
 	pg17       bool
-	pgbackrest bool   // measure pgBackRest beside tusk
-	delta      bool   // measure delta backups
-	pgBin      string // initdb and postgres; clients are always PostgreSQL 15's
-	prefix     string // tusk's folder in the bucket
+	pgbackrest bool     // measure pgBackRest beside tusk
+	delta      bool     // measure delta backups
+	fetchEnv   []string // added to tusk backup-fetch runs
+	pgBin      string   // initdb and postgres; clients are always PostgreSQL 15's
+	prefix     string   // tusk's folder in the bucket
 	update     string
 	uid, gid   int
 	tusk       string
