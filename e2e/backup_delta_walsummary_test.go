@@ -71,7 +71,7 @@ func testDeltaWalSummaries(t *testing.T, major int) {
 		create table cold (id int primary key, body text);
 		insert into cold select g, repeat(md5(g::text), 4) from generate_series(1, 10000) g;
 		create table big (id int primary key, body text);
-		insert into big select g, repeat(md5(g::text), 2) from generate_series(1, 300000) g;
+		insert into big select g, repeat(md5(g::text), 2) from generate_series(1, 450000) g;
 		create table doomed (id int); insert into doomed select generate_series(1, 3000)`)
 	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
 	pushEnv = append(pushEnv, "WALG_DELTA_MAX_STEPS=4", "WALG_STOP_BACKUP_TIMEOUT=2m")
