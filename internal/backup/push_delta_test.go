@@ -493,3 +493,70 @@ func TestBuilderDelta(t *testing.T) {
 		}
 	}
 }
+
+// TestPushDeltaSummaryFallback runs PostgreSQL 17 first with
+// summarize_wal = off, then with it turned on after the base: neither
+// time do the summaries cover the delta's range, so TUSK_DELTA_SOURCE =
+// wal-summaries refuses and auto falls back to the page scan, each saying
+// why.
+func TestPushDeltaSummaryFallback(t *testing.T) {
+	bin, err := filepath.Abs(filepath.Join("..", "..", ".tmp", "embedded-postgres", "17", "bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(bin, "postgres")); err != nil {
+		t.Skipf("PostgreSQL 17 binaries not installed in %s (scripts/install-deps.sh)", bin)
+	}
+	c := pgcluster.New(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: []string{"autovacuum = off", "summarize_wal = off"}})
+	c.Start()
+	setPGEnv(t, c)
+	c.Exec(`create table t (id int primary key, body text); insert into t select g, md5(g::text) from generate_series(1, 5000) g`)
+	store, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	logs := &logBuffer{t: t}
+	opts := PushOptions{
+		DataDir: c.DataDir(), Store: store, Method: lz4Method(t),
+		Connect: pg.ConnectOptions{AppName: "tusk-test", NoFallback: true},
+		Delta:   DeltaOptions{MaxSteps: 5, Origin: OriginLatestFull},
+		Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	full, err := Push(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deltaBoth := func(wantReason string) {
+		t.Helper()
+		c.Exec("update t set body = 'x' where id % 100 = 0")
+		strict := opts
+		strict.DeltaSource = DeltaSourceWalSummaries
+		if _, err := Push(ctx, strict); err == nil || !strings.Contains(err.Error(), "TUSK_DELTA_SOURCE=wal-summaries") || !strings.Contains(err.Error(), wantReason) {
+			t.Errorf("wal-summaries source: error %v, want one naming TUSK_DELTA_SOURCE and %q", err, wantReason)
+		}
+		logs.mu.Lock()
+		logs.b.Reset()
+		logs.mu.Unlock()
+		auto := opts
+		auto.DeltaSource = DeltaSourceAuto
+		res, err := Push(ctx, auto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Sentinel.DeltaFrom != full.Name {
+			t.Errorf("auto source: %s is not a delta of %s", res.Name, full.Name)
+		}
+		logs.mu.Lock()
+		out := logs.b.String()
+		logs.mu.Unlock()
+		if !strings.Contains(out, "delta: using the page scan") || !strings.Contains(out, wantReason) {
+			t.Errorf("auto source: no fallback line naming %q in:\n%s", wantReason, out)
+		}
+	}
+	deltaBoth("summarize_wal is off")
+	c.Exec("alter system set summarize_wal = on")
+	c.Exec("select pg_reload_conf()")
+	deltaBoth("after the delta base's start")
+}

@@ -160,6 +160,10 @@ func coveringSummaries(all []pg.WalSummary, tli uint32, from, to pg.LSN) ([]pg.W
 		}
 	}
 	sort.Slice(use, func(i, j int) bool { return use[i].Start < use[j].Start })
+	if len(use) > 0 && use[0].Start > from {
+		return nil, fmt.Errorf("%w: the WAL summaries of timeline %d start at %s, after the delta base's start %s (summarize_wal turned on later, or summaries removed)",
+			errNoSummaries, tli, use[0].Start, from)
+	}
 	covered := from
 	for _, s := range use {
 		if s.Start > covered {
