@@ -10,18 +10,12 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -35,10 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
+	"github.com/tusk-pg/tusk/bench/internal/s3env"
 	"github.com/tusk-pg/tusk/bench/procfs"
 )
 
@@ -62,11 +53,7 @@ type bench struct {
 	update     string
 	uid, gid   int
 	tusk       string
-	caFile     string
-	s3Port     int
-	s3Endpoint string
-	s3Access   string
-	s3Secret   string
+	s3         *s3env.Server
 	pgbrConf   string
 	data, sock string
 	pgPort     int
@@ -274,7 +261,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err := b.psql(ctx, b.update, "CHECKPOINT"); err != nil {
 		return nil, err
 	}
-	before, err := b.objects(ctx, b.prefix+"/basebackups_005/")
+	before, err := b.s3.Objects(ctx, b.prefix+"/basebackups_005/")
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +269,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if err := add("tusk backup-push (delta, page scan)", nil, deltaEnv, b.tusk, "backup-push", b.data); err != nil {
 		return nil, err
 	}
-	after, err := b.objects(ctx, b.prefix+"/basebackups_005/")
+	after, err := b.s3.Objects(ctx, b.prefix+"/basebackups_005/")
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +279,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 			res.DeltaObjects++
 		}
 	}
-	before, err = b.objects(ctx, "pgbackrest/backup/")
+	before, err = b.s3.Objects(ctx, "pgbackrest/backup/")
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +287,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		if err := add("pgBackRest backup (incr)", nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
 			return nil, err
 		}
-		after, err = b.objects(ctx, "pgbackrest/backup/")
+		after, err = b.s3.Objects(ctx, "pgbackrest/backup/")
 		if err != nil {
 			return nil, err
 		}
@@ -357,15 +344,11 @@ func machine() string {
 }
 
 func (b *bench) tuskEnv() []string {
-	return []string{
+	return append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + b.work, "TMPDIR=" + b.work,
 		"PGHOST=" + b.sock, "PGPORT=" + strconv.Itoa(b.pgPort), "PGUSER=postgres", "PGDATABASE=postgres",
-		"WALG_S3_PREFIX=s3://" + bucket + "/" + b.prefix,
-		"AWS_ENDPOINT=" + b.s3Endpoint, "AWS_REGION=" + region,
-		"AWS_ACCESS_KEY_ID=" + b.s3Access, "AWS_SECRET_ACCESS_KEY=" + b.s3Secret,
-		"AWS_S3_FORCE_PATH_STYLE=true", "WALG_S3_CA_CERT_FILE=" + b.caFile,
 		"WALG_COMPRESSION_METHOD=lz4",
-	}
+	}, b.s3.Env(b.prefix)...)
 }
 
 func (b *bench) plan(ctx context.Context, env []string, args ...string) (planBounds, error) {
@@ -621,117 +604,23 @@ func (b *bench) stopChildren() {
 
 // --- S3
 
-func randomHex(n int) string {
-	p := make([]byte, n)
-	_, _ = rand.Read(p)
-	return hex.EncodeToString(p)
-}
-
 func (b *bench) startS3(ctx context.Context) error {
-	dir := filepath.Join(b.work, "tls")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	b.caFile = filepath.Join(dir, "ca.pem")
-	cert, key, caKey, csr, ext := filepath.Join(dir, "server.pem"), filepath.Join(dir, "server.key"),
-		filepath.Join(dir, "ca.key"), filepath.Join(dir, "server.csr"), filepath.Join(dir, "server.ext")
-	if err := os.WriteFile(ext, []byte("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"+
-		"keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"), 0o644); err != nil {
-		return err
-	}
-	for _, args := range [][]string{
-		{"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", caKey, "-out", b.caFile,
-			"-days", "2", "-subj", "/CN=backupbench CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
-		{"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost"},
-		{"x509", "-req", "-in", csr, "-CA", b.caFile, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext},
-	} {
-		if err := runCmd(exec.CommandContext(ctx, "openssl", args...)); err != nil {
-			return err
-		}
-	}
-	_ = os.Chmod(b.caFile, 0o644)
-	gw, err := exec.LookPath("versitygw")
+	srv, err := s3env.New(ctx, b.work, region, bucket)
 	if err != nil {
-		gw = "/root/go/bin/versitygw"
-	}
-	b.s3Access, b.s3Secret = "bench"+randomHex(6), randomHex(20)
-	if b.s3Port, err = freePort(); err != nil {
 		return err
 	}
-	b.s3Endpoint = fmt.Sprintf("https://127.0.0.1:%d", b.s3Port)
-	data := filepath.Join(b.work, "s3")
-	if err := os.MkdirAll(data, 0o755); err != nil {
+	b.s3 = srv
+	cmd, err := srv.Command()
+	if err != nil {
 		return err
 	}
-	cmd := exec.Command(gw, "--access", b.s3Access, "--secret", b.s3Secret, "--region", region,
-		"--port", fmt.Sprintf("127.0.0.1:%d", b.s3Port), "--cert", cert, "--key", key, "posix", data)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.work}
 	if err := b.startChild(cmd, filepath.Join(b.work, "versitygw.log")); err != nil {
 		return err
 	}
-	client := b.httpClient()
-	client.Timeout = time.Second
-	for i := 0; ; i++ {
-		resp, err := client.Get(b.s3Endpoint + "/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 300 {
-			return fmt.Errorf("versitygw on %s: %w", b.s3Endpoint, err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := srv.Wait(ctx, nil, 30*time.Second); err != nil {
+		return fmt.Errorf("versitygw: %w", err)
 	}
-	_, err = b.s3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
-	if err != nil {
-		return fmt.Errorf("creating bucket %s: %w", bucket, err)
-	}
-	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func (b *bench) httpClient() *http.Client {
-	pool := x509.NewCertPool()
-	if pem, err := os.ReadFile(b.caFile); err == nil {
-		pool.AppendCertsFromPEM(pem)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	return &http.Client{Transport: tr, Timeout: time.Minute}
-}
-
-func (b *bench) s3Client() *s3.Client {
-	return s3.New(s3.Options{
-		BaseEndpoint: aws.String(b.s3Endpoint), Region: region, UsePathStyle: true,
-		Credentials:                credentials.NewStaticCredentialsProvider(b.s3Access, b.s3Secret, ""),
-		HTTPClient:                 b.httpClient(),
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
-}
-
-// objects maps every key under prefix to its size.
-func (b *bench) objects(ctx context.Context, prefix string) (map[string]int64, error) {
-	out := map[string]int64{}
-	p := s3.NewListObjectsV2Paginator(b.s3Client(), &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("listing s3://%s/%s: %w", bucket, prefix, err)
-		}
-		for _, o := range page.Contents {
-			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
-		}
-	}
-	return out, nil
+	return srv.CreateBucket(ctx)
 }
 
 // --- PostgreSQL
@@ -813,7 +702,7 @@ func (b *bench) walSummaries(ctx context.Context, res *results, bin string,
 		return err
 	}
 	for _, src := range []string{"page-scan", "wal-summaries"} {
-		before, err := b.objects(ctx, b.prefix+"/basebackups_005/")
+		before, err := b.s3.Objects(ctx, b.prefix+"/basebackups_005/")
 		if err != nil {
 			return err
 		}
@@ -821,7 +710,7 @@ func (b *bench) walSummaries(ctx context.Context, res *results, bin string,
 		if err := add("PG 17: tusk backup-push (delta, "+src+")", nil, env, b.tusk, "backup-push", b.data); err != nil {
 			return err
 		}
-		after, err := b.objects(ctx, b.prefix+"/basebackups_005/")
+		after, err := b.s3.Objects(ctx, b.prefix+"/basebackups_005/")
 		if err != nil {
 			return err
 		}
@@ -892,7 +781,7 @@ func (b *bench) makeCluster(ctx context.Context, dir string, withPgbr bool, extr
 		}
 	}
 	var err error
-	if b.pgPort, err = freePort(); err != nil {
+	if b.pgPort, err = s3env.FreePort(); err != nil {
 		return err
 	}
 	initdb := b.asPG(exec.CommandContext(ctx, filepath.Join(b.pgBin, "initdb"), "-D", b.data, "-U", "postgres",
@@ -957,7 +846,7 @@ log-level-file=info
 pg1-path=%s
 pg1-socket-path=%s
 pg1-port=%d
-`, bucket, region, b.s3Access, b.s3Secret, b.s3Port, b.caFile,
+`, bucket, region, b.s3.Access, b.s3.Secret, b.s3.Port, b.s3.CAFile,
 		filepath.Join(b.work, "pgbr-log"), filepath.Join(b.work, "pgbr-lock"), filepath.Join(b.work, "pgbr-spool"),
 		b.data, b.sock, b.pgPort)
 	if err := os.WriteFile(b.pgbrConf, []byte(conf), 0o600); err != nil {

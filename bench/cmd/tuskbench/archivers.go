@@ -66,7 +66,7 @@ func (r *runDir) vars() map[string]string {
 // archiverEnv is the environment every archiver gets (through the server's
 // environment and the daemon's): WAL-G's settings for the run's prefix.
 func (h *harness) archiverEnv(prefix, pgdata string) []string {
-	return append(h.s3Env(prefix),
+	return append(h.s3.Env(prefix),
 		"PGDATA="+pgdata,
 		"WALG_UPLOAD_CONCURRENCY="+strconv.Itoa(h.opts.uploadConcurrency),
 		"WALG_COMPRESSION_METHOD="+compression,
@@ -149,7 +149,7 @@ log-level-file=info
 pg1-path=%s
 pg1-socket-path=%s
 pg1-port=%d
-`, strings.Trim(r.prefix, "/"), bucket, region, h.s3Access, h.s3Secret, h.s3Port, h.caFile,
+`, strings.Trim(r.prefix, "/"), bucket, region, h.s3.Access, h.s3.Secret, h.s3.Port, h.s3.CAFile,
 		h.opts.uploadConcurrency, compression,
 		filepath.Join(r.dir, "pgbackrest-spool"), filepath.Join(r.dir, "pgbackrest-log"), filepath.Join(r.dir, "pgbackrest-lock"),
 		r.cl.data, r.cl.sock, r.cl.port)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tusk-pg/tusk/bench/internal/s3env"
 )
 
 // cluster is one PostgreSQL data directory with a private unix socket and no
@@ -71,7 +73,7 @@ func (h *harness) newCluster(base string, extraEnv []string) (*cluster, error) {
 	if err := h.mkdirPG(sock, 0o755); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := s3env.FreePort()
 	if err != nil {
 		return nil, err
 	}

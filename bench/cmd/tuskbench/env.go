@@ -5,15 +5,9 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -24,15 +18,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/tusk-pg/tusk/bench/internal/s3env"
 )
 
 const (
 	pgBinDir          = "/usr/lib/postgresql/15/bin"
-	versitygwVersion  = "v1.8.0"
-	versitygwModule   = "github.com/versity/versitygw/cmd/versitygw"
 	bucket            = "bench"
 	region            = "us-east-1"
 	stopGrace         = 10 * time.Second
@@ -247,51 +237,21 @@ func (h *harness) ensureDeps(ctx context.Context, needPgBackRest bool) error {
 			}
 		}
 	}
-	p, err := findVersitygw()
-	if err != nil {
+	if _, err := s3env.FindVersitygw(); err != nil {
 		if h.opts.noInstall {
 			return err
 		}
-		h.log.Info("installing versitygw", "version", versitygwVersion)
-		cmd := exec.CommandContext(ctx, "go", "install", versitygwModule+"@"+versitygwVersion)
+		h.log.Info("installing versitygw", "version", s3env.VersitygwVersion)
+		cmd := exec.CommandContext(ctx, "go", "install", s3env.VersitygwModule+"@"+s3env.VersitygwVersion)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if _, err := run(ctx, cmd); err != nil {
 			return err
 		}
-		if p, err = findVersitygw(); err != nil {
+		if _, err := s3env.FindVersitygw(); err != nil {
 			return err
 		}
 	}
-	h.versitygw = p
 	return nil
-}
-
-func findVersitygw() (string, error) {
-	if p := os.Getenv("TUSK_VERSITYGW"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p, nil
-	}
-	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		var dirs []string
-		if len(lines) > 0 && strings.TrimSpace(lines[0]) != "" {
-			dirs = append(dirs, strings.TrimSpace(lines[0]))
-		}
-		if len(lines) > 1 {
-			for d := range strings.SplitSeq(strings.TrimSpace(lines[1]), ":") {
-				dirs = append(dirs, filepath.Join(d, "bin"))
-			}
-		}
-		for _, d := range dirs {
-			p := filepath.Join(d, "versitygw")
-			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-				return p, nil
-			}
-		}
-	}
-	return "", errors.New("versitygw not found (go install " + versitygwModule + "@" + versitygwVersion + ")")
 }
 
 // buildTusk compiles ./cmd/tusk (or copies --tusk) into a directory the
@@ -325,90 +285,27 @@ func (h *harness) tuskHas(ctx context.Context, command string) bool {
 	return err == nil && bytes.Contains(out, []byte(command))
 }
 
-// makeCerts writes a CA and a server certificate for localhost and 127.0.0.1
-// with openssl, in a directory the server user can read (the CA file is
-// handed to every archiver).
-func (h *harness) makeCerts(ctx context.Context) error {
-	dir := filepath.Join(h.work, "tls")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	h.caFile = filepath.Join(dir, "ca.pem")
-	h.certFile = filepath.Join(dir, "server.pem")
-	h.keyFile = filepath.Join(dir, "server.key")
-	ext := filepath.Join(dir, "server.ext")
-	if err := os.WriteFile(ext, []byte("subjectAltName=DNS:localhost,IP:127.0.0.1\n"+
-		"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"), 0o644); err != nil {
-		return err
-	}
-	caKey := filepath.Join(dir, "ca.key")
-	csr := filepath.Join(dir, "server.csr")
-	steps := [][]string{
-		{"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-			"-keyout", caKey, "-out", h.caFile, "-days", "7", "-subj", "/CN=tusk bench CA",
-			"-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"},
-		{"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-			"-keyout", h.keyFile, "-out", csr, "-subj", "/CN=localhost"},
-		{"x509", "-req", "-in", csr, "-CA", h.caFile, "-CAkey", caKey, "-CAcreateserial",
-			"-out", h.certFile, "-days", "7", "-extfile", ext},
-	}
-	for _, args := range steps {
-		if _, err := run(ctx, exec.CommandContext(ctx, "openssl", args...)); err != nil {
-			return fmt.Errorf("making TLS certificates: %w", err)
-		}
-	}
-	for _, f := range []string{caKey, h.keyFile} {
-		if err := os.Chmod(f, 0o600); err != nil {
-			return err
-		}
-	}
-	return os.Chmod(h.caFile, 0o644)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startS3 runs versitygw (posix backend, TLS, 127.0.0.1 only) and creates
 // the bucket.
 func (h *harness) startS3(ctx context.Context) error {
-	h.s3Access = "bench" + randomHex(6)
-	h.s3Secret = randomHex(20)
-	dataDir := filepath.Join(h.work, "s3")
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+	srv, err := s3env.New(ctx, h.work, region, bucket)
+	if err != nil {
 		return err
 	}
+	h.s3 = srv
 	var lastErr error
 	// Another process can take the port between probe and bind.
 	for range 3 {
-		port, err := freePort()
+		cmd, err := srv.Command()
 		if err != nil {
 			return err
 		}
-		h.s3Port = port
-		h.s3Endpoint = fmt.Sprintf("https://127.0.0.1:%d", port)
-		cmd := exec.Command(h.versitygw, "--access", h.s3Access, "--secret", h.s3Secret, "--region", region,
-			"--port", fmt.Sprintf("127.0.0.1:%d", port), "--cert", h.certFile, "--key", h.keyFile, "posix", dataDir)
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.work}
 		c, err := h.start("versitygw", cmd, filepath.Join(h.work, "versitygw.log"))
 		if err != nil {
 			return err
 		}
-		if lastErr = h.waitS3(ctx, c); lastErr == nil {
-			h.s3 = c
+		if lastErr = srv.Wait(ctx, c.running, serverStartWait); lastErr == nil {
+			h.s3Child = c
 			break
 		}
 		_ = c.stop(syscall.SIGTERM, stopGrace)
@@ -416,86 +313,17 @@ func (h *harness) startS3(ctx context.Context) error {
 	if lastErr != nil {
 		return fmt.Errorf("starting versitygw: %w", lastErr)
 	}
-	_, err := h.s3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
-	if err != nil {
-		return fmt.Errorf("creating bucket %s: %w", bucket, err)
-	}
-	return nil
-}
-
-func (h *harness) httpClient() *http.Client {
-	pool := x509.NewCertPool()
-	if pem, err := os.ReadFile(h.caFile); err == nil {
-		pool.AppendCertsFromPEM(pem)
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	return &http.Client{Transport: tr, Timeout: time.Minute}
-}
-
-func (h *harness) waitS3(ctx context.Context, c *child) error {
-	client := h.httpClient()
-	client.Timeout = time.Second
-	deadline := time.Now().Add(serverStartWait)
-	for {
-		if !c.running() {
-			return errors.New("versitygw exited during start-up (see versitygw.log)")
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.s3Endpoint+"/", nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("no answer on %s: %w", h.s3Endpoint, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (h *harness) s3Client() *s3.Client {
-	return s3.New(s3.Options{
-		BaseEndpoint: aws.String(h.s3Endpoint),
-		Region:       region,
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(h.s3Access, h.s3Secret, ""),
-		HTTPClient:   h.httpClient(),
-		// versitygw does not need the SDK's default flexible checksums.
-		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
-		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
-	})
+	return srv.CreateBucket(ctx)
 }
 
 // stored counts the objects and bytes under prefix in the bucket.
 func (h *harness) stored(ctx context.Context, prefix string) (objects, size int64, err error) {
-	p := s3.NewListObjectsV2Paginator(h.s3Client(), &s3.ListObjectsV2Input{
-		Bucket: aws.String(bucket), Prefix: aws.String(strings.Trim(prefix, "/") + "/"),
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return objects, size, fmt.Errorf("listing s3://%s/%s: %w", bucket, prefix, err)
-		}
-		for _, o := range page.Contents {
-			objects++
-			size += aws.ToInt64(o.Size)
-		}
+	objs, err := h.s3.Objects(ctx, strings.Trim(prefix, "/")+"/")
+	for _, sz := range objs {
+		objects++
+		size += sz
 	}
-	return objects, size, nil
-}
-
-// s3Env points tusk (or WAL-G) at the bucket under prefix.
-func (h *harness) s3Env(prefix string) []string {
-	return []string{
-		"WALG_S3_PREFIX=s3://" + bucket + "/" + strings.Trim(prefix, "/"),
-		"AWS_ENDPOINT=" + h.s3Endpoint,
-		"AWS_REGION=" + region,
-		"AWS_ACCESS_KEY_ID=" + h.s3Access,
-		"AWS_SECRET_ACCESS_KEY=" + h.s3Secret,
-		"AWS_S3_FORCE_PATH_STYLE=true",
-		"WALG_S3_CA_CERT_FILE=" + h.caFile,
-	}
+	return objects, size, err
 }
 
 // newLogger writes text logs to stderr.

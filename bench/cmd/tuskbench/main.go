@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tusk-pg/tusk/bench/internal/s3env"
 	"github.com/tusk-pg/tusk/bench/procfs"
 	"github.com/tusk-pg/tusk/bench/report"
 )
@@ -178,11 +179,9 @@ type harness struct {
 	pgUser  *serverUser
 	managed pidSet
 
-	tusk, versitygw, timed         string
-	caFile, certFile, keyFile      string
-	s3                             *child
-	s3Endpoint, s3Access, s3Secret string
-	s3Port                         int
+	tusk, timed string
+	s3          *s3env.Server
+	s3Child     *child
 }
 
 func main() {
@@ -284,13 +283,10 @@ func (h *harness) main(ctx context.Context) error {
 	if h.timed, err = h.wrapper(); err != nil {
 		return err
 	}
-	if err := h.makeCerts(ctx); err != nil {
-		return err
-	}
 	if err := h.startS3(ctx); err != nil {
 		return err
 	}
-	defer h.s3.stop(syscall.SIGTERM, stopGrace)
+	defer h.s3Child.stop(syscall.SIGTERM, stopGrace)
 
 	sum := &report.Summary{Started: started, OutDir: relTo(h.root, h.outDir), Machine: h.machine(ctx, needPgbr)}
 	sum.Settings = report.Settings{
@@ -540,7 +536,7 @@ func (h *harness) collectLogs(r *runDir, out string) {
 			continue
 		}
 		if f == "pgbackrest.conf" {
-			b = []byte(redact(string(b), h.s3Secret, h.s3Access))
+			b = []byte(redact(string(b), h.s3.Secret, h.s3.Access))
 		}
 		_ = os.WriteFile(filepath.Join(out, f), b, 0o644)
 	}
@@ -646,7 +642,7 @@ func (h *harness) machine(ctx context.Context, pgbr bool) report.Machine {
 	if pgbr {
 		m.PgBackRest = version("pgbackrest", "version")
 	}
-	m.Versitygw = versitygwVersion
+	m.Versitygw = s3env.VersitygwVersion
 	// "tusk\tVERSION\tCOMMIT\tDATE"; a development build says "unknown".
 	var tv []string
 	for i, f := range strings.Fields(version(h.tusk, "--version")) {
