@@ -236,6 +236,15 @@ func TestPushDeltaRestoresFilesExactly(t *testing.T) {
 // TestPushDeltaWalSummaries is the same on PostgreSQL 17 with WAL
 // summaries as the source of changed pages.
 func TestPushDeltaWalSummaries(t *testing.T) {
+	bin := pg17Bin(t)
+	testDeltaExact(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: []string{"autovacuum = off", "summarize_wal = on"}},
+		DeltaSourceWalSummaries, "delta: changed blocks from WAL summaries")
+}
+
+// pg17Bin is the PostgreSQL 17 bin directory scripts/install-deps.sh
+// fills; the test is skipped, saying so, when it is absent.
+func pg17Bin(t *testing.T) string {
+	t.Helper()
 	bin, err := filepath.Abs(filepath.Join("..", "..", ".tmp", "embedded-postgres", "17", "bin"))
 	if err != nil {
 		t.Fatal(err)
@@ -243,8 +252,7 @@ func TestPushDeltaWalSummaries(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(bin, "postgres")); err != nil {
 		t.Skipf("PostgreSQL 17 binaries not installed in %s (scripts/install-deps.sh)", bin)
 	}
-	testDeltaExact(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: []string{"autovacuum = off", "summarize_wal = on"}},
-		DeltaSourceWalSummaries, "delta: changed blocks from WAL summaries")
+	return bin
 }
 
 // logBuffer collects log output for checks, and passes it to the test log.
@@ -500,13 +508,7 @@ func TestBuilderDelta(t *testing.T) {
 // wal-summaries refuses and auto falls back to the page scan, each saying
 // why.
 func TestPushDeltaSummaryFallback(t *testing.T) {
-	bin, err := filepath.Abs(filepath.Join("..", "..", ".tmp", "embedded-postgres", "17", "bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(bin, "postgres")); err != nil {
-		t.Skipf("PostgreSQL 17 binaries not installed in %s (scripts/install-deps.sh)", bin)
-	}
+	bin := pg17Bin(t)
 	c := pgcluster.New(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: []string{"autovacuum = off", "summarize_wal = off"}})
 	c.Start()
 	setPGEnv(t, c)
