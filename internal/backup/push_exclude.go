@@ -55,8 +55,10 @@ func parseRelFile(name string) (relFile, bool) {
 	rest := name
 	if i := strings.IndexByte(rest, '.'); i >= 0 {
 		seg, ok := parseDigits(rest[i+1:])
-		if !ok || seg == 0 {
-			return relFile{}, false // ".0" is never written: segment 0 has no suffix
+		if !ok || seg == 0 || rest[i+1] == '0' {
+			// ".0" is never written (segment 0 has no suffix), nor are
+			// leading zeros: such a file is not a relation segment.
+			return relFile{}, false
 		}
 		rf.segment = uint32(seg)
 		rest = rest[:i]
@@ -70,7 +72,7 @@ func parseRelFile(name string) (relFile, bool) {
 		}
 		rest = rest[:i]
 	}
-	if _, ok := parseDigits(rest); !ok {
+	if _, ok := parseDigits(rest); !ok || (len(rest) > 1 && rest[0] == '0') {
 		return relFile{}, false
 	}
 	rf.node = rest

@@ -201,6 +201,8 @@ func TestParseRelFile(t *testing.T) {
 		{"16384_vm.3", true, relFile{node: "16384", fork: "vm", segment: 3}},
 		{"16384_init", true, relFile{node: "16384", fork: "init"}},
 		{"16384.0", false, relFile{}},
+		{"16384.0001", false, relFile{}},
+		{"016384", false, relFile{}},
 		{"16384_foo", false, relFile{}},
 		{"16384.", false, relFile{}},
 		{"_fsm", false, relFile{}},
