@@ -270,7 +270,7 @@ func (e *Extractor) member(hdr *tar.Header, r io.Reader, buf []byte) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		return e.dir(t, hdr)
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // archive/tar reports old-style '\x00' entries as TypeReg too
 		if t.rel == "." || isLink {
 			return fmt.Errorf("tar member %q: a regular file cannot replace a directory or tablespace link", hdr.Name)
 		}

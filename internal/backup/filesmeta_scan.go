@@ -40,7 +40,7 @@ func ScanFilesMetadata(r io.Reader, fn func(name string, d FileDescription) erro
 			continue // null
 		}
 		if d, ok := tok.(json.Delim); !ok || d != '{' {
-			return fmt.Errorf("Files is %v, not an object", tok)
+			return fmt.Errorf("files metadata: \"Files\" is %v, not an object", tok)
 		}
 		for dec.More() {
 			tok, err := dec.Token()
@@ -50,7 +50,7 @@ func ScanFilesMetadata(r io.Reader, fn func(name string, d FileDescription) erro
 			name, _ := tok.(string)
 			var d FileDescription
 			if err := dec.Decode(&d); err != nil {
-				return fmt.Errorf("Files entry %q: %w", name, err)
+				return fmt.Errorf("files metadata: \"Files\" entry %q: %w", name, err)
 			}
 			if err := fn(name, d); err != nil {
 				return err

@@ -6,7 +6,10 @@ import (
 	"errors"
 
 	"golang.org/x/crypto/chacha20"
-	"golang.org/x/crypto/poly1305"
+	// The deprecation note steers general use to chacha20poly1305; the
+	// secretstream construction needs the raw one-time MAC, as libsodium
+	// itself uses it.
+	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 libsodium's secretstream is built on the raw Poly1305 MAC
 )
 
 // This file implements libsodium's crypto_secretstream_xchacha20poly1305,
