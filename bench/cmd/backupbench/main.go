@@ -48,6 +48,7 @@ type bench struct {
 	pgbackrest bool     // measure pgBackRest beside tusk
 	delta      bool     // measure delta backups
 	fetchEnv   []string // added to tusk backup-fetch runs
+	cold       bool     // drop the page cache before each delta run
 	pgBin      string   // initdb and postgres; clients are always PostgreSQL 15's
 	prefix     string   // tusk's folder in the bucket
 	update     string
@@ -69,6 +70,7 @@ func main() {
 	flag.BoolVar(&b.pg17, "pg17", true, "also measure deltas from WAL summaries on PostgreSQL 17 (.tmp/embedded-postgres/17, from scripts/install-deps.sh), when present")
 	flag.BoolVar(&b.pgbackrest, "pgbackrest", true, "measure pgBackRest beside tusk (false: tusk only, e.g. for the larger-cluster check)")
 	flag.BoolVar(&b.delta, "delta", true, "measure delta backups (page scan, pgBackRest incr, PostgreSQL 17 WAL summaries)")
+	flag.BoolVar(&b.cold, "cold", false, "drop the page cache before each delta backup, so read_bytes shows what a delta reads from disk")
 	downloads := flag.Int("download-concurrency", 0, "WALG_DOWNLOAD_CONCURRENCY for tusk backup-fetch (0: the default)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
@@ -266,7 +268,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 	deltaEnv := append(pushEnv, "WALG_DELTA_MAX_STEPS=3", "TUSK_DELTA_SOURCE=page-scan")
-	if err := add("tusk backup-push (delta, page scan)", nil, deltaEnv, b.tusk, "backup-push", b.data); err != nil {
+	if err := add("tusk backup-push (delta, page scan)", b.beforeDelta(), deltaEnv, b.tusk, "backup-push", b.data); err != nil {
 		return nil, err
 	}
 	after, err := b.s3.Objects(ctx, b.prefix+"/basebackups_005/")
@@ -707,7 +709,7 @@ func (b *bench) walSummaries(ctx context.Context, res *results, bin string,
 			return err
 		}
 		env := append(pushEnv, "WALG_DELTA_MAX_STEPS=3", "WALG_DELTA_ORIGIN=LATEST_FULL", "TUSK_DELTA_SOURCE="+src)
-		if err := add("PG 17: tusk backup-push (delta, "+src+")", nil, env, b.tusk, "backup-push", b.data); err != nil {
+		if err := add("PG 17: tusk backup-push (delta, "+src+")", b.beforeDelta(), env, b.tusk, "backup-push", b.data); err != nil {
 			return err
 		}
 		after, err := b.s3.Objects(ctx, b.prefix+"/basebackups_005/")
@@ -723,6 +725,24 @@ func (b *bench) walSummaries(ctx context.Context, res *results, bin string,
 		res.Delta17Upload = append(res.Delta17Upload, up)
 	}
 	return nil
+}
+
+// beforeDelta is the step run before each delta backup: with -cold, write
+// back and drop the page cache, so that the delta's read_bytes are disk
+// reads.
+func (b *bench) beforeDelta() func() error {
+	if !b.cold {
+		return nil
+	}
+	return func() error {
+		if err := runCmd(exec.Command("sync")); err != nil {
+			return err
+		}
+		if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0o200); err != nil {
+			return fmt.Errorf("dropping the page cache (-cold): %w", err)
+		}
+		return nil
+	}
 }
 
 // waitArchived switches WAL and waits until no segment is left to archive.
