@@ -286,7 +286,7 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		return nil, err
 	}
 	if b.pgbackrest {
-		if err := add("pgBackRest backup (incr)", nil, nil, append(pgbr, "--type=incr", "backup")...); err != nil {
+		if err := add("pgBackRest backup (incr)", b.beforeDelta(), nil, append(pgbr, "--type=incr", "backup")...); err != nil {
 			return nil, err
 		}
 		after, err = b.s3.Objects(ctx, "pgbackrest/backup/")
