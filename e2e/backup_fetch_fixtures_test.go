@@ -17,23 +17,6 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
 
-// restoreManifest is the part of manifest.json the backup tests read.
-type restoreManifest struct {
-	Fixtures []restoreFixture `json:"fixtures"`
-}
-
-type restoreFixture struct {
-	Name       string            `json:"name"`
-	Env        map[string]string `json:"env"`
-	UserTables []string          `json:"user_tables"`
-	Backups    []struct {
-		Name string `json:"name"`
-		Kind string `json:"kind"`
-	} `json:"backups"`
-	LatestBackup   string          `json:"latest_backup"`
-	RestoreTargets []restoreTarget `json:"restore_targets"`
-}
-
 type restoreTarget struct {
 	Label              string `json:"label"`
 	Kind               string `json:"kind"` // immediate, name, end
@@ -45,22 +28,9 @@ type restoreTarget struct {
 	} `json:"digests"`
 }
 
-func loadRestoreManifest(t *testing.T, dir string) restoreManifest {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m restoreManifest
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("parsing %s/manifest.json: %v", dir, err)
-	}
-	return m
-}
-
 // withBackups keeps the fixtures that have base backups.
-func (m restoreManifest) withBackups(t *testing.T) []restoreFixture {
-	var out []restoreFixture
+func (m manifest) withBackups(t *testing.T) []fixture {
+	var out []fixture
 	for _, f := range m.Fixtures {
 		if len(f.Backups) > 0 {
 			out = append(out, f)
@@ -88,7 +58,7 @@ func serverStorageCopy(t *testing.T, fixDir string) string {
 }
 
 // fixtureSettings is the fixture's WAL-G environment with absolute paths.
-func fixtureSettings(fixDir string, f restoreFixture, storage string) []string {
+func fixtureSettings(fixDir string, f fixture, storage string) []string {
 	var env []string
 	for k, v := range f.Env {
 		switch k {
@@ -140,7 +110,7 @@ func runTuskAs(t *testing.T, asServer bool, tusk string, env []string, args ...s
 func TestFixtureBackupList(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	for _, f := range loadRestoreManifest(t, fixRoot).withBackups(t) {
+	for _, f := range loadManifest(t, fixRoot).withBackups(t) {
 		t.Run(f.Name, func(t *testing.T) {
 			fixDir := filepath.Join(fixRoot, f.Name)
 			storage := serverStorageCopy(t, fixDir)
@@ -217,7 +187,7 @@ type restoreCase struct {
 // targets are on a delta) the same WAL end points reached by replaying
 // from the full backup: the state at a restore point or at the end of WAL
 // does not depend on which base backup recovery started from.
-func restoreCases(f restoreFixture) map[string][]restoreCase {
+func restoreCases(f fixture) map[string][]restoreCase {
 	full := map[string]bool{}
 	var firstFull string
 	for _, b := range f.Backups {
@@ -276,7 +246,7 @@ func restoreCases(f restoreFixture) map[string][]restoreCase {
 func TestFixtureBackupFetchRecover(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	for _, f := range loadRestoreManifest(t, fixRoot).withBackups(t) {
+	for _, f := range loadManifest(t, fixRoot).withBackups(t) {
 		fixDir := filepath.Join(fixRoot, f.Name)
 		cases := restoreCases(f)
 		if len(cases) == 0 {
@@ -453,8 +423,8 @@ func checkRecoveryFiles(t *testing.T, dest string) {
 func TestBackupFetchFailures(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	m := loadRestoreManifest(t, fixRoot)
-	var lz4, sodium restoreFixture
+	m := loadManifest(t, fixRoot)
+	var lz4, sodium fixture
 	for _, f := range m.Fixtures {
 		switch {
 		case f.Env["WALG_LIBSODIUM_KEY"] != "":
@@ -558,9 +528,9 @@ func TestBackupFetchFailures(t *testing.T) {
 func TestBackupFetchRecoveryWithConfigFile(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	var f restoreFixture
+	var f fixture
 	var target restoreTarget
-	for _, fx := range loadRestoreManifest(t, fixRoot).Fixtures {
+	for _, fx := range loadManifest(t, fixRoot).Fixtures {
 		for _, tg := range fx.RestoreTargets {
 			if tg.Kind == "name" && len(fx.Backups) > 0 && fx.Env["WALG_PGP_KEY_PATH"] == "" {
 				f, target = fx, tg

@@ -15,7 +15,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv"
 )
 
-// manifest is the part of the fixtures' manifest.json these tests read.
+// manifest is the part of the fixtures' manifest.json the e2e tests read.
 type manifest struct {
 	Fixtures []fixture `json:"fixtures"`
 }
@@ -27,6 +27,14 @@ type fixture struct {
 	Storage            json.RawMessage `json:"storage"`
 	WALSegments        []archivedFile  `json:"wal_segments"`
 	OtherArchivedFiles []archivedFile  `json:"other_archived_files"`
+	// What the backup tests read.
+	UserTables []string `json:"user_tables"`
+	Backups    []struct {
+		Name string `json:"name"`
+		Kind string `json:"kind"`
+	} `json:"backups"`
+	LatestBackup   string          `json:"latest_backup"`
+	RestoreTargets []restoreTarget `json:"restore_targets"`
 }
 
 type archivedFile struct {
