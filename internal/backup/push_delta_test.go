@@ -255,6 +255,22 @@ func pg17Bin(t *testing.T) string {
 	return bin
 }
 
+// deltaPushOptions are backup-push options for cluster c into a new file
+// store, logging at info level into the returned buffer.
+func deltaPushOptions(t *testing.T, c *pgcluster.Cluster) (PushOptions, *logBuffer) {
+	t.Helper()
+	store, err := file.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{t: t}
+	return PushOptions{
+		DataDir: c.DataDir(), Store: store, Method: lz4Method(t),
+		Connect: pg.ConnectOptions{AppName: "tusk-test", NoFallback: true},
+		Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}, logs
+}
+
 // logBuffer collects log output for checks, and passes it to the test log.
 type logBuffer struct {
 	t  *testing.T
@@ -280,20 +296,12 @@ func testDeltaExact(t *testing.T, copts pgcluster.Options, source, wantLog strin
 		insert into still select g, md5(g::text) from generate_series(1, 5000) g`)
 	c.Exec("vacuum freeze")
 	c.Exec("checkpoint")
-	store, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	logs := &logBuffer{t: t}
-	opts := PushOptions{
-		DataDir: c.DataDir(), Store: store, Method: lz4Method(t),
-		Connect:          pg.ConnectOptions{AppName: "tusk-test", NoFallback: true},
-		TarSizeThreshold: 1 << 20, DiskConcurrency: 2, UploadConcurrency: 2,
-		Delta: DeltaOptions{MaxSteps: 2}, DeltaSource: source,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}
+	opts, logs := deltaPushOptions(t, c)
+	store := opts.Store
+	opts.TarSizeThreshold, opts.DiskConcurrency, opts.UploadConcurrency = 1<<20, 2, 2
+	opts.Delta, opts.DeltaSource = DeltaOptions{MaxSteps: 2}, source
 	full, err := Push(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -513,19 +521,10 @@ func TestPushDeltaSummaryFallback(t *testing.T) {
 	c.Start()
 	setPGEnv(t, c)
 	c.Exec(`create table t (id int primary key, body text); insert into t select g, md5(g::text) from generate_series(1, 5000) g`)
-	store, err := file.New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	logs := &logBuffer{t: t}
-	opts := PushOptions{
-		DataDir: c.DataDir(), Store: store, Method: lz4Method(t),
-		Connect: pg.ConnectOptions{AppName: "tusk-test", NoFallback: true},
-		Delta:   DeltaOptions{MaxSteps: 5, Origin: OriginLatestFull},
-		Log:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	}
+	opts, logs := deltaPushOptions(t, c)
+	opts.Delta = DeltaOptions{MaxSteps: 5, Origin: OriginLatestFull}
 	full, err := Push(ctx, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -345,6 +345,21 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// checksummedTable starts a cluster with data checksums and a table t of
+// some 40 pages, and returns the table's file path in the data directory.
+func checksummedTable(t *testing.T) (*pgcluster.Cluster, string) {
+	t.Helper()
+	c := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: []string{"autovacuum = off"}})
+	c.Start()
+	setPGEnv(t, c)
+	c.Exec(`create table t (id int, v text); insert into t select g, repeat('y', 50) from generate_series(1, 5000) g; checkpoint`)
+	var rel string
+	if err := c.QueryRow("select pg_relation_filepath('t')").Scan(&rel); err != nil {
+		t.Fatal(err)
+	}
+	return c, rel
+}
+
 // damagePage flips one byte in the tuple area of block blk of relation
 // file rel, with the server stopped so that it cannot write the page back.
 func damagePage(t *testing.T, c *pgcluster.Cluster, rel string, blk int64) {
@@ -372,14 +387,7 @@ func damagePage(t *testing.T, c *pgcluster.Cluster, rel string, blk int64) {
 // checks that --verify records exactly that block in files_metadata.json,
 // while the backup itself completes (as WAL-G's does).
 func TestPushVerifyFindsCorruption(t *testing.T) {
-	c := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: []string{"autovacuum = off"}})
-	c.Start()
-	setPGEnv(t, c)
-	c.Exec(`create table t (id int, v text); insert into t select g, repeat('y', 50) from generate_series(1, 5000) g; checkpoint`)
-	var rel string
-	if err := c.QueryRow("select pg_relation_filepath('t')").Scan(&rel); err != nil {
-		t.Fatal(err)
-	}
+	c, rel := checksummedTable(t)
 	const blk = 2
 	damagePage(t, c, rel, blk)
 
@@ -411,14 +419,7 @@ func TestPushVerifyFindsCorruption(t *testing.T) {
 // part of a page increment (changed since the base, older than the delta's
 // start) and checks that --verify records it for that file.
 func TestPushDeltaVerifyFindsCorruption(t *testing.T) {
-	c := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: []string{"autovacuum = off"}})
-	c.Start()
-	setPGEnv(t, c)
-	c.Exec(`create table t (id int, v text); insert into t select g, repeat('y', 50) from generate_series(1, 5000) g; checkpoint`)
-	var rel string
-	if err := c.QueryRow("select pg_relation_filepath('t')").Scan(&rel); err != nil {
-		t.Fatal(err)
-	}
+	c, rel := checksummedTable(t)
 	store, _ := file.New(t.TempDir())
 	ctx := context.Background()
 	opts := PushOptions{DataDir: c.DataDir(), Store: store, Method: lz4Method(t), Verify: true,
