@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -169,5 +170,64 @@ func TestDaemonSIGTERM(t *testing.T) {
 	// No new connections after the stop.
 	if _, err := net.Dial("unix", d.socket); err == nil {
 		t.Error("the daemon still accepts connections after exiting")
+	}
+}
+
+// TestDaemonSIGUSR1ReopensLog rotates the daemon's WALG_LOG_DESTINATION as
+// logrotate does (rename, then SIGUSR1, WAL-G's signal for it): the daemon
+// keeps running, writes to a new file at the configured path, and still
+// serves requests.
+func TestDaemonSIGUSR1ReopensLog(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	dir := pgcluster.TempDir(t)
+	pgdata := filepath.Join(dir, "pgdata")
+	wal := filepath.Join(pgdata, "pg_wal")
+	os.MkdirAll(filepath.Join(wal, "archive_status"), 0o777)
+	name := "000000010000000000000001"
+	if err := os.WriteFile(filepath.Join(wal, name), make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	storage := filepath.Join(dir, "storage")
+	for _, d := range []string{storage, pgdata, wal, filepath.Join(wal, "archive_status")} {
+		os.MkdirAll(d, 0o777)
+		os.Chmod(d, 0o777)
+	}
+	logPath := filepath.Join(dir, "tusk.log")
+	d := startDaemon(t, tusk, filepath.Join(dir, "d.sock"), pgdata,
+		[]string{"WALG_FILE_PREFIX=" + storage, "WALG_LOG_DESTINATION=" + logPath})
+	waitFor := func(path, text string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), text) {
+				return
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(path)
+				t.Fatalf("%s never held %q; it holds:\n%s", path, text, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor(logPath, "daemon: serving")
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(logPath, "log destination reopened")
+	reply, err := daemon.Request(context.Background(), d.socket, daemon.TypeWalPush, []string{name}, 5*time.Second, 30*time.Second)
+	if err != nil || reply != daemon.ReplyOK {
+		t.Fatalf("push after SIGUSR1: reply %q, %v", reply, err)
+	}
+	waitFor(logPath, name)
+	select {
+	case <-d.exited:
+		t.Fatalf("daemon exited: %v", d.err)
+	default:
+	}
+	if b, _ := os.ReadFile(logPath + ".1"); strings.Contains(string(b), name) {
+		t.Errorf("the rotated file still received the push's log line")
 	}
 }

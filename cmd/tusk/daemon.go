@@ -7,8 +7,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,7 +42,9 @@ bounded by the configuration: --memory-plan prints the bound, and the daemon
 sets GOMEMLIMIT from it unless GOMEMLIMIT is set.
 
 With NOTIFY_SOCKET set it sends READY=1, WATCHDOG=1 every 30 s and STOPPING=1;
-with systemd socket activation (LISTEN_FDS) it serves the inherited socket.`,
+with systemd socket activation (LISTEN_FDS) it serves the inherited socket.
+SIGUSR1 reopens WALG_LOG_DESTINATION (for log rotation), as with WAL-G;
+SIGTERM or SIGINT stops it after the uploads in flight (TUSK_DAEMON_SHUTDOWN_GRACE).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if showPlan {
 				return cobra.MaximumNArgs(1)(cmd, args)
@@ -157,6 +161,8 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 
 	stopNotify := notifySystemd(ctx, a)
 	defer stopNotify()
+	stopReopen := a.reopenLogOnSIGUSR1()
+	defer stopReopen()
 	// Once more after the first minute: the code of a first request
 	// (TLS handshake, client set-up) is then also behind us.
 	trim := time.AfterFunc(time.Minute, rss.DropFilePages)
@@ -180,6 +186,33 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	h.Wait()
 	timer.Stop()
 	return nil
+}
+
+// reopenLogOnSIGUSR1 reopens WALG_LOG_DESTINATION on SIGUSR1, as WAL-G's
+// daemon re-configures its logging then (log rotation).
+func (a *app) reopenLogOnSIGUSR1() (stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-sig:
+				if a.logFile == nil {
+					a.log.Info("daemon: SIGUSR1: logging to stderr, nothing to reopen")
+					continue
+				}
+				if err := a.logFile.Reopen(); err != nil {
+					a.log.Error("daemon: SIGUSR1", "error", err)
+					continue
+				}
+				a.log.Info("daemon: log destination reopened", "path", a.logFile.path)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(sig); close(done) }
 }
 
 // listener is the socket systemd passed (LISTEN_FDS) or a new one.

@@ -22,7 +22,7 @@ type app struct {
 
 	cfg     *config.Config
 	log     *slog.Logger
-	logFile *os.File
+	logFile *logFile // nil: logs go to stderr
 }
 
 func newRootCommand() *cobra.Command {
@@ -125,9 +125,9 @@ func (a *app) load(cmd *cobra.Command) error {
 func (a *app) setupLogging() error {
 	var w io.Writer = os.Stderr
 	if dest := a.cfg.String("WALG_LOG_DESTINATION"); dest != "" && dest != "stderr" {
-		f, err := os.OpenFile(dest, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		f, err := openLogFile(dest)
 		if err != nil {
-			return fmt.Errorf("WALG_LOG_DESTINATION: cannot open %s: %w", dest, err)
+			return err
 		}
 		a.logFile = f
 		w = f
