@@ -310,11 +310,10 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 	page := b.buf[:IncrementBlockSize]
 	shrank := false
 	for _, blk := range blocks {
-		if err := p.diskLimit.take(ctx, IncrementBlockSize); err != nil {
-			return false, err
+		n, err := p.readAt(ctx, f, page, int64(blk)*IncrementBlockSize)
+		if ctx.Err() != nil {
+			return false, context.Cause(ctx)
 		}
-		n, err := f.ReadAt(page, int64(blk)*IncrementBlockSize)
-		p.dataRead.Add(int64(n))
 		if err != nil && err != io.EOF {
 			return false, fmt.Errorf("read %s block %d: %w", e.path, blk, err)
 		}
@@ -325,9 +324,6 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 		}
 		if v != nil && n == IncrementBlockSize {
 			v.inspect(int64(blk)*IncrementBlockSize, page)
-		}
-		if p.progress != nil {
-			p.progress.Add(int64(n))
 		}
 		if _, err := b.cur.tw.Write(page); err != nil {
 			return false, fmt.Errorf("write increment of %s into %s: %w", e.name, b.cur.key, err)

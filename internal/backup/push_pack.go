@@ -63,6 +63,19 @@ func (p *packer) source(ctx context.Context, f io.Reader) io.Reader {
 	return counted(p.diskLimit.reader(ctx, byteCounter{f, &p.dataRead}), p.progress)
 }
 
+// readAt reads one page of a page increment as source reads whole files.
+func (p *packer) readAt(ctx context.Context, f io.ReaderAt, b []byte, off int64) (int, error) {
+	if err := p.diskLimit.take(ctx, len(b)); err != nil {
+		return 0, err
+	}
+	n, err := f.ReadAt(b, off)
+	p.dataRead.Add(int64(n))
+	if p.progress != nil {
+		p.progress.Add(int64(n))
+	}
+	return n, err
+}
+
 type byteCounter struct {
 	r io.Reader
 	n *atomic.Int64

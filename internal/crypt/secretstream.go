@@ -6,9 +6,6 @@ import (
 	"errors"
 
 	"golang.org/x/crypto/chacha20"
-	// The deprecation note steers general use to chacha20poly1305; the
-	// secretstream construction needs the raw one-time MAC, as libsodium
-	// itself uses it.
 	"golang.org/x/crypto/poly1305" //lint:ignore SA1019 libsodium's secretstream is built on the raw Poly1305 MAC
 )
 
