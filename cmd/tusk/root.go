@@ -73,6 +73,8 @@ In postgresql.conf:
 		newBackupListCommand(a),
 		newBackupFetchCommand(a),
 		newBackupPushCommand(a),
+		newBackupMarkCommand(a),
+		newDeleteCommand(a),
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
 	)
