@@ -44,14 +44,13 @@ func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 	return nil, fmt.Errorf("storage %q is not supported", kind)
 }
 
-// compression resolves WALG_COMPRESSION_METHOD and WALG_ZSTD_LEVEL.
-func (a *app) compression() (codec.Method, error) {
-	return codec.FromConfig(a.cfg.CompressionMethod(), a.cfg.ZstdLevel())
-}
+// compression is the method WALG_COMPRESSION_METHOD and WALG_ZSTD_LEVEL
+// select (checked in config.Load).
+func (a *app) compression() (codec.Method, error) { return a.cfg.Compression(), nil }
 
 // crypter builds the encryption the configuration asks for, or nil.
 func (a *app) crypter() (crypt.Crypter, error) {
-	return crypt.FromSettings(a.cfg.Lookup)
+	return crypt.FromSettings(a.cfg.Crypt())
 }
 
 // walTools are the WAL commands' workers, built once per process.

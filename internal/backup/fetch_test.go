@@ -256,12 +256,17 @@ func TestFetchFixtures(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				cr, err := crypt.FromSettings(func(k string) (string, bool) {
-					v, ok := fx.Env[k]
-					if ok && strings.HasSuffix(k, "_PATH") {
-						v = filepath.Join(fixDir, v)
+				path := func(k string) string {
+					if v := fx.Env[k]; v != "" {
+						return filepath.Join(fixDir, v)
 					}
-					return v, ok
+					return ""
+				}
+				cr, err := crypt.FromSettings(crypt.Settings{
+					PGPKey: fx.Env["WALG_PGP_KEY"], PGPKeyPath: path("WALG_PGP_KEY_PATH"),
+					PGPKeyPassphrase: fx.Env["WALG_PGP_KEY_PASSPHRASE"],
+					LibsodiumKey:     fx.Env["WALG_LIBSODIUM_KEY"], LibsodiumKeyPath: path("WALG_LIBSODIUM_KEY_PATH"),
+					LibsodiumKeyTransform: fx.Env["WALG_LIBSODIUM_KEY_TRANSFORM"],
 				})
 				if err != nil {
 					t.Fatal(err)

@@ -61,9 +61,10 @@ const (
 // DefaultMethod is used when WALG_COMPRESSION_METHOD is unset.
 const DefaultMethod = LZ4
 
-// writable lists the methods WAL-G can compress with, in the order the
-// error message shows them.
-func writable() []string { return []string{LZ4, LZMA, Zstd, Brotli, None} }
+// Methods lists the WALG_COMPRESSION_METHOD values, the methods WAL-G can
+// compress with, in the order messages show them. The settings catalogue
+// takes its list from here.
+func Methods() []string { return []string{LZ4, LZMA, Zstd, Brotli, None} }
 
 // ByName returns a compression method by its WALG_COMPRESSION_METHOD name.
 // zstd gets the default level; use NewZstd or FromConfig for another.
@@ -81,7 +82,7 @@ func ByName(name string) (Method, error) {
 		return noneMethod{}, nil
 	}
 	return nil, fmt.Errorf("WALG_COMPRESSION_METHOD: unknown method %q (accepted: %s)",
-		name, strings.Join(writable(), ", "))
+		name, strings.Join(Methods(), ", "))
 }
 
 // FromConfig resolves the settings WALG_COMPRESSION_METHOD and

@@ -35,6 +35,12 @@ func (l ZstdLevel) String() string {
 	return fmt.Sprintf("ZstdLevel(%d)", int(l))
 }
 
+// ZstdLevels lists the WALG_ZSTD_LEVEL values; the settings catalogue
+// takes its list from here.
+func ZstdLevels() []string {
+	return []string{ZstdFastest.String(), ZstdDefault.String(), ZstdBetter.String(), ZstdBest.String()}
+}
+
 // ParseZstdLevel parses a WALG_ZSTD_LEVEL value (case-insensitive).
 func ParseZstdLevel(s string) (ZstdLevel, error) {
 	for _, l := range []ZstdLevel{ZstdFastest, ZstdDefault, ZstdBetter, ZstdBest} {
@@ -42,7 +48,7 @@ func ParseZstdLevel(s string) (ZstdLevel, error) {
 			return l, nil
 		}
 	}
-	return 0, fmt.Errorf("WALG_ZSTD_LEVEL: unknown level %q (accepted: fastest, default, better, best)", s)
+	return 0, fmt.Errorf("WALG_ZSTD_LEVEL: unknown level %q (accepted: %s)", s, strings.Join(ZstdLevels(), ", "))
 }
 
 func (l ZstdLevel) encoderLevel() zstd.EncoderLevel {

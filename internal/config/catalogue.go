@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+
+	"github.com/tusk-pg/tusk/internal/codec"
 )
 
 // Kind says how a setting's value is parsed and validated.
@@ -274,11 +276,16 @@ func storageOrder() []string {
 // catalogue returns every setting tusk knows. Names, defaults and aliases
 // follow WAL-G v3.0.9 (internal/config/config.go, pkg/storages/*/configure.go).
 // It is built per call so that no package-level table can be mutated.
+//
+// A default that the consuming package applies to a zero value is not
+// repeated here: the S3 options (s3.Default*), the tar size threshold
+// (backup.DefaultTarSizeThreshold). Lists of accepted values owned by a
+// package come from it (codec.Methods, codec.ZstdLevels).
 func catalogue() []Setting {
 	return []Setting{
 		// Core.
-		enum("WALG_COMPRESSION_METHOD", "lz4", "lz4", "lzma", "zstd", "brotli", "none"),
-		enum("WALG_ZSTD_LEVEL", "", "fastest", "default", "better", "best").foldCase(),
+		enum("WALG_COMPRESSION_METHOD", codec.DefaultMethod, codec.Methods()...),
+		enum("WALG_ZSTD_LEVEL", "", codec.ZstdLevels()...).foldCase(),
 		integer("WALG_UPLOAD_CONCURRENCY", "16", 1),
 		integer("WALG_DOWNLOAD_CONCURRENCY", "10", 1),
 		integer("WALG_UPLOAD_DISK_CONCURRENCY", "1", 1),
@@ -294,7 +301,7 @@ func catalogue() []Setting {
 		jsonText("WALG_DELTA_FROM_USER_DATA"),
 		jsonText("WALG_SENTINEL_USER_DATA"),
 		jsonText("WALG_FETCH_TARGET_USER_DATA"),
-		size("WALG_TAR_SIZE_THRESHOLD", "1073741823", 1),
+		size("WALG_TAR_SIZE_THRESHOLD", "", 1), // default: backup.DefaultTarSizeThreshold
 		boolean("WALG_TAR_DISABLE_FSYNC", "false"),
 		boolean("WALG_USE_WAL_DELTA", "false").refuse("WAL-delta maps").inert("false"),
 		boolean("WALG_FORCE_WAL_DELTA", "false").refuse("WAL-delta maps").inert("false"),
@@ -438,16 +445,16 @@ func catalogue() []Setting {
 		s3opt("S3_SSE", str("")),
 		s3opt("S3_SSE_KMS_ID", str("")),
 		s3opt("S3_SSE_C", str("").secret()),
-		s3opt("S3_STORAGE_CLASS", str("").def("STANDARD")),
+		s3opt("S3_STORAGE_CLASS", str("")),
 		s3opt("S3_CA_CERT_FILE", str("")),
-		s3opt("S3_MAX_PART_SIZE", size("", "20971520", 1)),
+		s3opt("S3_MAX_PART_SIZE", size("", "", 1)),
 		// WAL-G's S3 multipart concurrency: a bare UPLOAD_CONCURRENCY, else
 		// WALG_UPLOAD_CONCURRENCY (and its default of 16). tusk's S3 backend
 		// bounds parts in flight by its own memory budget instead.
 		s3opt("UPLOAD_CONCURRENCY", integer("", "", 1).later("S3 multipart concurrency (memory-bounded instead)")),
-		s3opt("S3_MAX_RETRIES", integer("", "15", 0)),
-		s3opt("S3_MIN_THROTTLING_RETRY_DELAY", integer("", "500", 0)),    // ms
-		s3opt("S3_MAX_THROTTLING_RETRY_DELAY", integer("", "300000", 0)), // ms
+		s3opt("S3_MAX_RETRIES", integer("", "", 0)),
+		s3opt("S3_MIN_THROTTLING_RETRY_DELAY", integer("", "", 0)), // ms
+		s3opt("S3_MAX_THROTTLING_RETRY_DELAY", integer("", "", 0)), // ms
 		s3opt("S3_USE_LIST_OBJECTS_V1", boolean("", "false")),
 		s3opt("S3_SKIP_VALIDATION", boolean("", "true").later("S3 credential validation at start").inert("true")),
 		s3opt("S3_LOG_LEVEL", str("").later("S3 SDK logging")),

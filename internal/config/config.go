@@ -29,6 +29,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/crypt"
 )
 
 // Source says where a value came from.
@@ -89,6 +92,7 @@ type Config struct {
 	settings []Setting
 	file     string
 	turbo    bool
+	method   codec.Method // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
 }
 
 // Load resolves and validates the configuration. Warnings (unknown names,
@@ -390,13 +394,6 @@ func (c *Config) NetworkRateLimit() int64 {
 // WalSegmentSize is WALG_PG_WAL_SIZE converted from MiB to bytes.
 func (c *Config) WalSegmentSize() int64 { return int64(c.Int("WALG_PG_WAL_SIZE")) << 20 }
 
-// CompressionMethod is WALG_COMPRESSION_METHOD: lz4, lzma, zstd, brotli or none.
-func (c *Config) CompressionMethod() string { return c.String("WALG_COMPRESSION_METHOD") }
-
-// ZstdLevel is WALG_ZSTD_LEVEL lower-cased (fastest, default, better, best),
-// or "" when unset; only ever set together with zstd.
-func (c *Config) ZstdLevel() string { return strings.ToLower(c.String("WALG_ZSTD_LEVEL")) }
-
 // LogLevel is WALG_LOG_LEVEL: NORMAL, DEVEL or ERROR.
 func (c *Config) LogLevel() string { return c.String("WALG_LOG_LEVEL") }
 
@@ -409,18 +406,21 @@ func (c *Config) GoMaxProcs() int {
 	return c.Int("GOMAXPROCS")
 }
 
-// Encryption names the crypter WAL-G would pick (codecs-and-crypto.md §5):
-// "openpgp" (WALG_PGP_KEY / WALG_PGP_KEY_PATH), "libsodium"
-// (WALG_LIBSODIUM_KEY / _PATH) or "" for none. The other crypters make
-// Load fail, so they never appear here.
-func (c *Config) Encryption() string {
-	switch {
-	case c.IsSet("WALG_PGP_KEY") || c.IsSet("WALG_PGP_KEY_PATH"):
-		return "openpgp"
-	case c.IsSet("WALG_LIBSODIUM_KEY") || c.IsSet("WALG_LIBSODIUM_KEY_PATH"):
-		return "libsodium"
+// Compression is the method WALG_COMPRESSION_METHOD and WALG_ZSTD_LEVEL
+// select, resolved by codec.FromConfig in Load.
+func (c *Config) Compression() codec.Method { return c.method }
+
+// Crypt returns the encryption settings for crypt.FromSettings. Load has
+// refused the kinds tusk does not implement (GnuPG, envelope PGP, KMS).
+func (c *Config) Crypt() crypt.Settings {
+	return crypt.Settings{
+		PGPKey:                c.String("WALG_PGP_KEY"),
+		PGPKeyPath:            c.String("WALG_PGP_KEY_PATH"),
+		PGPKeyPassphrase:      c.String("WALG_PGP_KEY_PASSPHRASE"),
+		LibsodiumKey:          c.String("WALG_LIBSODIUM_KEY"),
+		LibsodiumKeyPath:      c.String("WALG_LIBSODIUM_KEY_PATH"),
+		LibsodiumKeyTransform: c.String("WALG_LIBSODIUM_KEY_TRANSFORM"),
 	}
-	return ""
 }
 
 // Export calls setenv for every non-empty setting, as WAL-G's

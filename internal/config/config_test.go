@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/crypt"
 )
 
 func load(t *testing.T, opts LoadOptions) (*Config, []string, error) {
@@ -49,14 +52,12 @@ func TestDefaults(t *testing.T) {
 		{c.Int("TOTAL_BG_UPLOADED_LIMIT"), 32, "TOTAL_BG_UPLOADED_LIMIT"},
 		{c.Int("WALG_DOWNLOAD_FILE_RETRIES"), 15, "WALG_DOWNLOAD_FILE_RETRIES"},
 		{c.WalSegmentSize(), int64(16 << 20), "WalSegmentSize"},
-		{c.CompressionMethod(), "lz4", "CompressionMethod"},
-		{c.ZstdLevel(), "", "ZstdLevel"},
+		{c.Compression().Name(), "lz4", "Compression"},
 		{c.LogLevel(), "NORMAL", "LogLevel"},
-		{c.Bytes("WALG_TAR_SIZE_THRESHOLD"), int64(1073741823), "WALG_TAR_SIZE_THRESHOLD"},
+		{c.Bytes("WALG_TAR_SIZE_THRESHOLD"), int64(0), "WALG_TAR_SIZE_THRESHOLD (backup applies its default)"},
 		{c.Bool("WALG_PREVENT_WAL_OVERWRITE"), false, "WALG_PREVENT_WAL_OVERWRITE"},
 		{c.Bool("WALG_S3_SKIP_VALIDATION"), true, "WALG_S3_SKIP_VALIDATION"},
-		{c.Bytes("WALG_S3_MAX_PART_SIZE"), int64(20 << 20), "WALG_S3_MAX_PART_SIZE"},
-		{c.Int("WALG_S3_MAX_RETRIES"), 15, "WALG_S3_MAX_RETRIES"},
+		{c.Bytes("WALG_S3_MAX_PART_SIZE"), int64(0), "WALG_S3_MAX_PART_SIZE (s3 applies its default)"},
 		{c.Int("WALG_S3_RETENTION_PERIOD"), -1, "WALG_S3_RETENTION_PERIOD"},
 		{c.Int("UPLOAD_CONCURRENCY"), 16, "UPLOAD_CONCURRENCY inherits WALG_UPLOAD_CONCURRENCY's default"},
 		{c.Duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"), 60 * time.Second, "WALG_DAEMON_WAL_UPLOAD_TIMEOUT"},
@@ -68,7 +69,7 @@ func TestDefaults(t *testing.T) {
 		{c.String("WALG_SLOTNAME"), "walg", "WALG_SLOTNAME"},
 		{c.String("WALG_LIBSODIUM_KEY_TRANSFORM"), "none", "WALG_LIBSODIUM_KEY_TRANSFORM"},
 		{c.DiskRateLimit(), int64(0), "DiskRateLimit"},
-		{c.Encryption(), "", "Encryption"},
+		{c.Crypt(), crypt.Settings{LibsodiumKeyTransform: "none"}, "Crypt"},
 		{c.ConfigFileUsed(), "", "ConfigFileUsed"},
 	}
 	for _, ch := range checks {
@@ -490,8 +491,8 @@ func TestValidationDetails(t *testing.T) {
 			t.Fatalf("err = %q", err)
 		}
 		c, _ := mustLoad(t, LoadOptions{Environ: []string{"WALG_ZSTD_LEVEL=Best", "WALG_COMPRESSION_METHOD=zstd"}})
-		if c.ZstdLevel() != "best" {
-			t.Errorf("ZstdLevel = %q", c.ZstdLevel())
+		if z, ok := c.Compression().(interface{ Level() codec.ZstdLevel }); !ok || z.Level() != codec.ZstdBest {
+			t.Errorf("Compression = %v", c.Compression())
 		}
 	})
 	t.Run("plain and envelope PGP together", func(t *testing.T) {
@@ -735,16 +736,17 @@ func TestTurboAndEncryption(t *testing.T) {
 
 	for _, tt := range []struct {
 		env      []string
-		want     string
+		want     crypt.Settings
 		warnings int
 	}{
-		{[]string{"WALG_LIBSODIUM_KEY_PATH=/k"}, "libsodium", 0},
-		{[]string{"WALG_PGP_KEY=-----BEGIN"}, "openpgp", 0},
-		{[]string{"WALG_PGP_KEY_PATH=/p", "WALG_LIBSODIUM_KEY=x"}, "openpgp", 1},
+		{[]string{"WALG_LIBSODIUM_KEY_PATH=/k"}, crypt.Settings{LibsodiumKeyPath: "/k", LibsodiumKeyTransform: "none"}, 0},
+		{[]string{"WALG_PGP_KEY=-----BEGIN"}, crypt.Settings{PGPKey: "-----BEGIN", LibsodiumKeyTransform: "none"}, 0},
+		{[]string{"WALG_PGP_KEY_PATH=/p", "WALG_LIBSODIUM_KEY=x"},
+			crypt.Settings{PGPKeyPath: "/p", LibsodiumKey: "x", LibsodiumKeyTransform: "none"}, 1},
 	} {
 		c, w := mustLoad(t, LoadOptions{Environ: tt.env})
-		if c.Encryption() != tt.want || len(w) != tt.warnings {
-			t.Errorf("%v: Encryption = %q, warnings %q", tt.env, c.Encryption(), w)
+		if c.Crypt() != tt.want || len(w) != tt.warnings {
+			t.Errorf("%v: Crypt = %+v, warnings %q", tt.env, c.Crypt(), w)
 		}
 	}
 }

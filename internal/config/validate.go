@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tusk-pg/tusk/internal/codec"
 )
 
 // validate checks every value the user set and the rules that span
@@ -132,15 +134,20 @@ func describeRange(s Setting) string {
 
 // crossChecks are WAL-G's rules that involve several settings.
 func (c *Config) crossChecks() (problems, warnings []string) {
-	// internal/configure.go ConfigureCompressor.
-	zstd := c.settings[c.index["WALG_ZSTD_LEVEL"]]
-	if c.IsSet(zstd.Name) && checkValue(zstd, c.values[zstd.Name]) == "" && c.CompressionMethod() != "zstd" {
-		problems = append(problems, fmt.Sprintf(
-			"%s: only applies to WALG_COMPRESSION_METHOD=zstd, but the method is %q",
-			c.from["WALG_ZSTD_LEVEL"], c.CompressionMethod()))
+	// The method and level together; codec owns the rule that a level
+	// needs zstd. A value that failed its own check is reported already.
+	method, level := c.String("WALG_COMPRESSION_METHOD"), strings.ToLower(c.String("WALG_ZSTD_LEVEL"))
+	if c.valid("WALG_COMPRESSION_METHOD") && c.valid("WALG_ZSTD_LEVEL") {
+		m, err := codec.FromConfig(method, level)
+		if err != nil {
+			problems = append(problems, err.Error())
+		}
+		c.method = m
 	}
 
-	// internal/configure.go ConfigureCrypterForSpecificConfig.
+	// internal/configure.go ConfigureCrypterForSpecificConfig. The
+	// envelope kinds themselves are refused (catalogue); this names the
+	// conflict, which WAL-G reports first.
 	pgp := c.firstSet("WALG_PGP_KEY", "WALG_PGP_KEY_PATH", "WALG_GPG_KEY_ID")
 	envelope := c.firstSet("WALG_ENVELOPE_PGP_KEY", "WALG_ENVELOPE_PGP_KEY_PATH")
 	if pgp != "" && envelope != "" {
@@ -166,6 +173,13 @@ func (c *Config) crossChecks() (problems, warnings []string) {
 			c.from[s.Name], c.from[sel.Name]))
 	}
 	return problems, warnings
+}
+
+// valid reports whether a setting is unset or its value passes its own
+// checks.
+func (c *Config) valid(name string) bool {
+	v := c.values[name]
+	return v == "" || checkValue(c.settings[c.index[name]], v) == ""
 }
 
 // firstSet returns the key the user used for the first of names that is

@@ -1,86 +1,52 @@
 package crypt
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
-// FromSettings builds the encryption WAL-G's settings select, or returns
-// nil when none is configured. lookup returns a setting's value (the
-// config's Lookup, which also answers for WAL-G's alternative spellings
-// such as GPG_KEY_ID); an empty value counts as unset. WAL-G's order:
-//
-//  1. WALG_PGP_KEY, else WALG_PGP_KEY_PATH (with WALG_PGP_KEY_PASSPHRASE):
-//     OpenPGP. WALG_GPG_KEY_ID (GnuPG's keyring through the gpg command)
-//     is refused.
-//  2. Envelope PGP, AWS KMS and Yandex Cloud KMS: refused (not supported).
-//  3. WALG_LIBSODIUM_KEY, else WALG_LIBSODIUM_KEY_PATH, with
-//     WALG_LIBSODIUM_KEY_TRANSFORM: libsodium.
-//
-// Setting plain and envelope PGP together is an error, as in WAL-G.
-func FromSettings(lookup func(name string) (string, bool)) (Crypter, error) {
-	get := func(name string) string {
-		v, ok := lookup(name)
-		if !ok {
-			return ""
-		}
-		return v
-	}
-	firstSet := func(names ...string) string {
-		for _, n := range names {
-			if get(n) != "" {
-				return n
-			}
-		}
-		return ""
-	}
+// Settings are the encryption settings tusk implements, by WAL-G's names.
+// The configuration layer fills them and refuses the encryption kinds tusk
+// lacks (GnuPG keyrings, envelope PGP, KMS) before they reach this package.
+type Settings struct {
+	PGPKey           string // WALG_PGP_KEY: an armored key, or its lines joined by "\n"
+	PGPKeyPath       string // WALG_PGP_KEY_PATH
+	PGPKeyPassphrase string // WALG_PGP_KEY_PASSPHRASE
+	LibsodiumKey     string // WALG_LIBSODIUM_KEY
+	LibsodiumKeyPath string // WALG_LIBSODIUM_KEY_PATH
+	// LibsodiumKeyTransform is WALG_LIBSODIUM_KEY_TRANSFORM: none, hex or
+	// base64 ("" is none).
+	LibsodiumKeyTransform string
+}
 
-	pgp := firstSet("WALG_PGP_KEY", "WALG_PGP_KEY_PATH", "WALG_GPG_KEY_ID")
-	envelope := firstSet("WALG_ENVELOPE_PGP_KEY", "WALG_ENVELOPE_PGP_KEY_PATH")
-	if pgp != "" && envelope != "" {
-		return nil, fmt.Errorf("%s and %s are both set: plain PGP and envelope PGP cannot be configured together", pgp, envelope)
-	}
-	passphrase := get("WALG_PGP_KEY_PASSPHRASE")
-	switch pgp {
-	case "WALG_PGP_KEY":
-		c, err := NewOpenPGP(OpenPGPKeyFromEnv(get(pgp)), passphrase)
+// FromSettings builds the encryption s selects, or returns nil when none
+// is configured; empty fields count as unset. WAL-G's order: WALG_PGP_KEY,
+// else WALG_PGP_KEY_PATH (OpenPGP, with WALG_PGP_KEY_PASSPHRASE); then
+// WALG_LIBSODIUM_KEY, else WALG_LIBSODIUM_KEY_PATH (libsodium).
+func FromSettings(s Settings) (Crypter, error) {
+	switch {
+	case s.PGPKey != "":
+		c, err := NewOpenPGP(OpenPGPKeyFromEnv(s.PGPKey), s.PGPKeyPassphrase)
 		if err != nil {
 			return nil, fmt.Errorf("WALG_PGP_KEY: %w", err)
 		}
 		return c, nil
-	case "WALG_PGP_KEY_PATH":
-		path := get(pgp)
-		key, err := OpenPGPKeyFile(path)
+	case s.PGPKeyPath != "":
+		key, err := OpenPGPKeyFile(s.PGPKeyPath)
 		if err != nil {
 			return nil, err
 		}
-		c, err := NewOpenPGP(key, passphrase)
+		c, err := NewOpenPGP(key, s.PGPKeyPassphrase)
 		if err != nil {
-			return nil, fmt.Errorf("WALG_PGP_KEY_PATH (%s): %w", path, err)
+			return nil, fmt.Errorf("WALG_PGP_KEY_PATH (%s): %w", s.PGPKeyPath, err)
 		}
 		return c, nil
-	case "WALG_GPG_KEY_ID":
-		return nil, errors.New("WALG_GPG_KEY_ID (GPG_KEY_ID): encryption through the gpg command is not supported; " +
-			"export the key armored (gpg --armor --export-secret-keys ID) and set WALG_PGP_KEY_PATH")
-	}
-	if envelope != "" {
-		return nil, fmt.Errorf("%s: envelope PGP encryption is not supported", envelope)
-	}
-	if get("WALG_CSE_KMS_ID") != "" {
-		return nil, errors.New("WALG_CSE_KMS_ID: AWS KMS client-side encryption is not supported")
-	}
-	if get("YC_CSE_KMS_KEY_ID") != "" {
-		return nil, errors.New("YC_CSE_KMS_KEY_ID: Yandex Cloud KMS encryption is not supported")
 	}
 
-	transform := get("WALG_LIBSODIUM_KEY_TRANSFORM")
 	var key []byte
 	var err error
 	switch {
-	case get("WALG_LIBSODIUM_KEY") != "":
-		key, err = LibsodiumKey(get("WALG_LIBSODIUM_KEY"), transform)
-	case get("WALG_LIBSODIUM_KEY_PATH") != "":
-		key, err = LibsodiumKeyFile(get("WALG_LIBSODIUM_KEY_PATH"), transform)
+	case s.LibsodiumKey != "":
+		key, err = LibsodiumKey(s.LibsodiumKey, s.LibsodiumKeyTransform)
+	case s.LibsodiumKeyPath != "":
+		key, err = LibsodiumKeyFile(s.LibsodiumKeyPath, s.LibsodiumKeyTransform)
 	default:
 		return nil, nil
 	}
