@@ -18,6 +18,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/fsutil"
 	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
@@ -300,7 +301,7 @@ func isPathSetting(k string) bool {
 
 // writeRestoreConfig writes the whole configuration as a JSON config file
 // readable only by its owner (the restored directory's owner), replacing
-// any previous one atomically.
+// any previous one atomically and never following a planted symlink.
 func (a *app) writeRestoreConfig(path, dest string) error {
 	vals := map[string]string{}
 	a.cfg.Export(func(k, v string) {
@@ -316,38 +317,24 @@ func (a *app) writeRestoreConfig(path, dest string) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	_, err = f.Write(append(data, '\n'))
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil && os.Geteuid() == 0 {
+	return fsutil.WriteFile(path, fsutil.Options{Perm: 0o600}, func(f *os.File) error {
+		if _, err := f.Write(append(data, '\n')); err != nil {
+			return err
+		}
+		if os.Geteuid() != 0 {
+			return nil
+		}
 		// Run as root, the file must still be readable by the cluster's
 		// owner, who runs restore_command.
-		if st, serr := os.Stat(dest); serr == nil {
-			if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-				err = f.Chown(int(sys.Uid), int(sys.Gid))
-			}
+		st, err := os.Stat(dest)
+		if err != nil {
+			return err
 		}
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return backup.SyncDir(filepath.Dir(path))
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			return f.Chown(int(sys.Uid), int(sys.Gid))
+		}
+		return nil
+	})
 }
 
 // restoreSize is the progress total of a restore of name: the bytes

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/tusk-pg/tusk/internal/fsutil"
 )
 
 // PgControlPath is where pg_control lives in a data directory.
@@ -476,7 +478,7 @@ func (e *Extractor) Finish() error {
 		parents = append(parents, filepath.Dir(ts.Location))
 	}
 	for _, p := range parents {
-		if err := SyncDir(p); err != nil {
+		if err := fsutil.SyncDir(p); err != nil {
 			return err
 		}
 	}
@@ -491,24 +493,8 @@ func syncTree(dir string) error {
 			return fmt.Errorf("sync %s: %w", p, err)
 		}
 		if d.IsDir() {
-			return SyncDir(p)
+			return fsutil.SyncDir(p)
 		}
 		return nil
 	})
-}
-
-// SyncDir fsyncs a directory so the entries created in it are durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/tusk-pg/tusk/internal/fsutil"
 )
 
 // RecoveryTarget is where PostgreSQL should stop replaying WAL after a
@@ -175,7 +177,7 @@ func WriteRecoveryConfig(dest string, pgVersion int, restoreCommand string, t Re
 		}
 	}
 	if fsync {
-		return SyncDir(dest)
+		return fsutil.SyncDir(dest)
 	}
 	return nil
 }

@@ -1,0 +1,143 @@
+package fsutil
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// A symlink planted at the name is never written through.
+func TestCreateRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "file")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := Create(link, 0o600); err == nil {
+		f.Close()
+		t.Fatal("Create opened a planted symlink")
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if f, err := CreateIn(root, "file", 0o600); err == nil {
+		f.Close()
+		t.Fatal("CreateIn opened a planted symlink")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Fatalf("victim changed: %q", b)
+	}
+}
+
+// Replace swaps a symlink at the final name for the new file and leaves
+// the link's target alone; the mode is the one asked for, umask aside.
+func TestReplaceOverSymlink(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Join(dir, "conf")
+	if err := os.Symlink(victim, name); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteFile(name, Options{Perm: 0o640}, func(f *os.File) error {
+		_, err := f.WriteString("new")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Fatalf("written through the symlink: victim is %q", b)
+	}
+	fi, err := os.Lstat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o640 {
+		t.Fatalf("%s: mode %v", name, fi.Mode())
+	}
+	if b, _ := os.ReadFile(name); string(b) != "new" {
+		t.Fatalf("content %q", b)
+	}
+	assertOnly(t, dir, "conf", "victim")
+}
+
+// A failed write leaves the old file and no temporary file.
+func TestReplaceFailureLeavesOld(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "conf")
+	if err := os.WriteFile(name, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	err := WriteFile(name, Options{}, func(f *os.File) error {
+		f.WriteString("half")
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("error %v, want boom", err)
+	}
+	if b, _ := os.ReadFile(name); string(b) != "old" {
+		t.Fatalf("content %q", b)
+	}
+	assertOnly(t, dir, "conf")
+}
+
+// Replace works on a name in a subdirectory of the root.
+func TestReplaceInSubdirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := Replace(root, "sub/f", Options{NoSync: true}, func(*os.File) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	assertOnly(t, filepath.Join(dir, "sub"), "f")
+	if err := Replace(root, "../f", Options{}, func(*os.File) error { return nil }); err == nil {
+		t.Fatal("Replace left its root")
+	}
+}
+
+func TestSyncDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := SyncDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncDir(filepath.Join(dir, "absent")); err == nil {
+		t.Fatal("no error for a missing directory")
+	}
+}
+
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if len(got) != len(names) {
+		t.Fatalf("%s holds %v, want %v", dir, got, names)
+	}
+	for i := range got {
+		if got[i] != names[i] {
+			t.Fatalf("%s holds %v, want %v", dir, got, names)
+		}
+	}
+}
