@@ -80,11 +80,10 @@ func (a *app) daemonPlan() (*memplan.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The buffering mode depends on the storage; resolve it without
-	// connecting (a plan must work offline).
-	buffering := a.cfg.String("TUSK_WAL_UPLOAD_BUFFER")
-	if kind, _, err := a.cfg.StorageKind(); err == nil && kind == "file" {
-		buffering = wal.BufferStream
+	// Decided as the running daemon decides it, without connecting.
+	buffering, _, err := a.walBuffering(cr)
+	if err != nil {
+		return nil, err
 	}
 	return daemon.Plan(daemon.PlanInput{
 		Workers:         a.cfg.UploadConcurrency(),

@@ -28,13 +28,7 @@ func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 	case config.StorageFile:
 		return file.New(prefix)
 	case config.StorageS3:
-		lookup := func(name string) (string, bool) { return a.cfg.Lookup(name) }
-		opts, err := s3.OptionsFromSettings(func(name string) (string, bool) {
-			if name == "WALG_S3_PREFIX" {
-				return prefix, true // with WALG_STORAGE_PREFIX applied
-			}
-			return lookup(name)
-		})
+		opts, err := a.s3Options(prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -42,6 +36,49 @@ func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 		return s3.New(ctx, opts)
 	}
 	return nil, fmt.Errorf("storage %q is not supported", kind)
+}
+
+// s3Options reads the S3 settings, with WALG_STORAGE_PREFIX applied to
+// the prefix.
+func (a *app) s3Options(prefix string) (s3.Options, error) {
+	return s3.OptionsFromSettings(func(name string) (string, bool) {
+		if name == "WALG_S3_PREFIX" {
+			return prefix, true
+		}
+		return a.cfg.Lookup(name)
+	})
+}
+
+// storageTraits are the configured backend's storage.Traits, known
+// without connecting (a memory plan works offline).
+func (a *app) storageTraits() (storage.Traits, error) {
+	kind, prefix, err := a.cfg.StorageKind()
+	if err != nil {
+		return storage.Traits{}, err
+	}
+	switch kind {
+	case config.StorageFile:
+		return file.Traits, nil
+	case config.StorageS3:
+		opts, err := a.s3Options(prefix)
+		if err != nil {
+			return storage.Traits{}, err
+		}
+		return opts.Traits(), nil
+	}
+	return storage.Traits{}, fmt.Errorf("storage %q is not supported", kind)
+}
+
+// walBuffering is how WAL uploads reach storage with this configuration
+// (see wal.ChooseBuffering): the archiver and the daemon's memory plan
+// both take it from here.
+func (a *app) walBuffering(cr crypt.Crypter) (mode, why string, err error) {
+	traits, err := a.storageTraits()
+	if err != nil {
+		return "", "", err
+	}
+	mode, why = wal.ChooseBuffering(a.cfg.String("TUSK_WAL_UPLOAD_BUFFER"), traits, cr)
+	return mode, why, nil
 }
 
 // compression is the method WALG_COMPRESSION_METHOD and WALG_ZSTD_LEVEL
@@ -85,7 +122,10 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 	if home, err := os.UserHomeDir(); err == nil {
 		r.ExtCachePath = filepath.Join(home, ".walg_decompressor_cache")
 	}
-	buffering, why := wal.ChooseBuffering(a.cfg.String("TUSK_WAL_UPLOAD_BUFFER"), store, cr)
+	buffering, why, err := a.walBuffering(cr)
+	if err != nil {
+		return nil, err
+	}
 	if why != "" {
 		a.log.Info("TUSK_WAL_UPLOAD_BUFFER: using "+buffering, "reason", why)
 	}

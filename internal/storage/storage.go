@@ -62,16 +62,16 @@ func NotFoundError(root, key string) error {
 	return fmt.Errorf("%s/%s: %w", root, key, ErrNotFound)
 }
 
-// Streamer is implemented by backends that store a stream of unknown length
-// without buffering it (local files): callers may then skip learning the
-// length first.
-type Streamer interface {
-	StreamsUnknownSize() bool
-}
-
-// PayloadSigner is implemented by backends that may hash a request body
-// before sending it (S3 over plain HTTP): a body regenerated for each read
-// must then be byte-identical every time.
-type PayloadSigner interface {
-	SignsPayload() bool
+// Traits are the facts about a backend that decide how callers feed it,
+// known from its configuration alone (a memory plan is computed offline,
+// and must come to the same decision as the running process).
+type Traits struct {
+	// StreamsUnknownSize: Put stores a stream of unknown length without
+	// buffering it (local files), so callers need not learn the length
+	// first.
+	StreamsUnknownSize bool
+	// SignsPayload: request bodies are hashed before they are sent (S3
+	// over plain HTTP), so a body regenerated for each read must be
+	// byte-identical every time.
+	SignsPayload bool
 }

@@ -29,10 +29,12 @@ const (
 )
 
 // ChooseBuffering resolves the requested mode (TUSK_WAL_UPLOAD_BUFFER:
-// "recompress" or "memory") for a storage and crypter, and says why when it
-// had to choose another.
-func ChooseBuffering(requested string, store storage.Storage, crypter crypt.Crypter) (mode, why string) {
-	if s, ok := store.(storage.Streamer); ok && s.StreamsUnknownSize() {
+// "recompress" or "memory") for a storage backend and crypter, and says why
+// when it had to choose another. It is the one place the mode is decided:
+// the running archiver and the memory plan (computed offline, from the
+// backend's configured Traits) both call it.
+func ChooseBuffering(requested string, st storage.Traits, crypter crypt.Crypter) (mode, why string) {
+	if st.StreamsUnknownSize {
 		return BufferStream, ""
 	}
 	if requested != BufferRecompress {
@@ -46,7 +48,7 @@ func ChooseBuffering(requested string, store storage.Storage, crypter crypt.Cryp
 	}
 	// A signed payload is hashed in one pass and sent in another, so the
 	// bytes must be identical: encryption uses a fresh nonce each time.
-	if s, ok := store.(storage.PayloadSigner); ok && s.SignsPayload() && crypter != nil {
+	if st.SignsPayload && crypter != nil {
 		return BufferMemory, "recompress with encryption needs an HTTPS endpoint (unsigned payload)"
 	}
 	return BufferRecompress, ""

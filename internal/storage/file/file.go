@@ -494,6 +494,6 @@ func (s *Storage) removeEmptyDirs(dir string) {
 	}
 }
 
-// StreamsUnknownSize is true: Put writes straight to a temporary file, so
-// callers need not learn an object's length first.
-func (s *Storage) StreamsUnknownSize() bool { return true }
+// Traits: Put writes straight to a temporary file, so callers need not
+// learn an object's length first.
+var Traits = storage.Traits{StreamsUnknownSize: true}

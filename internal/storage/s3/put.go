@@ -379,8 +379,3 @@ func (s *Storage) payloadOptions() []func(*s3.Options) {
 	}
 	return []func(*s3.Options){s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)}
 }
-
-// SignsPayload reports whether request bodies are hashed before they are
-// sent (plain HTTP endpoints); callers that regenerate a body for each read
-// must then produce identical bytes every time.
-func (s *Storage) SignsPayload() bool { return !s.unsignedPayload }

@@ -140,9 +140,17 @@ func New(ctx context.Context, opts Options) (*Storage, error) {
 		}
 	}
 	s.opts.Region = cfg.Region
-	s.unsignedPayload = o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
+	s.unsignedPayload = !o.Traits().SignsPayload
 	s.client = s3.NewFromConfig(cfg, s3opts)
 	return s, nil
+}
+
+// Traits are the backend's storage.Traits for these options: bodies are
+// signed (hashed before sending) unless the endpoint is HTTPS; the SDK's
+// default endpoint is.
+func (o Options) Traits() storage.Traits {
+	https := o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
+	return storage.Traits{SignsPayload: !https}
 }
 
 func isAWSEndpoint(endpoint string) bool {
