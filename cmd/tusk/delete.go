@@ -205,7 +205,7 @@ func newDeleteTargetCommand(a *app, run deleteRunner) *cobra.Command {
 				}
 				spec.UserData = json.RawMessage(userData)
 			}
-			return run(a, cmd, func(r *retention.Repo) (*retention.Plan, error) { return r.Target(spec) })
+			return run(a, cmd, func(r *retention.Repo) (*retention.Plan, error) { return r.Target(cmd.Context(), spec) })
 		},
 	}
 	cmd.Flags().StringVar(&userData, "target-user-data", "", "delete the backup whose user data (backup-push --add-user-data) is this JSON")

@@ -1,6 +1,7 @@
 package retention
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,10 @@ type Plan struct {
 	// NoWAL: the plan never deletes outside basebackups_005/, so the WAL
 	// listing is skipped.
 	NoWAL bool
+	// Folders, when set, are the only backup folders the plan deletes from,
+	// listed and emptied one after another in this order (a delta chain's
+	// bases first) instead of listing all of basebackups_005/.
+	Folders []string
 }
 
 // ParseTime parses a time argument as WAL-G does (RFC 3339); ok is false
@@ -239,8 +244,11 @@ type TargetSpec struct {
 // Target deletes one backup and every delta that depends on it; with
 // FindFull, the whole chain of its full backup. Permanence does not protect
 // a backup named here (WAL-G deletes it too); each one is reported.
-func (r *Repo) Target(spec TargetSpec) (*Plan, error) {
+func (r *Repo) Target(ctx context.Context, spec TargetSpec) (*Plan, error) {
 	target, err := r.findTarget(spec)
+	if errors.Is(err, backup.ErrBackupNotFound) && spec.Name != "" {
+		return r.interruptedTarget(ctx, spec, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +258,14 @@ func (r *Repo) Target(spec TargetSpec) (*Plan, error) {
 	} else {
 		set = r.dependants(target)
 	}
+	return r.targetPlan(ctx, set, nil)
+}
+
+// targetPlan deletes the backups of set, their sentinels first (deltas
+// before their bases, so that a delete stopped midway still finds its
+// target when run again), and the leftover folders chained below them or
+// below the extra names: those of a delete target stopped midway.
+func (r *Repo) targetPlan(ctx context.Context, set []*Backup, extra []string) (*Plan, error) {
 	names := map[string]bool{}
 	for _, b := range set {
 		names[b.Name] = true
@@ -257,8 +273,23 @@ func (r *Repo) Target(spec TargetSpec) (*Plan, error) {
 			r.opts.Log.Warn(fmt.Sprintf("backup %s is permanent: deleting it because it was named explicitly", b.Name))
 		}
 	}
-	// Sentinels of dependants first and the named backup's last, so that a
-	// delete stopped midway still finds its target when run again.
+	leftovers, err := r.leftoverFolders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Folders go bases first, so that what a stopped delete leaves is
+	// always the lower part of a chain, reachable by name from the
+	// backup named.
+	var folders []string
+	for _, b := range set {
+		folders = append(folders, b.Name)
+	}
+	for _, name := range chainedLeftovers(leftovers, append(extra, folders...)) {
+		if !names[name] {
+			names[name] = true
+			folders = append(folders, name)
+		}
+	}
 	rev := make([]*Backup, len(set))
 	for i, b := range set {
 		rev[len(set)-1-i] = b
@@ -268,6 +299,7 @@ func (r *Repo) Target(spec TargetSpec) (*Plan, error) {
 		return ok && names[name]
 	}
 	p := r.plan(ScopeBackups, match, rev)
+	p.Folders = folders
 	return p, nil
 }
 

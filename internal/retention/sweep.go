@@ -61,17 +61,26 @@ func (r *Repo) Sweep(ctx context.Context, p *Plan) (Result, error) {
 	}
 	// 2. The backups' data and leftover folders.
 	if p.Scope != ScopeWAL {
-		err := r.store.List(ctx, backup.Prefix, func(o storage.ObjectInfo) error {
-			if _, isSentinel := backup.NameFromSentinelKey(o.Key); isSentinel || !p.Match(o.Key) {
-				return nil
+		prefixes := []string{backup.Prefix}
+		if p.Folders != nil {
+			prefixes = prefixes[:0]
+			for _, name := range p.Folders {
+				prefixes = append(prefixes, backup.FolderKey(name))
 			}
-			return add(o.Key)
-		})
-		if err != nil {
-			return res, fmt.Errorf("list %s/%s: %w", r.store, backup.Prefix, err)
 		}
-		if err := flush(); err != nil {
-			return res, err
+		for _, prefix := range prefixes {
+			err := r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
+				if _, isSentinel := backup.NameFromSentinelKey(o.Key); isSentinel || !p.Match(o.Key) {
+					return nil
+				}
+				return add(o.Key)
+			})
+			if err != nil {
+				return res, fmt.Errorf("list %s/%s: %w", r.store, prefix, err)
+			}
+			if err := flush(); err != nil {
+				return res, err
+			}
 		}
 	}
 	// 3. WAL (and anything else under the prefix), after every backup that
