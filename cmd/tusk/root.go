@@ -70,6 +70,8 @@ In postgresql.conf:
 		newWalPushCommand(a),
 		newWalFetchCommand(a),
 		newWalPrefetchCommand(a),
+		newWalShowCommand(a),
+		newWalVerifyCommand(a),
 		newBackupListCommand(a),
 		newBackupFetchCommand(a),
 		newBackupPushCommand(a),

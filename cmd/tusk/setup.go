@@ -144,3 +144,25 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 	rss.DropFilePages()
 	return &walTools{store: store, archiver: w, restorer: r}, nil
 }
+
+// walReader is what the commands that only read archived WAL need: the
+// storage and a restorer that opens archived files (decrypted and
+// decompressed, extensions probed as WAL-G does).
+type walReader struct {
+	store    storage.Storage
+	restorer *wal.Restorer
+}
+
+func (a *app) newWALReader(ctx context.Context) (*walReader, error) {
+	cr, err := a.crypter()
+	if err != nil {
+		return nil, err
+	}
+	store, err := a.openStorage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// No ExtCachePath: a read-only command writes nothing.
+	r := &wal.Restorer{Store: store, Crypter: cr, SegmentSize: a.cfg.WalSegmentSize(), Log: a.log}
+	return &walReader{store: store, restorer: r}, nil
+}
