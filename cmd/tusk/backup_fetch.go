@@ -194,7 +194,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 	}
 	userData := fl.targetUserData
 	if userData == "" {
-		userData = a.cfg.String("WALG_FETCH_TARGET_USER_DATA")
+		userData = a.cfg.FetchTargetUserData()
 	}
 	var info backup.Info
 	switch {
@@ -221,8 +221,8 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		Store:       store,
 		Crypter:     cr,
 		Concurrency: a.cfg.DownloadConcurrency(),
-		Retries:     a.cfg.Int("WALG_DOWNLOAD_FILE_RETRIES"),
-		NoFsync:     a.cfg.Bool("WALG_TAR_DISABLE_FSYNC"),
+		Retries:     a.cfg.DownloadFileRetries(),
+		NoFsync:     a.cfg.TarDisableFsync(),
 		Log:         log,
 	}
 	res, err := fetcher.Fetch(ctx, info.Name, dest, backup.FetchOptions{RestoreSpec: spec, Progress: rep})
@@ -273,20 +273,15 @@ func (a *app) writeRecovery(dest string, res *backup.FetchResult, target backup.
 		a.log.Info("backup-fetch: wrote the configuration for restore_command", "file", configFile)
 	}
 	cmd := backup.RestoreCommand(exe, configFile, env)
-	return backup.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.cfg.Bool("WALG_TAR_DISABLE_FSYNC"))
+	return backup.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.cfg.TarDisableFsync())
 }
 
 // settingsOutsideFile reports whether any setting was given by the
 // environment or a flag, which a restore_command run by PostgreSQL would
 // not see.
 func (a *app) settingsOutsideFile() bool {
-	for _, line := range a.cfg.Dump() {
-		i := strings.LastIndex(line, " (")
-		if i < 0 {
-			continue
-		}
-		src := line[i+2:]
-		if strings.HasPrefix(src, "env") || strings.HasPrefix(src, "flag") {
+	for _, name := range a.cfg.Explicit() {
+		if src := a.cfg.Source(name); src == config.SourceEnv || src == config.SourceFlag {
 			return true
 		}
 	}

@@ -107,7 +107,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	// A flag wins; an empty flag falls back to the setting (WAL-G).
 	userData := fl.userData
 	if userData == "" {
-		userData = cfg.String("WALG_SENTINEL_USER_DATA")
+		userData = cfg.SentinelUserData()
 	}
 	var raw json.RawMessage
 	if userData != "" {
@@ -119,20 +119,20 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	opts := backup.PushOptions{
 		Method:                method,
 		Crypter:               cr,
-		Connect:               pg.ConnectOptions{AppName: cfg.String("PGAPPNAME"), Log: a.log},
-		TarSizeThreshold:      cfg.Bytes("WALG_TAR_SIZE_THRESHOLD"),
+		Connect:               pg.ConnectOptions{AppName: cfg.PGAppName(), Log: a.log},
+		TarSizeThreshold:      cfg.TarSizeThreshold(),
 		DiskConcurrency:       cfg.UploadDiskConcurrency(),
 		UploadConcurrency:     cfg.UploadConcurrency(),
 		DiskRateLimit:         cfg.DiskRateLimit(),
 		NetworkRateLimit:      cfg.NetworkRateLimit(),
-		Verify:                fl.verify || cfg.Bool("WALG_VERIFY_PAGE_CHECKSUMS"),
-		StoreAllCorrupt:       fl.storeAllCorrupt || cfg.Bool("WALG_STORE_ALL_CORRUPT_BLOCKS"),
+		Verify:                fl.verify || cfg.VerifyPageChecksums(),
+		StoreAllCorrupt:       fl.storeAllCorrupt || cfg.StoreAllCorruptBlocks(),
 		Permanent:             fl.permanent,
 		UserData:              raw,
-		WithoutFilesMetadata:  fl.withoutFilesMetadata || cfg.Bool("WALG_WITHOUT_FILES_METADATA"),
-		DisablePartialRestore: cfg.Bool("WALG_DISABLE_PARTIAL_RESTORE"),
-		StopTimeout:           cfg.Duration("WALG_STOP_BACKUP_TIMEOUT"),
-		AliveCheckInterval:    cfg.Duration("WALG_ALIVE_CHECK_INTERVAL"),
+		WithoutFilesMetadata:  fl.withoutFilesMetadata || cfg.WithoutFilesMetadata(),
+		DisablePartialRestore: cfg.DisablePartialRestore(),
+		StopTimeout:           cfg.StopBackupTimeout(),
+		AliveCheckInterval:    cfg.AliveCheckInterval(),
 		WalSegmentSize:        cfg.WalSegmentSize(),
 		Log:                   a.log,
 	}
@@ -155,10 +155,10 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	}
 	fromName, fromUserData := fl.deltaFromName, fl.deltaFromUserData
 	if fromName == "" {
-		fromName = cfg.String("WALG_DELTA_FROM_NAME")
+		fromName = cfg.DeltaFromName()
 	}
 	if fromUserData == "" {
-		fromUserData = cfg.String("WALG_DELTA_FROM_USER_DATA")
+		fromUserData = cfg.DeltaFromUserData()
 	}
 	if opts.WithoutFilesMetadata && (fromName != "" || fromUserData != "") {
 		// WAL-G refuses too: a delta needs its base's files metadata.
@@ -167,11 +167,11 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if fromUserData != "" && !json.Valid([]byte(fromUserData)) {
 		return fmt.Errorf("--delta-from-user-data / WALG_DELTA_FROM_USER_DATA is not valid JSON: %q", fromUserData)
 	}
-	opts.DeltaSource = cfg.String("TUSK_DELTA_SOURCE")
+	opts.DeltaSource = cfg.DeltaSource()
 	if !fl.full {
 		opts.Delta = backup.DeltaOptions{
-			MaxSteps: cfg.Int("WALG_DELTA_MAX_STEPS"),
-			Origin:   cfg.String("WALG_DELTA_ORIGIN"),
+			MaxSteps: cfg.DeltaMaxSteps(),
+			Origin:   cfg.DeltaOrigin(),
 			FromName: fromName,
 		}
 		if fromUserData != "" {
@@ -209,18 +209,13 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 // uploadBuffers describes what the configured storage holds per upload of
 // unknown size, for the memory plan, without contacting it.
 func (a *app) uploadBuffers() (backup.UploadBuffers, error) {
-	kind, prefix, err := a.cfg.StorageKind()
+	kind, _, err := a.cfg.StorageKind()
 	if err != nil {
 		return backup.UploadBuffers{}, err
 	}
 	switch kind {
 	case config.StorageS3:
-		o, err := s3.OptionsFromSettings(func(name string) (string, bool) {
-			if name == "WALG_S3_PREFIX" {
-				return prefix, true
-			}
-			return a.cfg.Lookup(name)
-		})
+		o, err := a.cfg.S3Options()
 		if err != nil {
 			return backup.UploadBuffers{}, err
 		}

@@ -87,7 +87,7 @@ func (a *app) daemonPlan() (*memplan.Plan, error) {
 	}
 	return daemon.Plan(daemon.PlanInput{
 		Workers:         a.cfg.UploadConcurrency(),
-		MaxConnections:  a.cfg.Int("TUSK_DAEMON_MAX_CONNECTIONS"),
+		MaxConnections:  a.cfg.DaemonMaxConnections(),
 		SegmentSize:     a.cfg.WalSegmentSize(),
 		Buffering:       buffering,
 		Method:          method,
@@ -98,7 +98,7 @@ func (a *app) daemonPlan() (*memplan.Plan, error) {
 }
 
 func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Plan, metricsAddr string) error {
-	pgdata := a.cfg.String("PGDATA")
+	pgdata := a.cfg.PGData()
 	if pgdata == "" {
 		return errors.New("PGDATA: not set; the daemon resolves WAL file names against it")
 	}
@@ -127,12 +127,12 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 		Archiver:      w.archiver,
 		Restorer:      w.restorer,
 		Workers:       a.cfg.UploadConcurrency(),
-		LookAhead:     max(a.cfg.Int("TOTAL_BG_UPLOADED_LIMIT")-1, 0),
-		UploadTimeout: a.cfg.Duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"),
+		LookAhead:     max(a.cfg.TotalBGUploadedLimit()-1, 0),
+		UploadTimeout: a.cfg.DaemonWALUploadTimeout(),
 		MarkerDir:     wal.MarkerDir(pgdata, pgdata+"/pg_wal/x"),
-		ReadyRename:   a.cfg.Bool("PG_READY_RENAME"),
+		ReadyRename:   a.cfg.PGReadyRename(),
 		Prefetch:      a.cfg.DownloadConcurrency(),
-		PrefetchBase:  a.cfg.String("WALG_PREFETCH_DIR"),
+		PrefetchBase:  a.cfg.PrefetchDir(),
 		Log:           a.log,
 		Metrics:       metrics,
 	}
@@ -140,8 +140,8 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	srv := &daemon.Server{
 		Handler:        h,
 		PGData:         pgdata,
-		MaxConnections: a.cfg.Int("TUSK_DAEMON_MAX_CONNECTIONS"),
-		PushTimeout:    a.cfg.Duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"),
+		MaxConnections: a.cfg.DaemonMaxConnections(),
+		PushTimeout:    a.cfg.DaemonWALUploadTimeout(),
 		Log:            a.log,
 		Work:           work,
 	}
@@ -177,7 +177,7 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	case <-ctx.Done():
 	}
 	sdNotify("STOPPING=1")
-	grace := a.cfg.Duration("TUSK_DAEMON_SHUTDOWN_GRACE")
+	grace := a.cfg.DaemonShutdownGrace()
 	a.log.Info("daemon: stopping; letting uploads in flight finish", "grace", grace)
 	timer := time.AfterFunc(grace, stopWork)
 	<-serveErr // requests in flight answered (or failed)

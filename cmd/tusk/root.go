@@ -128,7 +128,7 @@ func (a *app) load(cmd *cobra.Command) error {
 
 func (a *app) setupLogging() error {
 	var w io.Writer = os.Stderr
-	if dest := a.cfg.String("WALG_LOG_DESTINATION"); dest != "" && dest != "stderr" {
+	if dest := a.cfg.LogDestination(); dest != "" && dest != "stderr" {
 		f, err := openLogFile(dest)
 		if err != nil {
 			return err

@@ -28,7 +28,7 @@ func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 	case config.StorageFile:
 		return file.New(prefix)
 	case config.StorageS3:
-		opts, err := a.s3Options(prefix)
+		opts, err := a.cfg.S3Options()
 		if err != nil {
 			return nil, err
 		}
@@ -38,21 +38,10 @@ func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 	return nil, fmt.Errorf("storage %q is not supported", kind)
 }
 
-// s3Options reads the S3 settings, with WALG_STORAGE_PREFIX applied to
-// the prefix.
-func (a *app) s3Options(prefix string) (s3.Options, error) {
-	return s3.OptionsFromSettings(func(name string) (string, bool) {
-		if name == "WALG_S3_PREFIX" {
-			return prefix, true
-		}
-		return a.cfg.Lookup(name)
-	})
-}
-
 // storageTraits are the configured backend's storage.Traits, known
 // without connecting (a memory plan works offline).
 func (a *app) storageTraits() (storage.Traits, error) {
-	kind, prefix, err := a.cfg.StorageKind()
+	kind, _, err := a.cfg.StorageKind()
 	if err != nil {
 		return storage.Traits{}, err
 	}
@@ -60,7 +49,7 @@ func (a *app) storageTraits() (storage.Traits, error) {
 	case config.StorageFile:
 		return file.Traits, nil
 	case config.StorageS3:
-		opts, err := a.s3Options(prefix)
+		opts, err := a.cfg.S3Options()
 		if err != nil {
 			return storage.Traits{}, err
 		}
@@ -77,7 +66,7 @@ func (a *app) walBuffering(cr crypt.Crypter) (mode, why string, err error) {
 	if err != nil {
 		return "", "", err
 	}
-	mode, why = wal.ChooseBuffering(a.cfg.String("TUSK_WAL_UPLOAD_BUFFER"), traits, cr)
+	mode, why = wal.ChooseBuffering(a.cfg.WALUploadBuffer(), traits, cr)
 	return mode, why, nil
 }
 
@@ -115,8 +104,8 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 		Store:        store,
 		Crypter:      cr,
 		SegmentSize:  segSize,
-		Retries:      a.cfg.Int("WALG_DOWNLOAD_FILE_RETRIES"),
-		RetryTimeout: a.cfg.Duration("TUSK_FETCH_RETRY_TIMEOUT"),
+		Retries:      a.cfg.DownloadFileRetries(),
+		RetryTimeout: a.cfg.FetchRetryTimeout(),
 		Log:          a.log,
 	}
 	if home, err := os.UserHomeDir(); err == nil {
@@ -135,7 +124,7 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 		NewEncoder:       func() *pipe.Encoder { return pipe.NewEncoder(method, cr) },
 		Pool:             bufpool.New(bufpool.DefaultChunkSize),
 		SegmentSize:      segSize,
-		PreventOverwrite: a.cfg.Bool("WALG_PREVENT_WAL_OVERWRITE"),
+		PreventOverwrite: a.cfg.PreventWALOverwrite(),
 		Restorer:         r,
 		Log:              a.log,
 	}

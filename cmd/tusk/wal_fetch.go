@@ -48,8 +48,8 @@ background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).`,
 			if err != nil {
 				return a.fetchExit(err)
 			}
-			prefetchDir := wal.PrefetchDir(a.cfg.String("WALG_PREFETCH_DIR"), dest)
-			concurrency := a.cfg.Int("WALG_DOWNLOAD_CONCURRENCY")
+			prefetchDir := wal.PrefetchDir(a.cfg.PrefetchDir(), dest)
+			concurrency := a.cfg.DownloadConcurrency()
 			if wal.ShouldPrefetch(name, concurrency) {
 				// Started whatever the outcome, as WAL-G does: a miss now is
 				// often the segment PostgreSQL asks for next.
@@ -72,7 +72,7 @@ func (a *app) fetchExit(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
 		return &exitError{code: exitNotFound, err: err}
 	}
-	if a.cfg != nil && a.cfg.Bool("TUSK_FETCH_ABORT_ON_STORAGE_ERROR") {
+	if a.cfg != nil && a.cfg.FetchAbortOnStorageError() {
 		return &exitError{code: exitAbortRecover, err: fmt.Errorf("%w (exit %d: recovery must stop, not end early)", err, exitAbortRecover)}
 	}
 	return err

@@ -18,8 +18,8 @@ func newWalPrefetchCommand(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			dir := wal.PrefetchDir(a.cfg.String("WALG_PREFETCH_DIR"), args[1])
-			return w.restorer.Prefetch(ctx, args[0], dir, a.cfg.Int("WALG_DOWNLOAD_CONCURRENCY"))
+			dir := wal.PrefetchDir(a.cfg.PrefetchDir(), args[1])
+			return w.restorer.Prefetch(ctx, args[0], dir, a.cfg.DownloadConcurrency())
 		},
 	}
 }

@@ -26,10 +26,10 @@ object is compared first: equal content succeeds, different content fails.`,
 			}
 			path := args[0]
 			return w.archiver.Push(ctx, path, wal.PushOptions{
-				Concurrency:     a.cfg.Int("WALG_UPLOAD_CONCURRENCY"),
-				BackgroundLimit: a.cfg.Int("TOTAL_BG_UPLOADED_LIMIT"),
-				ReadyRename:     a.cfg.Bool("PG_READY_RENAME"),
-				MarkerDir:       wal.MarkerDir(a.cfg.String("PGDATA"), path),
+				Concurrency:     a.cfg.UploadConcurrency(),
+				BackgroundLimit: a.cfg.TotalBGUploadedLimit(),
+				ReadyRename:     a.cfg.PGReadyRename(),
+				MarkerDir:       wal.MarkerDir(a.cfg.PGData(), path),
 			})
 		},
 	}

@@ -288,9 +288,9 @@ func (c *Config) setting(name string, kinds ...Kind) Setting {
 	panic(fmt.Sprintf("config: %s is a %s setting, not %v", name, s.Kind, kinds))
 }
 
-// Get returns a setting's resolved value and whether it was set (by any
+// get returns a setting's resolved value and whether it was set (by any
 // source, including a default). name is the canonical name.
-func (c *Config) Get(name string) (string, bool) {
+func (c *Config) get(name string) (string, bool) {
 	if i, ok := c.index[name]; !ok || c.settings[i].Name != name {
 		return "", false
 	}
@@ -298,17 +298,17 @@ func (c *Config) Get(name string) (string, bool) {
 	return v, ok
 }
 
-// String returns a setting's value, or "" when unset.
-func (c *Config) String(name string) string {
-	v, _ := c.Get(name)
+// value returns a setting's value, or "" when unset.
+func (c *Config) value(name string) string {
+	v, _ := c.get(name)
 	return v
 }
 
-// Lookup is Get that also accepts WAL-G's other spellings (S3_SSE,
+// lookup is get that also accepts WAL-G's other spellings (S3_SSE,
 // WALE_S3_PREFIX, AWS_ACCESS_KEY, ...) and answers for the setting they
 // belong to, so storage code written against WAL-G's keys sees the value
 // WAL-G would use. Its method value fits func(string) (string, bool).
-func (c *Config) Lookup(key string) (string, bool) {
+func (c *Config) lookup(key string) (string, bool) {
 	i, ok := c.index[key]
 	if !ok {
 		return "", false
@@ -317,33 +317,34 @@ func (c *Config) Lookup(key string) (string, bool) {
 	return v, ok
 }
 
-// IsSet reports whether the user set the setting (any spelling, any
+// isSet reports whether the user set the setting (any spelling, any
 // source); defaults do not count.
-func (c *Config) IsSet(name string) bool { return c.explicit[name] }
+func (c *Config) isSet(name string) bool { return c.explicit[name] }
 
-// Int returns a KindInt setting; 0 when unset without default.
-func (c *Config) Int(name string) int {
+// intValue returns a KindInt setting; 0 when unset without default.
+func (c *Config) intValue(name string) int {
 	c.setting(name, KindInt)
 	n, _ := strconv.Atoi(c.values[name])
 	return n
 }
 
-// Bool returns a KindBool setting; false when unset without default.
-func (c *Config) Bool(name string) bool {
+// boolValue returns a KindBool setting; false when unset without default.
+func (c *Config) boolValue(name string) bool {
 	c.setting(name, KindBool)
 	b, _ := strconv.ParseBool(c.values[name])
 	return b
 }
 
-// Duration returns a KindDuration setting; 0 when unset without default.
-func (c *Config) Duration(name string) time.Duration {
+// durationValue returns a KindDuration setting; 0 when unset without
+// default.
+func (c *Config) durationValue(name string) time.Duration {
 	c.setting(name, KindDuration)
 	d, _ := time.ParseDuration(c.values[name])
 	return d
 }
 
-// Bytes returns a KindBytes setting; 0 when unset without default.
-func (c *Config) Bytes(name string) int64 {
+// bytesValue returns a KindBytes setting; 0 when unset without default.
+func (c *Config) bytesValue(name string) int64 {
 	c.setting(name, KindBytes)
 	n, _ := strconv.ParseInt(c.values[name], 10, 64)
 	return n
@@ -357,10 +358,10 @@ func (c *Config) ConfigFileUsed() string { return c.file }
 func (c *Config) Turbo() bool { return c.turbo }
 
 // UploadConcurrency is WALG_UPLOAD_CONCURRENCY (≥ 1).
-func (c *Config) UploadConcurrency() int { return c.Int("WALG_UPLOAD_CONCURRENCY") }
+func (c *Config) UploadConcurrency() int { return c.intValue("WALG_UPLOAD_CONCURRENCY") }
 
 // DownloadConcurrency is WALG_DOWNLOAD_CONCURRENCY (≥ 1).
-func (c *Config) DownloadConcurrency() int { return c.Int("WALG_DOWNLOAD_CONCURRENCY") }
+func (c *Config) DownloadConcurrency() int { return c.intValue("WALG_DOWNLOAD_CONCURRENCY") }
 
 // UploadDiskConcurrency is WALG_UPLOAD_DISK_CONCURRENCY, or 4 with --turbo
 // (WAL-G GetMaxUploadDiskConcurrency).
@@ -368,11 +369,11 @@ func (c *Config) UploadDiskConcurrency() int {
 	if c.turbo {
 		return 4
 	}
-	return c.Int("WALG_UPLOAD_DISK_CONCURRENCY")
+	return c.intValue("WALG_UPLOAD_DISK_CONCURRENCY")
 }
 
 // UploadQueue is WALG_UPLOAD_QUEUE (≥ 1).
-func (c *Config) UploadQueue() int { return c.Int("WALG_UPLOAD_QUEUE") }
+func (c *Config) UploadQueue() int { return c.intValue("WALG_UPLOAD_QUEUE") }
 
 // DiskRateLimit is WALG_DISK_RATE_LIMIT in bytes/s; 0 = unlimited (unset,
 // 0, or --turbo).
@@ -380,7 +381,7 @@ func (c *Config) DiskRateLimit() int64 {
 	if c.turbo {
 		return 0
 	}
-	return c.Bytes("WALG_DISK_RATE_LIMIT")
+	return c.bytesValue("WALG_DISK_RATE_LIMIT")
 }
 
 // NetworkRateLimit is WALG_NETWORK_RATE_LIMIT in bytes/s; 0 = unlimited.
@@ -388,14 +389,14 @@ func (c *Config) NetworkRateLimit() int64 {
 	if c.turbo {
 		return 0
 	}
-	return c.Bytes("WALG_NETWORK_RATE_LIMIT")
+	return c.bytesValue("WALG_NETWORK_RATE_LIMIT")
 }
 
 // WalSegmentSize is WALG_PG_WAL_SIZE converted from MiB to bytes.
-func (c *Config) WalSegmentSize() int64 { return int64(c.Int("WALG_PG_WAL_SIZE")) << 20 }
+func (c *Config) WalSegmentSize() int64 { return int64(c.intValue("WALG_PG_WAL_SIZE")) << 20 }
 
 // LogLevel is WALG_LOG_LEVEL: NORMAL, DEVEL or ERROR.
-func (c *Config) LogLevel() string { return c.String("WALG_LOG_LEVEL") }
+func (c *Config) LogLevel() string { return c.value("WALG_LOG_LEVEL") }
 
 // GoMaxProcs is the GOMAXPROCS to apply, 0 for "leave alone" (unset or
 // --turbo), as WAL-G's SetGoMaxProcs.
@@ -403,7 +404,7 @@ func (c *Config) GoMaxProcs() int {
 	if c.turbo {
 		return 0
 	}
-	return c.Int("GOMAXPROCS")
+	return c.intValue("GOMAXPROCS")
 }
 
 // Compression is the method WALG_COMPRESSION_METHOD and WALG_ZSTD_LEVEL
@@ -414,12 +415,12 @@ func (c *Config) Compression() codec.Method { return c.method }
 // refused the kinds tusk does not implement (GnuPG, envelope PGP, KMS).
 func (c *Config) Crypt() crypt.Settings {
 	return crypt.Settings{
-		PGPKey:                c.String("WALG_PGP_KEY"),
-		PGPKeyPath:            c.String("WALG_PGP_KEY_PATH"),
-		PGPKeyPassphrase:      c.String("WALG_PGP_KEY_PASSPHRASE"),
-		LibsodiumKey:          c.String("WALG_LIBSODIUM_KEY"),
-		LibsodiumKeyPath:      c.String("WALG_LIBSODIUM_KEY_PATH"),
-		LibsodiumKeyTransform: c.String("WALG_LIBSODIUM_KEY_TRANSFORM"),
+		PGPKey:                c.value("WALG_PGP_KEY"),
+		PGPKeyPath:            c.value("WALG_PGP_KEY_PATH"),
+		PGPKeyPassphrase:      c.value("WALG_PGP_KEY_PASSPHRASE"),
+		LibsodiumKey:          c.value("WALG_LIBSODIUM_KEY"),
+		LibsodiumKeyPath:      c.value("WALG_LIBSODIUM_KEY_PATH"),
+		LibsodiumKeyTransform: c.value("WALG_LIBSODIUM_KEY_TRANSFORM"),
 	}
 }
 
@@ -480,3 +481,24 @@ func (c *Config) Dump() []string {
 const hidden = "--HIDDEN--"
 
 func flagName(key string) string { return strings.ReplaceAll(strings.ToLower(key), "_", "-") }
+
+// Source says where a setting's value came from: a flag, the environment,
+// the config file, or SourceDefault (also for a setting with no value).
+// name is the canonical name.
+func (c *Config) Source(name string) Source {
+	if k := c.from[name]; k != "" {
+		return c.raw[k].src
+	}
+	return SourceDefault
+}
+
+// Explicit lists, sorted, the canonical names of the settings the user
+// set (by any spelling and source).
+func (c *Config) Explicit() []string {
+	names := make([]string, 0, len(c.explicit))
+	for n := range c.explicit {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
 func load(t *testing.T, opts LoadOptions) (*Config, []string, error) {
@@ -49,25 +50,25 @@ func TestDefaults(t *testing.T) {
 		{c.DownloadConcurrency(), 10, "DownloadConcurrency"},
 		{c.UploadDiskConcurrency(), 1, "UploadDiskConcurrency"},
 		{c.UploadQueue(), 2, "UploadQueue"},
-		{c.Int("TOTAL_BG_UPLOADED_LIMIT"), 32, "TOTAL_BG_UPLOADED_LIMIT"},
-		{c.Int("WALG_DOWNLOAD_FILE_RETRIES"), 15, "WALG_DOWNLOAD_FILE_RETRIES"},
+		{c.intValue("TOTAL_BG_UPLOADED_LIMIT"), 32, "TOTAL_BG_UPLOADED_LIMIT"},
+		{c.intValue("WALG_DOWNLOAD_FILE_RETRIES"), 15, "WALG_DOWNLOAD_FILE_RETRIES"},
 		{c.WalSegmentSize(), int64(16 << 20), "WalSegmentSize"},
 		{c.Compression().Name(), "lz4", "Compression"},
 		{c.LogLevel(), "NORMAL", "LogLevel"},
-		{c.Bytes("WALG_TAR_SIZE_THRESHOLD"), int64(0), "WALG_TAR_SIZE_THRESHOLD (backup applies its default)"},
-		{c.Bool("WALG_PREVENT_WAL_OVERWRITE"), false, "WALG_PREVENT_WAL_OVERWRITE"},
-		{c.Bool("WALG_S3_SKIP_VALIDATION"), true, "WALG_S3_SKIP_VALIDATION"},
-		{c.Bytes("WALG_S3_MAX_PART_SIZE"), int64(0), "WALG_S3_MAX_PART_SIZE (s3 applies its default)"},
-		{c.Int("WALG_S3_RETENTION_PERIOD"), -1, "WALG_S3_RETENTION_PERIOD"},
-		{c.Int("UPLOAD_CONCURRENCY"), 16, "UPLOAD_CONCURRENCY inherits WALG_UPLOAD_CONCURRENCY's default"},
-		{c.Duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"), 60 * time.Second, "WALG_DAEMON_WAL_UPLOAD_TIMEOUT"},
-		{c.Duration("WALG_ALIVE_CHECK_INTERVAL"), time.Minute, "WALG_ALIVE_CHECK_INTERVAL"},
-		{c.Duration("WALG_STOP_BACKUP_TIMEOUT"), time.Duration(0), "WALG_STOP_BACKUP_TIMEOUT"},
-		{c.Duration("TUSK_FETCH_RETRY_TIMEOUT"), 5 * time.Minute, "TUSK_FETCH_RETRY_TIMEOUT"},
-		{c.Bool("TUSK_FETCH_ABORT_ON_STORAGE_ERROR"), false, "TUSK_FETCH_ABORT_ON_STORAGE_ERROR"},
-		{c.String("PGAPPNAME"), "wal-g", "PGAPPNAME"},
-		{c.String("WALG_SLOTNAME"), "walg", "WALG_SLOTNAME"},
-		{c.String("WALG_LIBSODIUM_KEY_TRANSFORM"), "none", "WALG_LIBSODIUM_KEY_TRANSFORM"},
+		{c.bytesValue("WALG_TAR_SIZE_THRESHOLD"), int64(0), "WALG_TAR_SIZE_THRESHOLD (backup applies its default)"},
+		{c.boolValue("WALG_PREVENT_WAL_OVERWRITE"), false, "WALG_PREVENT_WAL_OVERWRITE"},
+		{c.boolValue("WALG_S3_SKIP_VALIDATION"), true, "WALG_S3_SKIP_VALIDATION"},
+		{c.bytesValue("WALG_S3_MAX_PART_SIZE"), int64(0), "WALG_S3_MAX_PART_SIZE (s3 applies its default)"},
+		{c.intValue("WALG_S3_RETENTION_PERIOD"), -1, "WALG_S3_RETENTION_PERIOD"},
+		{c.intValue("UPLOAD_CONCURRENCY"), 16, "UPLOAD_CONCURRENCY inherits WALG_UPLOAD_CONCURRENCY's default"},
+		{c.durationValue("WALG_DAEMON_WAL_UPLOAD_TIMEOUT"), 60 * time.Second, "WALG_DAEMON_WAL_UPLOAD_TIMEOUT"},
+		{c.durationValue("WALG_ALIVE_CHECK_INTERVAL"), time.Minute, "WALG_ALIVE_CHECK_INTERVAL"},
+		{c.durationValue("WALG_STOP_BACKUP_TIMEOUT"), time.Duration(0), "WALG_STOP_BACKUP_TIMEOUT"},
+		{c.durationValue("TUSK_FETCH_RETRY_TIMEOUT"), 5 * time.Minute, "TUSK_FETCH_RETRY_TIMEOUT"},
+		{c.boolValue("TUSK_FETCH_ABORT_ON_STORAGE_ERROR"), false, "TUSK_FETCH_ABORT_ON_STORAGE_ERROR"},
+		{c.value("PGAPPNAME"), "wal-g", "PGAPPNAME"},
+		{c.value("WALG_SLOTNAME"), "walg", "WALG_SLOTNAME"},
+		{c.value("WALG_LIBSODIUM_KEY_TRANSFORM"), "none", "WALG_LIBSODIUM_KEY_TRANSFORM"},
 		{c.DiskRateLimit(), int64(0), "DiskRateLimit"},
 		{c.Crypt(), crypt.Settings{LibsodiumKeyTransform: "none"}, "Crypt"},
 		{c.ConfigFileUsed(), "", "ConfigFileUsed"},
@@ -77,13 +78,13 @@ func TestDefaults(t *testing.T) {
 			t.Errorf("%s = %v, want %v", ch.what, ch.got, ch.want)
 		}
 	}
-	if _, ok := c.Get("WALG_S3_PREFIX"); ok {
+	if _, ok := c.get("WALG_S3_PREFIX"); ok {
 		t.Error("WALG_S3_PREFIX reported set with no input")
 	}
-	if v, ok := c.Get("WALG_UPLOAD_CONCURRENCY"); !ok || v != "16" {
+	if v, ok := c.get("WALG_UPLOAD_CONCURRENCY"); !ok || v != "16" {
 		t.Errorf("Get(WALG_UPLOAD_CONCURRENCY) = %q, %v; want 16, true (defaults count)", v, ok)
 	}
-	if c.IsSet("WALG_UPLOAD_CONCURRENCY") {
+	if c.isSet("WALG_UPLOAD_CONCURRENCY") {
 		t.Error("IsSet true for a default")
 	}
 	if _, _, err := c.StorageKind(); !errors.Is(err, ErrNoStorage) {
@@ -175,10 +176,10 @@ func TestPrecedence(t *testing.T) {
 				opts.Flags = map[string]string{key: tt.flag}
 			}
 			c, _ := mustLoad(t, opts)
-			if got := c.String(key); got != tt.want {
+			if got := c.value(key); got != tt.want {
 				t.Errorf("%s = %q, want %q", key, got, tt.want)
 			}
-			if got := c.IsSet(key); got != (tt.want != "16") {
+			if got := c.isSet(key); got != (tt.want != "16") {
 				t.Errorf("IsSet = %v", got)
 			}
 		})
@@ -208,10 +209,10 @@ func TestFileFormats(t *testing.T) {
 			if c.UploadConcurrency() != 4 {
 				t.Errorf("WALG_UPLOAD_CONCURRENCY = %d, want 4", c.UploadConcurrency())
 			}
-			if !c.Bool("WALG_PREVENT_WAL_OVERWRITE") {
+			if !c.boolValue("WALG_PREVENT_WAL_OVERWRITE") {
 				t.Error("WALG_PREVENT_WAL_OVERWRITE not true")
 			}
-			if got := c.String("WALG_SENTINEL_USER_DATA"); got != `{"a":1}` {
+			if got := c.value("WALG_SENTINEL_USER_DATA"); got != `{"a":1}` {
 				t.Errorf("WALG_SENTINEL_USER_DATA = %q", got)
 			}
 			kind, prefix, err := c.StorageKind()
@@ -348,7 +349,7 @@ func TestAliases(t *testing.T) {
 				}
 				return
 			}
-			if got := c.String(tt.setting); got != tt.want {
+			if got := c.value(tt.setting); got != tt.want {
 				t.Errorf("%s = %q, want %q", tt.setting, got, tt.want)
 			}
 			var conflict []string
@@ -374,18 +375,18 @@ func TestLookupAcceptsWALGSpellings(t *testing.T) {
 		"AWS_SECRET_KEY": "s", "AWS_SECRET_ACCESS_KEY": "s",
 		"UPLOAD_CONCURRENCY": "16", "WALG_UPLOAD_CONCURRENCY": "16",
 	} {
-		if got, ok := c.Lookup(key); !ok || got != want {
+		if got, ok := c.lookup(key); !ok || got != want {
 			t.Errorf("Lookup(%s) = %q, %v; want %q", key, got, ok, want)
 		}
 	}
-	if _, ok := c.Lookup("NOPE"); ok {
+	if _, ok := c.lookup("NOPE"); ok {
 		t.Error("Lookup of an unknown key reported set")
 	}
 	// Get takes canonical names only.
-	if _, ok := c.Get("S3_SSE"); ok {
+	if _, ok := c.get("S3_SSE"); ok {
 		t.Error("Get accepted an alias")
 	}
-	var fn func(string) (string, bool) = c.Lookup
+	var fn func(string) (string, bool) = c.lookup
 	if v, _ := fn("WALG_S3_SSE"); v != "aws:kms" {
 		t.Errorf("method value = %q", v)
 	}
@@ -503,8 +504,8 @@ func TestValidationDetails(t *testing.T) {
 	})
 	t.Run("trailing CR LF trimmed", func(t *testing.T) {
 		c, _ := mustLoad(t, LoadOptions{Environ: []string{"WALG_UPLOAD_CONCURRENCY=3\r\n", "WALG_S3_PREFIX=s3://b/p\n"}})
-		if c.UploadConcurrency() != 3 || c.String("WALG_S3_PREFIX") != "s3://b/p" {
-			t.Errorf("got %d, %q", c.UploadConcurrency(), c.String("WALG_S3_PREFIX"))
+		if c.UploadConcurrency() != 3 || c.value("WALG_S3_PREFIX") != "s3://b/p" {
+			t.Errorf("got %d, %q", c.UploadConcurrency(), c.value("WALG_S3_PREFIX"))
 		}
 	})
 	t.Run("unknown flag key", func(t *testing.T) {
@@ -754,10 +755,10 @@ func TestTurboAndEncryption(t *testing.T) {
 func TestAccessorMisuse(t *testing.T) {
 	c, _ := mustLoad(t, LoadOptions{})
 	for name, fn := range map[string]func(){
-		"Int on bool":      func() { c.Int("WALG_PREVENT_WAL_OVERWRITE") },
-		"Bool on alias":    func() { c.Bool("S3_SKIP_VALIDATION") },
-		"Duration unknown": func() { c.Duration("WALG_NOPE") },
-		"Bytes on int":     func() { c.Bytes("WALG_UPLOAD_CONCURRENCY") },
+		"Int on bool":      func() { c.intValue("WALG_PREVENT_WAL_OVERWRITE") },
+		"Bool on alias":    func() { c.boolValue("S3_SKIP_VALIDATION") },
+		"Duration unknown": func() { c.durationValue("WALG_NOPE") },
+		"Bytes on int":     func() { c.bytesValue("WALG_UPLOAD_CONCURRENCY") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
@@ -786,14 +787,67 @@ func TestFileValueTypes(t *testing.T) {
 	p := writeFile(t, dir, "c.toml", "WALG_TAR_SIZE_THRESHOLD = 1048576\nWALG_SENTINEL_USER_DATA = '{\"x\":1.5}'\n"+
 		"WALG_DELTA_FROM_NAME = 1979-05-27T07:32:00Z\nWALG_S3_MAX_RETRIES = 3.0\nWALG_TAR_DISABLE_FSYNC = false\n")
 	c, _ := mustLoad(t, LoadOptions{ConfigFile: p})
-	if c.Bytes("WALG_TAR_SIZE_THRESHOLD") != 1048576 || c.Int("WALG_S3_MAX_RETRIES") != 3 ||
-		c.String("WALG_DELTA_FROM_NAME") != "1979-05-27T07:32:00Z" || !c.IsSet("WALG_TAR_DISABLE_FSYNC") {
+	if c.bytesValue("WALG_TAR_SIZE_THRESHOLD") != 1048576 || c.intValue("WALG_S3_MAX_RETRIES") != 3 ||
+		c.value("WALG_DELTA_FROM_NAME") != "1979-05-27T07:32:00Z" || !c.isSet("WALG_TAR_DISABLE_FSYNC") {
 		t.Errorf("got %v", c.Dump())
 	}
 	// An empty YAML value is unset, as viper's GetString gives "".
 	p = writeFile(t, dir, "c.yaml", "WALG_S3_PREFIX:\nWALG_UPLOAD_CONCURRENCY: 1e1\n")
 	c, _ = mustLoad(t, LoadOptions{ConfigFile: p})
-	if c.IsSet("WALG_S3_PREFIX") || c.UploadConcurrency() != 10 {
+	if c.isSet("WALG_S3_PREFIX") || c.UploadConcurrency() != 10 {
 		t.Errorf("got %v", c.Dump())
+	}
+}
+
+// TestS3SettingNames: every name the s3 package reads is a canonical,
+// implemented setting, so S3Options never asks for a name Load did not
+// resolve.
+func TestS3SettingNames(t *testing.T) {
+	c, _ := mustLoad(t, LoadOptions{})
+	for _, name := range s3.SettingNames() {
+		i, ok := c.index[name]
+		if !ok || c.settings[i].Name != name || c.settings[i].Status != Implemented {
+			t.Errorf("%s: not an implemented canonical setting", name)
+		}
+	}
+}
+
+func TestS3Options(t *testing.T) {
+	c, _ := mustLoad(t, LoadOptions{Environ: []string{"WALE_S3_PREFIX=s3://b/p", "S3_STORAGE_CLASS=STANDARD_IA",
+		"WALG_STORAGE_PREFIX=sub", "AWS_ACCESS_KEY=ak"}})
+	o, err := c.S3Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Bucket != "b" || o.Prefix != "p/sub" || o.StorageClass != "STANDARD_IA" || o.AccessKeyID != "ak" {
+		t.Errorf("S3Options = %+v", o)
+	}
+	c, _ = mustLoad(t, LoadOptions{Environ: []string{"WALG_FILE_PREFIX=/x"}})
+	if _, err := c.S3Options(); err == nil {
+		t.Error("S3Options with file storage: no error")
+	}
+}
+
+func TestSource(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "c.json", `{"WALG_UPLOAD_CONCURRENCY": "3", "S3_SSE": "AES256"}`)
+	c, _ := mustLoad(t, LoadOptions{ConfigFile: p, Environ: []string{"WALG_DOWNLOAD_CONCURRENCY=4"},
+		Flags: map[string]string{"WALG_UPLOAD_QUEUE": "5"}})
+	for name, want := range map[string]Source{
+		"WALG_UPLOAD_CONCURRENCY":   SourceFile,
+		"WALG_S3_SSE":               SourceFile,
+		"WALG_DOWNLOAD_CONCURRENCY": SourceEnv,
+		"WALG_UPLOAD_QUEUE":         SourceFlag,
+		"WALG_LOG_LEVEL":            SourceDefault,
+		"WALG_S3_PREFIX":            SourceDefault,
+	} {
+		if got := c.Source(name); got != want {
+			t.Errorf("Source(%s) = %v, want %v", name, got, want)
+		}
+	}
+	// UPLOAD_CONCURRENCY (S3 multipart) falls back on WALG_UPLOAD_CONCURRENCY.
+	want := []string{"UPLOAD_CONCURRENCY", "WALG_DOWNLOAD_CONCURRENCY", "WALG_S3_SSE", "WALG_UPLOAD_CONCURRENCY", "WALG_UPLOAD_QUEUE"}
+	if got := c.Explicit(); !slices.Equal(got, want) {
+		t.Errorf("Explicit = %q, want %q", got, want)
 	}
 }

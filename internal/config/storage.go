@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
 // ErrNoStorage is wrapped by StorageKind when no storage prefix is set.
@@ -43,8 +45,28 @@ func (c *Config) StorageKind() (kind, prefix string, err error) {
 		return "", "", fmt.Errorf("%s is set, but tusk does not support %s yet", key, sel.Feature)
 	}
 	prefix = c.values[sel.Name]
-	if sub := strings.Trim(c.String("WALG_STORAGE_PREFIX"), "/"); sub != "" {
+	if sub := strings.Trim(c.value("WALG_STORAGE_PREFIX"), "/"); sub != "" {
 		prefix = strings.TrimRight(prefix, "/") + "/" + sub
 	}
 	return sel.Storage, prefix, nil
+}
+
+// S3Options returns the options of the S3 storage the configuration
+// selects, with WALG_STORAGE_PREFIX applied, without contacting S3. The
+// s3 package reads its settings by their canonical names
+// (s3.SettingNames), which TestS3SettingNames keeps in the catalogue.
+func (c *Config) S3Options() (s3.Options, error) {
+	kind, prefix, err := c.StorageKind()
+	if err != nil {
+		return s3.Options{}, err
+	}
+	if kind != StorageS3 {
+		return s3.Options{}, fmt.Errorf("the configured storage is %s, not S3", storageName(kind))
+	}
+	return s3.OptionsFromSettings(func(name string) (string, bool) {
+		if name == "WALG_S3_PREFIX" {
+			return prefix, true
+		}
+		return c.lookup(name)
+	})
 }

@@ -136,7 +136,7 @@ func describeRange(s Setting) string {
 func (c *Config) crossChecks() (problems, warnings []string) {
 	// The method and level together; codec owns the rule that a level
 	// needs zstd. A value that failed its own check is reported already.
-	method, level := c.String("WALG_COMPRESSION_METHOD"), strings.ToLower(c.String("WALG_ZSTD_LEVEL"))
+	method, level := c.value("WALG_COMPRESSION_METHOD"), strings.ToLower(c.value("WALG_ZSTD_LEVEL"))
 	if c.valid("WALG_COMPRESSION_METHOD") && c.valid("WALG_ZSTD_LEVEL") {
 		m, err := codec.FromConfig(method, level)
 		if err != nil {
