@@ -95,7 +95,7 @@ file, --backup-name not found).`,
 				Current:        current,
 				BackupName:     backupName,
 				UploadingRange: a.cfg.UploadConcurrency(),
-				DelayedRange:   a.cfg.Int("WALG_INTEGRITY_MAX_DELAYED_WALS"),
+				DelayedRange:   a.cfg.IntegrityMaxDelayedWALs(),
 				Log:            a.log,
 			})
 			if err != nil {

@@ -106,3 +106,6 @@ func (c *Config) FetchTargetUserData() string { return c.value("WALG_FETCH_TARGE
 
 // TarDisableFsync is WALG_TAR_DISABLE_FSYNC.
 func (c *Config) TarDisableFsync() bool { return c.boolValue("WALG_TAR_DISABLE_FSYNC") }
+
+// IntegrityMaxDelayedWALs is WALG_INTEGRITY_MAX_DELAYED_WALS.
+func (c *Config) IntegrityMaxDelayedWALs() int { return c.intValue("WALG_INTEGRITY_MAX_DELAYED_WALS") }
