@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -229,5 +231,70 @@ func TestDaemonSIGUSR1ReopensLog(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(logPath + ".1"); strings.Contains(string(b), name) {
 		t.Errorf("the rotated file still received the push's log line")
+	}
+}
+
+// Quiet connections never starve a client with work: WAL-G's archive
+// library keeps a connection open for the archiver's life, so 64 of them
+// (four times TUSK_DAEMON_MAX_CONNECTIONS), half after a check, half
+// silent, sit beside a `tusk daemon-client wal-push` of a 16 MiB segment.
+// The push is served at once, while every quiet connection stays open.
+func TestDaemonQuietConnections(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	dir := pgcluster.TempDir(t)
+	pgdata := filepath.Join(dir, "pgdata")
+	storage := filepath.Join(dir, "storage")
+	for _, d := range []string{filepath.Join(pgdata, "pg_wal", "archive_status"), storage} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{pgdata, filepath.Join(pgdata, "pg_wal"), filepath.Join(pgdata, "pg_wal", "archive_status"), storage} {
+		os.Chmod(d, 0o777) // the daemon runs as the PostgreSQL server user
+	}
+	const name = "000000010000000000000001"
+	if err := os.WriteFile(filepath.Join(pgdata, "pg_wal", name), make([]byte, 16<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "d.sock")
+	startDaemon(t, tusk, sock, pgdata, []string{"WALG_FILE_PREFIX=" + storage, "TUSK_DAEMON_MAX_CONNECTIONS=16"})
+
+	check, _ := daemon.EncodeMessage(daemon.TypeCheck, "CHECK")
+	var quiet []net.Conn
+	for i := range 64 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i%2 == 0 {
+			c.Write(check)
+		}
+		quiet = append(quiet, c)
+	}
+	start := time.Now()
+	out, err := exec.Command(tusk, "daemon-client", sock, "wal-push", name, "-timeout", "30s").CombinedOutput()
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("wal-push beside 64 quiet connections failed after %v: %v\n%s", took.Round(time.Millisecond), err, out)
+	}
+	t.Logf("wal-push beside 64 quiet connections: %v", took.Round(time.Millisecond))
+	if _, err := os.Stat(filepath.Join(storage, "wal_005", name+".lz4")); err != nil {
+		t.Fatalf("segment not stored: %v", err)
+	}
+	for i, c := range quiet {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		var b [1]byte
+		if i%2 == 0 {
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != daemon.ReplyOK {
+				t.Fatalf("check on quiet connection %d: %q %v", i, b[0], err)
+			}
+		}
+		if _, err := c.Write(check); err != nil {
+			t.Fatalf("quiet connection %d: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != daemon.ReplyOK {
+			t.Fatalf("quiet connection %d no longer served: %q %v", i, b[0], err)
+		}
 	}
 }

@@ -24,8 +24,6 @@ type PlanInput struct {
 const (
 	requestOverhead = 256 << 10
 	cryptOverhead   = 64 << 10
-	frameBuffer     = maxMessage + 1
-	connOverhead    = 16 << 10 // goroutine stack and socket state
 )
 
 // Plan computes the daemon's memory plan.
@@ -43,7 +41,8 @@ func Plan(in PlanInput) *memplan.Plan {
 		spool := in.SegmentSize + in.SegmentSize/8 + memplan.MiB
 		p.Add("upload spool (TUSK_WAL_UPLOAD_BUFFER=memory)", in.Workers, spool, "compressed segment held before sending")
 	}
-	p.Add("client connection", in.MaxConnections, frameBuffer+connOverhead, "TUSK_DAEMON_MAX_CONNECTIONS")
+	p.Add("client request in flight", in.MaxConnections, RequestBytes, "TUSK_DAEMON_MAX_CONNECTIONS: frame buffer and state")
+	p.Add("open client connection", DefaultMaxOpen, ConnBytes, "goroutine and socket; quiet ones hold no buffer")
 	download := r + pipe.CopyBufferSize + requestOverhead + enc
 	p.Add("wal-fetch download", 1, download, "decoder for objects written with "+in.Method.Name())
 	if in.Prefetch > 1 {

@@ -38,25 +38,30 @@ type Message struct {
 // bytes, so a connection never allocates per message) and returns a
 // Message whose Body aliases buf.
 func ReadMessage(r io.Reader, buf []byte) (Message, error) {
-	if len(buf) < maxMessage {
-		return Message{}, fmt.Errorf("daemon: read buffer of %d bytes is too small", len(buf))
-	}
-	if _, err := io.ReadFull(r, buf[:headerSize]); err != nil {
+	var hdr [headerSize]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			return Message{}, fmt.Errorf("%w: truncated header", ErrCorrupt)
 		}
 		return Message{}, err
 	}
-	typ := buf[0]
-	length := int(binary.BigEndian.Uint16(buf[1:3]))
+	return readBody(r, hdr, buf)
+}
+
+// readBody reads the body announced by hdr into buf.
+func readBody(r io.Reader, hdr [headerSize]byte, buf []byte) (Message, error) {
+	if len(buf) < maxMessage {
+		return Message{}, fmt.Errorf("daemon: read buffer of %d bytes is too small", len(buf))
+	}
+	length := int(binary.BigEndian.Uint16(hdr[1:3]))
 	if length < headerSize {
 		return Message{}, fmt.Errorf("%w: message too short (length %d)", ErrCorrupt, length)
 	}
-	body := buf[headerSize:length]
+	body := buf[:length-headerSize]
 	if _, err := io.ReadFull(r, body); err != nil {
 		return Message{}, fmt.Errorf("%w: body truncated after %d header bytes: %v", ErrCorrupt, headerSize, err)
 	}
-	return Message{Type: typ, Body: body}, nil
+	return Message{Type: hdr[0], Body: body}, nil
 }
 
 // EncodeMessage frames a request with WAL-G's body encoding: no arguments

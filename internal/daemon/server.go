@@ -26,18 +26,29 @@ type Handler interface {
 }
 
 // Server serves WAL-G's daemon protocol on a Unix socket.
+//
+// Work and memory are bounded per request, not per connection: WAL-G's
+// archive library keeps one connection open for the archiver's life, and
+// a quiet connection must never keep a client with work waiting. A quiet
+// connection holds a goroutine and its socket, nothing else; a request
+// takes one of MaxConnections slots (and a frame buffer) from the moment
+// its header arrives until its reply is sent.
 type Server struct {
 	Handler Handler
 	// PGData resolves the names clients send, as WAL-G's daemon does.
 	PGData string
-	// MaxConnections bounds connections served at once; more clients wait
-	// in the listen backlog (their connect succeeds, so they do not time
-	// out on connecting).
+	// MaxConnections bounds the requests served at once
+	// (TUSK_DAEMON_MAX_CONNECTIONS); more wait for a slot. Open
+	// connections that send nothing do not count.
 	MaxConnections int
+	// MaxOpen bounds open connections (DefaultMaxOpen when 0). When a
+	// client connects beyond it, the connection quiet for longest is
+	// closed to make room; its client reconnects when it has work.
+	MaxOpen int
 	// PushTimeout is WALG_DAEMON_WAL_UPLOAD_TIMEOUT.
 	PushTimeout time.Duration
-	// IdleTimeout closes a connection that sends nothing for this long
-	// (a stuck client must not hold a connection slot forever).
+	// IdleTimeout closes a connection that sends nothing for this long;
+	// 0: never (a quiet connection costs no slot).
 	IdleTimeout time.Duration
 	Log         *slog.Logger
 	// Work, when set, is the context requests run under; it outlives the
@@ -45,7 +56,36 @@ type Server struct {
 	// no new connections) can still finish the requests in flight.
 	Work context.Context
 
-	bufs sync.Pool // per-connection frame buffers, at most MaxConnections live
+	bufs  sync.Pool     // frame buffers, at most MaxConnections live
+	slots chan struct{} // one per request in flight
+
+	mu    sync.Mutex
+	conns map[*serverConn]struct{}
+}
+
+// DefaultMaxOpen bounds open connections when Server.MaxOpen is 0: far
+// more than PostgreSQL's archiver and restore processes keep open, and
+// small in memory (see ConnBytes).
+const DefaultMaxOpen = 256
+
+// Memory, for the plan: a request in flight holds its frame buffer and a
+// handler's goroutine; an open connection its goroutine's stack, its
+// socket and this package's state (measured: TestQuietConnectionMemory).
+const (
+	RequestBytes = maxMessage + 16<<10
+	ConnBytes    = 8 << 10
+)
+
+// bodyTimeout bounds the wait for a frame's body once its header has
+// arrived (clients send a frame in one write), so a client that stalls
+// mid-frame holds a request slot only briefly.
+const bodyTimeout = 10 * time.Second
+
+// serverConn is one open connection; idleSince is zero while it has a
+// request (from its header to its reply).
+type serverConn struct {
+	net.Conn
+	idleSince time.Time
 }
 
 // Listen creates the socket at path, replacing a stale one as WAL-G does,
@@ -65,44 +105,116 @@ func Listen(socketPath string) (net.Listener, error) {
 	return l, nil
 }
 
-// Serve accepts connections until ctx is cancelled, then waits for the
-// requests in flight to end (each is bounded by its own timeout).
+// Serve accepts connections until ctx is cancelled, then closes the quiet
+// ones and waits for the requests in flight to end (each is bounded by its
+// own timeout).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	maxConns := max(s.MaxConnections, 1)
-	slots := make(chan struct{}, maxConns)
+	s.slots = make(chan struct{}, max(s.MaxConnections, 1))
 	s.bufs.New = func() any { b := make([]byte, maxMessage); return &b }
+	s.conns = map[*serverConn]struct{}{}
+	maxOpen := s.MaxOpen
+	if maxOpen <= 0 {
+		maxOpen = DefaultMaxOpen
+	}
+	open := make(chan struct{}, maxOpen)
+	work := s.Work
+	if work == nil {
+		work = ctx
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	stop := context.AfterFunc(ctx, func() { l.Close() })
+	stop := context.AfterFunc(ctx, func() {
+		l.Close()
+		s.closeIdle(false)
+	})
 	defer stop()
+	var backoff time.Duration
 	for {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			return nil
-		}
 		conn, err := l.Accept()
 		if err != nil {
-			<-slots
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("accept: %w", err)
 			}
-			return fmt.Errorf("accept: %w", err)
+			// Out of file descriptors, or a connection reset before it
+			// was accepted: wait a little and go on, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log().Warn("daemon: accept failed; retrying", "error", err, "in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return nil
+			}
+			continue
 		}
-		work := s.Work
-		if work == nil {
-			work = ctx
+		backoff = 0
+		select {
+		case open <- struct{}{}:
+		default:
+			// At the bound: make room by closing the quietest
+			// connection, or wait for one to end.
+			s.closeIdle(true)
+			select {
+			case open <- struct{}{}:
+			case <-ctx.Done():
+				conn.Close()
+				return nil
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			s.serveConn(work, conn)
-		}()
+		c := &serverConn{Conn: conn, idleSince: time.Now()}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		wg.Go(func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				<-open
+			}()
+			s.serveConn(ctx, work, c)
+		})
 	}
+}
+
+// closeIdle closes the connection quiet for longest (oldest) or every
+// quiet connection. Closing ends its goroutine's wait for a header.
+func (s *Server) closeIdle(oldest bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var victim *serverConn
+	for c := range s.conns {
+		if c.idleSince.IsZero() {
+			continue
+		}
+		if !oldest {
+			c.Close()
+			continue
+		}
+		if victim == nil || c.idleSince.Before(victim.idleSince) {
+			victim = c
+		}
+	}
+	if victim != nil {
+		s.log().Warn("daemon: too many open connections; closing the one quiet for longest",
+			"quiet_for", time.Since(victim.idleSince).Round(time.Second))
+		victim.Close()
+	}
+}
+
+// setIdle marks c quiet (waiting for a header) or busy; it reports false
+// when the server is stopping and c should close instead of waiting.
+func (s *Server) setIdle(ctx context.Context, c *serverConn, idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if idle {
+		c.idleSince = time.Now()
+		return ctx.Err() == nil
+	}
+	c.idleSince = time.Time{}
+	return true
 }
 
 func (s *Server) log() *slog.Logger {
@@ -114,41 +226,66 @@ func (s *Server) log() *slog.Logger {
 
 // serveConn handles one client: any number of Check messages, then one
 // push or fetch, after which the connection is closed (WAL-G's rules).
-func (s *Server) serveConn(ctx context.Context, conn net.Conn) {
+// Between requests it holds no buffer and no request slot.
+func (s *Server) serveConn(ctx, work context.Context, conn *serverConn) {
 	defer conn.Close()
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
-	idle := s.IdleTimeout
-	if idle <= 0 {
-		idle = 10 * time.Minute
-	}
 	for {
-		conn.SetReadDeadline(time.Now().Add(idle))
-		msg, err := ReadMessage(conn, *bp)
+		if !s.setIdle(ctx, conn, true) {
+			return
+		}
+		if s.IdleTimeout > 0 {
+			conn.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		} else {
+			conn.SetReadDeadline(time.Time{})
+		}
+		var hdr [headerSize]byte
+		_, err := io.ReadFull(conn, hdr[:])
+		s.setIdle(ctx, conn, false)
 		if err != nil {
-			if err != io.EOF && !errors.Is(err, net.ErrClosed) {
-				s.log().Error("daemon: bad request, closing connection", "error", err)
+			if err == io.ErrUnexpectedEOF {
+				s.log().Error("daemon: bad request, closing connection", "error", fmt.Errorf("%w: truncated header", ErrCorrupt))
 				reply(conn, ReplyError)
 			}
 			return
 		}
-		conn.SetReadDeadline(time.Time{})
-		switch msg.Type {
-		case TypeCheck:
-			if !reply(conn, ReplyOK) {
-				return
-			}
-			continue
-		case TypeWalPush:
-			reply(conn, s.push(ctx, string(msg.Body)))
-		case TypeWalFetch:
-			reply(conn, s.fetch(ctx, msg.Body))
-		default:
-			s.log().Error("daemon: unknown message type, closing connection", "type", fmt.Sprintf("%q", msg.Type))
-			reply(conn, ReplyError)
+		select {
+		case s.slots <- struct{}{}:
+		case <-work.Done():
+			return
 		}
-		return
+		more := s.serveRequest(work, conn, hdr)
+		<-s.slots
+		if !more {
+			return
+		}
 	}
+}
+
+// serveRequest reads the body of the frame whose header is hdr and answers
+// it; it reports whether the connection may send another request.
+func (s *Server) serveRequest(ctx context.Context, conn net.Conn, hdr [headerSize]byte) bool {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	conn.SetReadDeadline(time.Now().Add(bodyTimeout))
+	msg, err := readBody(conn, hdr, *bp)
+	if err != nil {
+		s.log().Error("daemon: bad request, closing connection", "error", err)
+		reply(conn, ReplyError)
+		return false
+	}
+	conn.SetReadDeadline(time.Time{})
+	switch msg.Type {
+	case TypeCheck:
+		return reply(conn, ReplyOK)
+	case TypeWalPush:
+		reply(conn, s.push(ctx, string(msg.Body)))
+	case TypeWalFetch:
+		reply(conn, s.fetch(ctx, msg.Body))
+	default:
+		s.log().Error("daemon: unknown message type, closing connection", "type", fmt.Sprintf("%q", msg.Type))
+		reply(conn, ReplyError)
+	}
+	return false
 }
 
 func reply(conn net.Conn, b byte) bool {

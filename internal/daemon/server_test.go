@@ -3,10 +3,13 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -210,6 +213,152 @@ func TestServerBoundsConnections(t *testing.T) {
 	for b := range replies {
 		if b != ReplyOK {
 			t.Fatalf("waiting client got %q", b)
+		}
+	}
+}
+
+// Quiet connections never keep a client with work waiting: WAL-G's archive
+// library keeps one connection open for the archiver's life, so a daemon
+// must serve others beside any number of them. 64 connections that sent a
+// check (or nothing) and stay open, four times TUSK_DAEMON_MAX_CONNECTIONS,
+// do not delay a push; afterwards every one of them is still open and is
+// served in turn.
+func TestIdleConnectionsDoNotStarveClients(t *testing.T) {
+	const idle = 64
+	h := &fakeHandler{}
+	sock, _ := startServer(t, h, 16)
+	check, _ := EncodeMessage(TypeCheck, "CHECK")
+	var quiet []net.Conn
+	for i := range idle {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if i%2 == 0 {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			var b [1]byte
+			if _, err := c.Write(check); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != ReplyOK {
+				t.Fatalf("check on connection %d: %q %v", i, b[0], err)
+			}
+		}
+		quiet = append(quiet, c)
+	}
+	start := time.Now()
+	b, err := Request(context.Background(), sock, TypeWalPush, []string{"000000010000000000000008"}, time.Second, 5*time.Second)
+	if err != nil || b != ReplyOK {
+		t.Fatalf("push beside %d quiet connections: reply %q, %v (after %v)", idle, b, err, time.Since(start))
+	}
+	for i, c := range quiet {
+		push, _ := EncodeMessage(TypeWalPush, fmt.Sprintf("0000000100000000000001%02X", i))
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		var b [1]byte
+		if _, err := c.Write(push); err != nil {
+			t.Fatalf("quiet connection %d was closed: %v", i, err)
+		}
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != ReplyOK {
+			t.Fatalf("push on quiet connection %d: %q %v", i, b[0], err)
+		}
+	}
+	if n := len(h.pushed); n != idle+1 {
+		t.Fatalf("%d pushes served, want %d", n, idle+1)
+	}
+}
+
+// A quiet connection costs its goroutine and socket, no frame buffer:
+// ConnBytes, which the memory plan counts per open connection, covers it.
+// (The client ends of the sockets live in this process too and are counted
+// against the bound as well.)
+func TestQuietConnectionMemory(t *testing.T) {
+	const n = 64
+	sock, _ := startServer(t, &fakeHandler{}, 4)
+	memory := func() uint64 {
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64() + s[1].Value.Uint64()
+	}
+	// One connection first, so what the first one starts (the poller) is
+	// not counted.
+	if r := request(t, sock, TypeCheck); r != ReplyOK {
+		t.Fatalf("check: %q", r)
+	}
+	before := memory()
+	check, _ := EncodeMessage(TypeCheck, "CHECK")
+	for range n {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var b [1]byte
+		c.Write(check)
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := (int64(memory()) - int64(before)) / n
+	t.Logf("%d bytes per quiet connection", per)
+	if per > ConnBytes {
+		t.Fatalf("a quiet connection holds %d bytes; the plan counts %d", per, ConnBytes)
+	}
+}
+
+// At MaxOpen open connections a new client is still served: the
+// connection quiet for longest is closed to make room, not the new one.
+func TestMaxOpenClosesQuietestConnection(t *testing.T) {
+	dir, err := os.MkdirTemp("", "tusk-daemon-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "d.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: &fakeHandler{}, PGData: "/data/pg", MaxConnections: 2, MaxOpen: 4}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, l) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	check, _ := EncodeMessage(TypeCheck, "CHECK")
+	var quiet []net.Conn
+	for range 4 {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var b [1]byte
+		c.Write(check)
+		if _, err := io.ReadFull(c, b[:]); err != nil {
+			t.Fatal(err)
+		}
+		quiet = append(quiet, c)
+		time.Sleep(10 * time.Millisecond) // distinct quiet-since times
+	}
+	if r := request(t, sock, TypeWalPush, "000000010000000000000009"); r != ReplyOK {
+		t.Fatalf("push at the open-connection bound: %q", r)
+	}
+	var b [1]byte
+	quiet[0].SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := quiet[0].Read(b[:]); n != 0 || err != io.EOF {
+		t.Fatalf("oldest quiet connection: %d bytes, %v; want it closed", n, err)
+	}
+	for i, c := range quiet[1:] {
+		c.Write(check)
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != ReplyOK {
+			t.Fatalf("quiet connection %d: %q %v", i+1, b[0], err)
 		}
 	}
 }
