@@ -15,6 +15,7 @@ demo:
 
 # WAL-archiver memory benchmark (root; several minutes per archiver). Flags:
 # make bench BENCH_FLAGS="--duration 720 --archivers tusk-daemon"
+# bench/ is its own Go module (plotting libraries stay out of tusk's go.mod).
 bench:
-	CGO_ENABLED=0 go build -o bin/tuskbench ./bench/cmd/tuskbench
+	cd bench && CGO_ENABLED=0 go build -o ../bin/tuskbench ./cmd/tuskbench
 	bin/tuskbench $(BENCH_FLAGS)

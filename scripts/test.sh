@@ -16,9 +16,13 @@ export CGO_ENABLED=0
 
 vet=0
 go vet ./... || vet=$?
+# bench/ is a module of its own: its harness code is vetted and unit-tested
+# here too.
+(cd bench && go vet ./...) || vet=$?
 
 status=0
 go test -count=1 -timeout 25m ./... || status=$?
+(cd bench && go test -count=1 ./...) || status=$?
 
 if ((status == 0 && vet != 0)); then
 	echo "go vet failed (exit $vet)" >&2

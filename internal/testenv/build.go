@@ -76,8 +76,12 @@ func buildTusk() (dir, bin string, err error) {
 	return dir, bin, nil
 }
 
+// ModulePath is tusk's module path.
+const ModulePath = "github.com/tusk-pg/tusk"
+
 // ModuleRoot is the directory of tusk's go.mod, found from the working
-// directory (go test runs each package in its own source dir).
+// directory (go test runs each package in its own source dir). From inside
+// a nested module (bench/) it is the enclosing tusk module's directory.
 func ModuleRoot() (string, error) {
 	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
 	if err != nil {
@@ -87,7 +91,24 @@ func ModuleRoot() (string, error) {
 	if mod == "" || mod == os.DevNull {
 		return "", fmt.Errorf("not inside a Go module")
 	}
-	return filepath.Dir(mod), nil
+	for dir := filepath.Dir(mod); ; dir = filepath.Dir(dir) {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && declaresModule(b, ModulePath) {
+			return dir, nil
+		}
+		if dir == filepath.Dir(dir) {
+			return "", fmt.Errorf("no go.mod of %s in %s or above", ModulePath, filepath.Dir(mod))
+		}
+	}
+}
+
+// declaresModule reports whether a go.mod's module line names path.
+func declaresModule(gomod []byte, path string) bool {
+	for line := range strings.Lines(string(gomod)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "module" {
+			return strings.Trim(f[1], `"`) == path
+		}
+	}
+	return false
 }
 
 // goTool is the go command that is running the tests.

@@ -3,7 +3,7 @@
 // Command backupbench measures base and delta backups of one PostgreSQL 15
 // cluster to S3 (versitygw over TLS on 127.0.0.1): tusk backup-push and
 // backup-fetch against pgBackRest backup and restore. Run it as root from
-// the repository root: go run ./bench/cmd/backupbench.
+// bench/ (its own module): go run ./cmd/backupbench.
 package main
 
 import (
@@ -19,7 +19,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"os/user"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -29,14 +28,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tusk-pg/tusk/bench/internal/s3env"
 	"github.com/tusk-pg/tusk/bench/procfs"
+	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
 
 const (
 	pgBinDir = "/usr/lib/postgresql/15/bin"
 	bucket   = "bench"
-	region   = "us-east-1"
 )
 
 type bench struct {
@@ -52,13 +52,12 @@ type bench struct {
 	pgBin      string   // initdb and postgres; clients are always PostgreSQL 15's
 	prefix     string   // tusk's folder in the bucket
 	update     string
-	uid, gid   int
+	user       *pgcluster.ServerUser
 	tusk       string
-	s3         *s3env.Server
+	s3         *s3server.Server
+	pg         *pgcluster.Server // the cluster being measured
 	pgbrConf   string
-	data, sock string
-	pgPort     int
-	children   []*exec.Cmd
+	data       string // pg's data dir
 }
 
 func main() {
@@ -82,7 +81,7 @@ func main() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	res, err := b.run(ctx)
-	b.stopChildren()
+	b.stopServers()
 	if err != nil {
 		b.log.Error("backupbench failed", "err", err)
 		os.Exit(1)
@@ -137,13 +136,11 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("run as root: PostgreSQL and the tools run as the postgres user")
 	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("postgres OS user: %w", err)
+	var err error
+	if b.user, err = pgcluster.LookupServerUser(); err != nil {
+		return nil, err
 	}
-	b.uid, _ = strconv.Atoi(u.Uid)
-	b.gid, _ = strconv.Atoi(u.Gid)
-	if b.root, err = os.Getwd(); err != nil {
+	if b.root, err = testenv.ModuleRoot(); err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(b.work); err != nil {
@@ -154,15 +151,16 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	}
 	b.tusk = filepath.Join(b.work, "tusk")
 	build := exec.CommandContext(ctx, "go", "build", "-o", b.tusk, "./cmd/tusk")
+	build.Dir = b.root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if err := runCmd(build); err != nil {
 		return nil, err
 	}
-	if err := b.startS3(ctx); err != nil {
+	if err := b.startS3(); err != nil {
 		return nil, err
 	}
 	b.pgBin, b.prefix = pgBinDir, "tusk"
-	if err := b.makeCluster(ctx, "pg", true); err != nil {
+	if err := b.makeCluster(ctx, "pg", b.pgbackrest); err != nil {
 		return nil, err
 	}
 	res := &results{Date: time.Now().UTC().Format("2006-01-02 15:04 UTC"), Machine: machine()}
@@ -348,9 +346,9 @@ func machine() string {
 func (b *bench) tuskEnv() []string {
 	return append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + b.work, "TMPDIR=" + b.work,
-		"PGHOST=" + b.sock, "PGPORT=" + strconv.Itoa(b.pgPort), "PGUSER=postgres", "PGDATABASE=postgres",
+		"PGHOST=" + b.pg.SocketDir(), "PGPORT=" + strconv.Itoa(b.pg.Port()), "PGUSER=postgres", "PGDATABASE=postgres",
 		"WALG_COMPRESSION_METHOD=lz4",
-	}, b.s3.Env(b.prefix)...)
+	}, b.s3.EnvFor(b.prefix)...)
 }
 
 func (b *bench) plan(ctx context.Context, env []string, args ...string) (planBounds, error) {
@@ -534,22 +532,12 @@ func dirSize(dir string) (int64, error) {
 // --- processes
 
 func (b *bench) asPG(cmd *exec.Cmd) *exec.Cmd {
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uint32(b.uid), Gid: uint32(b.gid)},
-		Pdeathsig:  syscall.SIGKILL,
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	b.user.Apply(cmd)
 	return cmd
 }
 
-func (b *bench) mkdirPG(p string, mode os.FileMode) error {
-	if err := os.MkdirAll(p, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		return err
-	}
-	return os.Chown(p, b.uid, b.gid)
-}
+func (b *bench) mkdirPG(p string, mode os.FileMode) error { return b.user.Mkdir(p, mode) }
 
 func runCmd(cmd *exec.Cmd) error {
 	out, err := cmd.CombinedOutput()
@@ -562,123 +550,37 @@ func runCmd(cmd *exec.Cmd) error {
 	return nil
 }
 
-// startChild runs a long-lived server, killed with the benchmark.
-func (b *bench) startChild(cmd *exec.Cmd, logPath string) error {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return fmt.Errorf("starting %s: %w", cmd.Path, err)
-	}
-	b.children = append(b.children, cmd)
-	go func() { _ = cmd.Wait(); f.Close() }()
-	return nil
-}
-
-// stopChildren stops the servers, newest first (PostgreSQL before S3, so
-// its last archiving pass can finish).
-func (b *bench) stopChildren() {
-	for i := len(b.children) - 1; i >= 0; i-- {
-		c := b.children[i]
-		_ = c.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() {
-			for syscall.Kill(c.Process.Pid, 0) == nil {
-				time.Sleep(50 * time.Millisecond)
-			}
-			close(done)
-		}()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = c.Process.Kill()
+// stopServers stops PostgreSQL, then S3, so that the last archiving pass
+// can finish.
+func (b *bench) stopServers() {
+	if b.pg != nil {
+		if err := b.pg.Close(); err != nil {
+			b.log.Warn("stopping postgres", "err", err)
 		}
 	}
-	b.children = nil
+	if b.s3 != nil {
+		_ = b.s3.Close()
+	}
 }
 
 // --- S3
 
-func (b *bench) startS3(ctx context.Context) error {
-	srv, err := s3env.New(ctx, b.work, region, bucket)
-	if err != nil {
-		return err
-	}
-	b.s3 = srv
-	cmd, err := srv.Command()
-	if err != nil {
-		return err
-	}
-	if err := b.startChild(cmd, filepath.Join(b.work, "versitygw.log")); err != nil {
-		return err
-	}
-	if err := srv.Wait(ctx, nil, 30*time.Second); err != nil {
-		return fmt.Errorf("versitygw: %w", err)
-	}
-	return srv.CreateBucket(ctx)
+func (b *bench) startS3() (err error) {
+	b.s3, err = s3server.Run(s3server.Options{TLS: true, Bucket: bucket, Dir: filepath.Join(b.work, "s3")})
+	return err
 }
 
 // --- PostgreSQL
 
-func (b *bench) pgEnv() []string {
-	return append(b.tuskEnv(), "LC_ALL=C", "TZ=UTC", "PGDATA="+b.data)
-}
-
-func (b *bench) writeConf(lines ...string) error {
-	orig, err := os.ReadFile(filepath.Join(b.data, "postgresql.conf.initdb"))
-	if err != nil {
-		return err
-	}
-	conf := string(orig) + "\n# backupbench\n" + strings.Join(append([]string{
-		"port = " + strconv.Itoa(b.pgPort), "listen_addresses = ''", "unix_socket_directories = '" + b.sock + "'",
-		"shared_buffers = 128MB", "logging_collector = off", "max_wal_size = 4GB", "checkpoint_timeout = 15min",
-	}, lines...), "\n") + "\n"
-	p := filepath.Join(b.data, "postgresql.conf")
-	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
-		return err
-	}
-	return os.Chown(p, b.uid, b.gid)
-}
-
-func (b *bench) pgStart(ctx context.Context) error {
-	cmd := b.asPG(exec.Command(filepath.Join(b.pgBin, "postgres"), "-D", b.data))
-	cmd.Env = b.pgEnv()
-	if err := b.startChild(cmd, filepath.Join(b.work, "postgres.log")); err != nil {
-		return err
-	}
-	for i := 0; ; i++ {
-		isReady := exec.CommandContext(ctx, filepath.Join(pgBinDir, "pg_isready"), "-h", b.sock, "-p", strconv.Itoa(b.pgPort))
-		if isReady.Run() == nil {
-			return nil
-		}
-		if i > 1200 {
-			return errors.New("postgres not ready after 2 minutes (see postgres.log)")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// pgConf is the load phase's and the measured phase's common settings, on
+// top of the test cluster's own.
+var pgConf = []string{"shared_buffers = 128MB", "max_wal_size = 4GB", "checkpoint_timeout = 15min"}
 
 func (b *bench) pgStop() error {
-	if len(b.children) == 0 {
+	if b.pg == nil {
 		return nil
 	}
-	last := b.children[len(b.children)-1]
-	_ = last.Process.Signal(syscall.SIGINT)
-	for range 1200 {
-		if syscall.Kill(last.Process.Pid, 0) != nil {
-			b.children = b.children[:len(b.children)-1]
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("postgres did not stop within 2 minutes")
+	return b.pg.Stop(2 * time.Minute)
 }
 
 // walSummaries measures, on a PostgreSQL 17 copy of the benchmark with
@@ -762,7 +664,7 @@ func (b *bench) waitArchived(ctx context.Context) error {
 			return nil
 		}
 		if i > 3000 || ctx.Err() != nil {
-			return fmt.Errorf("%d WAL files still to archive after 5 minutes (see postgres.log): %v", len(ready), ready)
+			return fmt.Errorf("%d WAL files still to archive after 5 minutes (see %s): %v", len(ready), b.pg.LogFile(), ready)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -770,7 +672,7 @@ func (b *bench) waitArchived(ctx context.Context) error {
 
 func (b *bench) query(ctx context.Context, sql string) (string, error) {
 	cmd := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "psql"), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql))
-	cmd.Env = b.pgEnv()
+	cmd.Env = b.pg.Env()
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("psql %q: %w", sql, err)
@@ -781,7 +683,7 @@ func (b *bench) query(ctx context.Context, sql string) (string, error) {
 func (b *bench) psql(ctx context.Context, sqls ...string) error {
 	for _, sql := range sqls {
 		cmd := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-c", sql))
-		cmd.Env = b.pgEnv()
+		cmd.Env = b.pg.Env()
 		if err := runCmd(cmd); err != nil {
 			return err
 		}
@@ -793,38 +695,24 @@ func (b *bench) psql(ctx context.Context, sqls ...string) error {
 // restarts with both tools' archive-push in archive_command (each backup
 // waits for its WAL to be archived by its own tool).
 func (b *bench) makeCluster(ctx context.Context, dir string, withPgbr bool, extra ...string) error {
-	base := filepath.Join(b.work, dir)
-	b.data, b.sock = filepath.Join(base, "data"), filepath.Join(base, "sock")
-	for _, d := range []string{base, b.sock} {
-		if err := b.mkdirPG(d, 0o755); err != nil {
-			return err
-		}
-	}
-	var err error
-	if b.pgPort, err = s3env.FreePort(); err != nil {
-		return err
-	}
-	initdb := b.asPG(exec.CommandContext(ctx, filepath.Join(b.pgBin, "initdb"), "-D", b.data, "-U", "postgres",
-		"--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"))
-	initdb.Env = b.pgEnv()
-	if err := runCmd(initdb); err != nil {
-		return err
-	}
-	if err := runCmd(exec.Command("cp", "-p", filepath.Join(b.data, "postgresql.conf"), filepath.Join(b.data, "postgresql.conf.initdb"))); err != nil {
-		return err
-	}
 	// wal_level = minimal would be faster, but its bulk loads leave pages
 	// with LSN 0, which a delta (like WAL-G's) takes as invalid and stores
 	// whole; a cluster loaded with WAL has the page LSNs of a real one.
-	if err := b.writeConf("wal_level = replica", "archive_mode = off", "fsync = off"); err != nil {
+	pg, err := pgcluster.Create(pgcluster.Options{
+		BinDir: b.pgBin, Dir: filepath.Join(b.work, dir), ServerConnEnv: true,
+		Env:  append([]string{"TMPDIR=" + b.work, "WALG_COMPRESSION_METHOD=lz4"}, b.s3.EnvFor(b.prefix)...),
+		Conf: append(append([]string{}, pgConf...), "wal_level = replica", "archive_mode = off"),
+	})
+	if err != nil {
 		return err
 	}
-	if err := b.pgStart(ctx); err != nil {
+	b.pg, b.data = pg, pg.DataDir()
+	if err := b.pg.Start(ctx); err != nil {
 		return err
 	}
 	b.log.Info("pgbench -i", "scale", b.scale)
 	pgb := b.asPG(exec.CommandContext(ctx, filepath.Join(pgBinDir, "pgbench"), "-i", "-q", "-s", strconv.Itoa(b.scale)))
-	pgb.Env = b.pgEnv()
+	pgb.Env = b.pg.Env()
 	if err := runCmd(pgb); err != nil {
 		return err
 	}
@@ -866,29 +754,29 @@ log-level-file=info
 pg1-path=%s
 pg1-socket-path=%s
 pg1-port=%d
-`, bucket, region, b.s3.Access, b.s3.Secret, b.s3.Port, b.s3.CAFile,
+`, bucket, b.s3.Region, b.s3.AccessKey, b.s3.SecretKey, b.s3.Port(), b.s3.CAFile,
 		filepath.Join(b.work, "pgbr-log"), filepath.Join(b.work, "pgbr-lock"), filepath.Join(b.work, "pgbr-spool"),
-		b.data, b.sock, b.pgPort)
-	if err := os.WriteFile(b.pgbrConf, []byte(conf), 0o600); err != nil {
-		return err
-	}
-	if err := os.Chown(b.pgbrConf, b.uid, b.gid); err != nil {
+		b.data, b.pg.SocketDir(), b.pg.Port())
+	if err := b.user.WriteFile(b.pgbrConf, []byte(conf), 0o600); err != nil {
 		return err
 	}
 	archive := fmt.Sprintf("archive_command = '%s wal-push %%p && pgbackrest --config=%s --stanza=bench archive-push %%p'", b.tusk, b.pgbrConf)
 	if !withPgbr {
 		archive = fmt.Sprintf("archive_command = '%s wal-push %%p'", b.tusk)
 	}
-	if err := b.writeConf(append([]string{"wal_level = replica", "archive_mode = on", archive}, extra...)...); err != nil {
+	// Measured with durability on, as a real server runs.
+	measured := append(append([]string{}, pgConf...), "fsync = on", "synchronous_commit = on",
+		"wal_level = replica", "archive_mode = on", archive)
+	if err := b.pg.Reconfigure(append(measured, extra...)); err != nil {
 		return err
 	}
-	if err := b.pgStart(ctx); err != nil {
+	if err := b.pg.Start(ctx); err != nil {
 		return err
 	}
 	if !withPgbr {
 		return nil
 	}
 	sc := b.asPG(exec.CommandContext(ctx, "pgbackrest", "--config="+b.pgbrConf, "--stanza=bench", "stanza-create"))
-	sc.Env = b.pgEnv()
+	sc.Env = b.pg.Env()
 	return runCmd(sc)
 }

@@ -56,7 +56,7 @@ type runDir struct {
 func (r *runDir) vars() map[string]string {
 	v := map[string]string{"sock": r.sock, "dir": r.dir, "tusk": r.h.tusk}
 	if r.cl != nil {
-		v["pgdata"] = r.cl.data
+		v["pgdata"] = r.cl.DataDir()
 	} else {
 		v["pgdata"] = filepath.Join(r.dir, "data")
 	}
@@ -66,7 +66,7 @@ func (r *runDir) vars() map[string]string {
 // archiverEnv is the environment every archiver gets (through the server's
 // environment and the daemon's): WAL-G's settings for the run's prefix.
 func (h *harness) archiverEnv(prefix, pgdata string) []string {
-	return append(h.s3.Env(prefix),
+	return append(h.s3.EnvFor(prefix),
 		"PGDATA="+pgdata,
 		"WALG_UPLOAD_CONCURRENCY="+strconv.Itoa(h.opts.uploadConcurrency),
 		"WALG_COMPRESSION_METHOD="+compression,
@@ -120,7 +120,7 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 func (r *runDir) pgbackrestConfig() error {
 	h := r.h
 	for _, d := range []string{"spool", "log", "lock"} {
-		if err := h.mkdirPG(filepath.Join(r.dir, "pgbackrest-"+d), 0o700); err != nil {
+		if err := h.pgUser.Mkdir(filepath.Join(r.dir, "pgbackrest-"+d), 0o700); err != nil {
 			return err
 		}
 	}
@@ -149,16 +149,16 @@ log-level-file=info
 pg1-path=%s
 pg1-socket-path=%s
 pg1-port=%d
-`, strings.Trim(r.prefix, "/"), bucket, region, h.s3.Access, h.s3.Secret, h.s3.Port, h.s3.CAFile,
+`, strings.Trim(r.prefix, "/"), bucket, h.s3.Region, h.s3.AccessKey, h.s3.SecretKey, h.s3.Port(), h.s3.CAFile,
 		h.opts.uploadConcurrency, compression,
 		filepath.Join(r.dir, "pgbackrest-spool"), filepath.Join(r.dir, "pgbackrest-log"), filepath.Join(r.dir, "pgbackrest-lock"),
-		r.cl.data, r.cl.sock, r.cl.port)
-	return h.writePGFile(r.pgbrConf, []byte(conf), 0o600)
+		r.cl.DataDir(), r.cl.SocketDir(), r.cl.Port())
+	return h.pgUser.WriteFile(r.pgbrConf, []byte(conf), 0o600)
 }
 
 func (r *runDir) pgbackrestStanza(ctx context.Context) error {
 	cmd := r.h.asPostgres(exec.CommandContext(ctx, "pgbackrest", "--config="+r.pgbrConf, "--stanza=bench", "stanza-create"))
-	cmd.Env = r.cl.env
+	cmd.Env = r.cl.Env()
 	cmd.Dir = r.dir
 	_, err := run(ctx, cmd)
 	return err

@@ -10,44 +10,28 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/tusk-pg/tusk/bench/internal/s3env"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
 
-// cluster is one PostgreSQL data directory with a private unix socket and no
-// TCP listener.
+// cluster is one benchmark PostgreSQL cluster: the project's test cluster
+// (private unix socket, no TCP listener) run as a child of the harness.
 type cluster struct {
-	h    *harness
-	base string // owned by the server user: data/, sock/, postgres.log
-	data string
-	sock string
-	port int
-	env  []string // the server's whole environment; archive_command inherits it
-	srv  *child
+	h *harness
+	*pgcluster.Server
 }
 
-// baseConf is what every benchmark cluster runs with; the archiver adds its
-// archive settings. Durability is off because the clusters are thrown away
-// and the point is to produce WAL as fast as two cores allow.
-func baseConf(port int, sock string) []string {
-	return []string{
-		"port = " + strconv.Itoa(port),
-		"listen_addresses = ''",
-		"unix_socket_directories = " + confQuote(sock),
-		"max_connections = 40",
-		"shared_buffers = 128MB",
-		"fsync = off",
-		"synchronous_commit = off",
-		"logging_collector = off",
-		"log_line_prefix = '%m [%p] '",
-		"log_checkpoints = on",
-		"log_autovacuum_min_duration = -1",
-	}
+// baseConf is what every benchmark cluster runs with, on top of the test
+// harness's settings (fsync and synchronous_commit off); the archiver adds
+// its archive settings. The clusters are thrown away and the point is to
+// produce WAL as fast as two cores allow.
+var baseConf = []string{
+	"max_connections = 40",
+	"shared_buffers = 128MB",
+	"log_checkpoints = on",
+	"log_autovacuum_min_duration = -1",
 }
 
 // workloadConf are the WAL settings of the burst, shown in the docs.
@@ -63,153 +47,41 @@ var workloadConf = []string{
 	"archive_timeout = 0",
 }
 
-// newCluster prepares base (created, owned by the server user) for a cluster
-// whose data directory will be base/data.
-func (h *harness) newCluster(base string, extraEnv []string) (*cluster, error) {
-	if err := h.mkdirPG(base, 0o755); err != nil {
-		return nil, err
+// clusterOptions puts a cluster in dir (dir/data, dir/sock, dir/postgres.log)
+// with the connection settings and extraEnv in its server's environment, so
+// that archive_command and daemons started with Env() find the cluster.
+func clusterOptions(dir string, extraEnv, conf []string) pgcluster.Options {
+	return pgcluster.Options{
+		BinDir: pgBinDir, WALSegSizeMB: segmentMiB, Dir: dir, ServerConnEnv: true,
+		Env: extraEnv, Conf: append(append([]string{}, baseConf...), conf...),
 	}
-	sock := filepath.Join(base, "sock")
-	if err := h.mkdirPG(sock, 0o755); err != nil {
-		return nil, err
-	}
-	port, err := s3env.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	c := &cluster{h: h, base: base, data: filepath.Join(base, "data"), sock: sock, port: port}
-	c.env = append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + base,
-		"LC_ALL=C",
-		"TZ=UTC",
-		"PGHOST=" + sock,
-		"PGPORT=" + strconv.Itoa(port),
-		"PGUSER=postgres",
-		"PGDATABASE=postgres",
-		"PGDATA=" + c.data,
-	}, extraEnv...)
-	return c, nil
 }
 
-// writeConf rewrites postgresql.conf as initdb's original plus lines.
-func (c *cluster) writeConf(lines []string) error {
-	orig := filepath.Join(c.data, "postgresql.conf.initdb")
-	b, err := os.ReadFile(orig)
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", orig, err)
-	}
-	var sb strings.Builder
-	sb.Write(b)
-	sb.WriteString("\n# --- benchmark settings\n")
-	for _, l := range append(baseConf(c.port, c.sock), lines...) {
-		sb.WriteString(l + "\n")
-	}
-	return c.h.writePGFile(filepath.Join(c.data, "postgresql.conf"), []byte(sb.String()), 0o600)
-}
-
-func (c *cluster) logPath() string { return filepath.Join(c.base, "postgres.log") }
-
-// start runs postgres and waits until it accepts connections.
+// start runs postgres and waits until it accepts connections. Its pid is
+// the harness's to wait for, never the sampler's to reap.
 func (c *cluster) start(ctx context.Context) error {
-	cmd := c.h.asPostgres(exec.Command(filepath.Join(pgBinDir, "postgres"), "-D", c.data))
-	cmd.Env = c.env
-	cmd.Dir = c.base
-	srv, err := c.h.start("postgres", cmd, c.logPath())
-	if err != nil {
+	if err := c.Start(ctx); err != nil {
 		return err
 	}
-	c.srv = srv
-	deadline := time.Now().Add(postgresStartWait)
-	for {
-		if !srv.running() {
-			return fmt.Errorf("postgres %s exited during start-up; log:\n%s", c.data, c.logTail())
-		}
-		if c.pmStatus(srv.pid()) == "ready" {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			_ = c.stop()
-			return fmt.Errorf("postgres %s not ready after %v; log:\n%s", c.data, postgresStartWait, c.logTail())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// pmStatus is the status line of postmaster.pid, as pg_ctl -w reads it.
-func (c *cluster) pmStatus(pid int) string {
-	b, err := os.ReadFile(filepath.Join(c.data, "postmaster.pid"))
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) < 8 || strings.TrimSpace(lines[0]) != strconv.Itoa(pid) {
-		return ""
-	}
-	return strings.TrimSpace(lines[7])
-}
-
-// stop shuts down fast (SIGINT): the archiver still gets a last pass.
-func (c *cluster) stop() error {
-	if c.srv == nil {
-		return nil
-	}
-	err := c.srv.stop(syscall.SIGINT, 2*time.Minute)
-	c.srv = nil
-	return err
-}
-
-// kill shuts down immediately (SIGQUIT): no last archiving pass.
-func (c *cluster) kill() {
-	if c.srv == nil {
-		return
-	}
-	_ = c.srv.stop(syscall.SIGQUIT, 30*time.Second)
-	c.srv = nil
-}
-
-func (c *cluster) logTail() string {
-	b, _ := os.ReadFile(c.logPath())
-	return string(tail(b, 8192))
-}
-
-func (c *cluster) connect(ctx context.Context) (*pgx.Conn, error) {
-	cs := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=disable", c.sock, c.port)
-	conn, err := pgx.Connect(ctx, cs)
-	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", c.data, err)
-	}
-	return conn, nil
-}
-
-func (c *cluster) exec(ctx context.Context, sql string) error {
-	conn, err := c.connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		return fmt.Errorf("%s: %w", firstLine(sql), err)
-	}
+	c.h.managed.add(c.Pid())
 	return nil
 }
 
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i] + " ..."
-	}
-	return s
-}
+// stop shuts down fast (SIGINT): the archiver still gets a last pass.
+func (c *cluster) stop() error { return c.Stop(2 * time.Minute) }
+
+// kill shuts down immediately (SIGQUIT): no last archiving pass.
+func (c *cluster) kill() { _ = c.Kill() }
 
 // pgbench starts pgbench against the cluster as the server user, its output
 // in logPath.
 func (c *cluster) pgbench(logPath string, args ...string) (*child, error) {
-	full := append([]string{"-h", c.sock, "-p", strconv.Itoa(c.port), "-U", "postgres"}, args...)
+	full := append([]string{"-h", c.SocketDir(), "-p", strconv.Itoa(c.Port()), "-U", "postgres"}, args...)
 	full = append(full, "postgres")
-	cmd := c.h.asPostgres(exec.Command(filepath.Join(pgBinDir, "pgbench"), full...))
-	cmd.Env = c.env
-	cmd.Dir = c.base
+	cmd := exec.Command(filepath.Join(pgBinDir, "pgbench"), full...)
+	c.Owner().Apply(cmd)
+	cmd.Env = c.Env()
+	cmd.Dir = c.BaseDir()
 	return c.h.start("pgbench", cmd, logPath)
 }
 
@@ -247,31 +119,15 @@ const wideMD5s = 61
 // configured scale and the wide table, checkpointed and stopped, archiving
 // off (the load's WAL is never archived).
 func (h *harness) initTemplate(ctx context.Context) (*cluster, error) {
-	c, err := h.newCluster(filepath.Join(h.work, "template"), nil)
-	if err != nil {
-		return nil, err
-	}
-	h.log.Info("initdb template cluster", "dir", c.data)
-	initdb := h.asPostgres(exec.CommandContext(ctx, filepath.Join(pgBinDir, "initdb"), "-D", c.data, "-U", "postgres",
-		"--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
-		"--wal-segsize="+strconv.Itoa(segmentMiB)))
-	initdb.Env = c.env
-	initdb.Dir = c.base
-	if _, err := run(ctx, initdb); err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(c.data, "postgresql.conf")
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		return nil, err
-	}
-	if err := h.writePGFile(conf+".initdb", b, 0o600); err != nil {
-		return nil, err
-	}
+	dir := filepath.Join(h.work, "template")
+	h.log.Info("initdb template cluster", "dir", dir)
 	// Loading is faster with big checkpoints; archiving stays off.
-	if err := c.writeConf([]string{"max_wal_size = 4GB", "checkpoint_timeout = 15min", "wal_level = minimal", "max_wal_senders = 0"}); err != nil {
+	srv, err := pgcluster.Create(clusterOptions(dir, nil,
+		[]string{"max_wal_size = 4GB", "checkpoint_timeout = 15min", "wal_level = minimal", "max_wal_senders = 0"}))
+	if err != nil {
 		return nil, err
 	}
+	c := &cluster{h: h, Server: srv}
 	if err := c.start(ctx); err != nil {
 		return nil, err
 	}
@@ -296,7 +152,7 @@ func (h *harness) initTemplate(ctx context.Context) (*cluster, error) {
 		`VACUUM ANALYZE`,
 		`CHECKPOINT`,
 	} {
-		if err := c.exec(ctx, sql); err != nil {
+		if err := c.Exec(ctx, sql); err != nil {
 			return nil, err
 		}
 	}
@@ -321,19 +177,13 @@ func (c *child) wait(ctx context.Context) error {
 }
 
 // clone copies the stopped template into base/data: a fresh cluster with
-// the template's tables.
-func (h *harness) clone(ctx context.Context, tmpl *cluster, base string, extraEnv []string, conf []string) (*cluster, error) {
-	c, err := h.newCluster(base, extraEnv)
+// the template's tables. The template's pg_wal holds segments written while
+// archiving was off; none is marked .ready, so the archiver starts from a
+// clean slate.
+func (h *harness) clone(tmpl *cluster, base string, extraEnv []string, conf []string) (*cluster, error) {
+	srv, err := tmpl.Clone(clusterOptions(base, extraEnv, conf))
 	if err != nil {
 		return nil, err
 	}
-	if _, err := run(ctx, exec.CommandContext(ctx, "cp", "-a", tmpl.data, c.data)); err != nil {
-		return nil, err
-	}
-	// The template's pg_wal holds segments written while archiving was off;
-	// none is marked .ready, so the archiver starts from a clean slate.
-	if err := c.writeConf(conf); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return &cluster{h: h, Server: srv}, nil
 }

@@ -10,24 +10,20 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/tusk-pg/tusk/bench/internal/s3env"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
 
 const (
-	pgBinDir          = "/usr/lib/postgresql/15/bin"
-	bucket            = "bench"
-	region            = "us-east-1"
-	stopGrace         = 10 * time.Second
-	serverStartWait   = 30 * time.Second
-	postgresStartWait = 2 * time.Minute
+	pgBinDir  = "/usr/lib/postgresql/15/bin"
+	bucket    = "bench"
+	stopGrace = 10 * time.Second
 )
 
 // pidSet holds the pids of the children the harness started and waits for
@@ -120,56 +116,19 @@ func (c *child) stop(sig syscall.Signal, grace time.Duration) error {
 	return err
 }
 
-// serverUser is the OS user PostgreSQL (and so every archiver) runs as.
-type serverUser struct {
-	uid, gid int
-	cred     *syscall.Credential
-}
-
-func lookupPostgresUser() (*serverUser, error) {
+// lookupPostgresUser is the OS user PostgreSQL (and so every archiver)
+// runs as: the benchmark runs as root and PostgreSQL refuses to.
+func lookupPostgresUser() (*pgcluster.ServerUser, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the benchmark runs as root (it installs packages and runs PostgreSQL as the postgres user)")
 	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, fmt.Errorf("postgres OS user: %w", err)
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil, fmt.Errorf("postgres uid %q: %w", u.Uid, err)
-	}
-	gid, err := strconv.Atoi(u.Gid)
-	if err != nil {
-		return nil, fmt.Errorf("postgres gid %q: %w", u.Gid, err)
-	}
-	return &serverUser{uid: uid, gid: gid, cred: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}, nil
+	return pgcluster.LookupServerUser()
 }
 
 // asPostgres makes cmd run as the server user.
 func (h *harness) asPostgres(cmd *exec.Cmd) *exec.Cmd {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Credential = h.pgUser.cred
+	h.pgUser.Apply(cmd)
 	return cmd
-}
-
-// mkdirPG makes a directory owned by the server user.
-func (h *harness) mkdirPG(path string, mode os.FileMode) error {
-	if err := os.MkdirAll(path, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		return err
-	}
-	return os.Chown(path, h.pgUser.uid, h.pgUser.gid)
-}
-
-func (h *harness) writePGFile(path string, data []byte, mode os.FileMode) error {
-	if err := os.WriteFile(path, data, mode); err != nil {
-		return err
-	}
-	return os.Chown(path, h.pgUser.uid, h.pgUser.gid)
 }
 
 // run runs a command to completion, returning its combined output in the
@@ -237,17 +196,17 @@ func (h *harness) ensureDeps(ctx context.Context, needPgBackRest bool) error {
 			}
 		}
 	}
-	if _, err := s3env.FindVersitygw(); err != nil {
+	if _, err := s3server.FindBinary(); err != nil {
 		if h.opts.noInstall {
 			return err
 		}
-		h.log.Info("installing versitygw", "version", s3env.VersitygwVersion)
-		cmd := exec.CommandContext(ctx, "go", "install", s3env.VersitygwModule+"@"+s3env.VersitygwVersion)
+		h.log.Info("installing versitygw", "version", s3server.VersitygwVersion)
+		cmd := exec.CommandContext(ctx, "go", "install", s3server.VersitygwModule+"@"+s3server.VersitygwVersion)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if _, err := run(ctx, cmd); err != nil {
 			return err
 		}
-		if _, err := s3env.FindVersitygw(); err != nil {
+		if _, err := s3server.FindBinary(); err != nil {
 			return err
 		}
 	}
@@ -287,33 +246,14 @@ func (h *harness) tuskHas(ctx context.Context, command string) bool {
 
 // startS3 runs versitygw (posix backend, TLS, 127.0.0.1 only) and creates
 // the bucket.
-func (h *harness) startS3(ctx context.Context) error {
-	srv, err := s3env.New(ctx, h.work, region, bucket)
+func (h *harness) startS3() error {
+	srv, err := s3server.Run(s3server.Options{TLS: true, Bucket: bucket, Dir: filepath.Join(h.work, "s3")})
 	if err != nil {
 		return err
 	}
 	h.s3 = srv
-	var lastErr error
-	// Another process can take the port between probe and bind.
-	for range 3 {
-		cmd, err := srv.Command()
-		if err != nil {
-			return err
-		}
-		c, err := h.start("versitygw", cmd, filepath.Join(h.work, "versitygw.log"))
-		if err != nil {
-			return err
-		}
-		if lastErr = srv.Wait(ctx, c.running, serverStartWait); lastErr == nil {
-			h.s3Child = c
-			break
-		}
-		_ = c.stop(syscall.SIGTERM, stopGrace)
-	}
-	if lastErr != nil {
-		return fmt.Errorf("starting versitygw: %w", lastErr)
-	}
-	return srv.CreateBucket(ctx)
+	h.managed.add(srv.Pid())
+	return nil
 }
 
 // stored counts the objects and bytes under prefix in the bucket.

@@ -32,9 +32,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/tusk-pg/tusk/bench/internal/s3env"
 	"github.com/tusk-pg/tusk/bench/procfs"
 	"github.com/tusk-pg/tusk/bench/report"
+	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
 
 type options struct {
@@ -176,12 +178,11 @@ type harness struct {
 	work    string // temporary directory
 	outDir  string
 	runID   string
-	pgUser  *serverUser
+	pgUser  *pgcluster.ServerUser
 	managed pidSet
 
 	tusk, timed string
-	s3          *s3env.Server
-	s3Child     *child
+	s3          *s3server.Server
 }
 
 func main() {
@@ -207,16 +208,6 @@ func main() {
 	}
 }
 
-func moduleRoot() string {
-	if out, err := exec.Command("go", "env", "GOMOD").Output(); err == nil {
-		if mod := strings.TrimSpace(string(out)); mod != "" && mod != os.DevNull {
-			return filepath.Dir(mod)
-		}
-	}
-	wd, _ := os.Getwd()
-	return wd
-}
-
 func (h *harness) main(ctx context.Context) error {
 	var err error
 	if h.pgUser, err = lookupPostgresUser(); err != nil {
@@ -228,7 +219,9 @@ func (h *harness) main(ctx context.Context) error {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("becoming a child subreaper: %w", err)
 	}
-	h.root = moduleRoot()
+	if h.root, err = testenv.ModuleRoot(); err != nil {
+		return err
+	}
 	started := time.Now()
 	h.runID = started.UTC().Format("20060102T150405Z")
 
@@ -283,10 +276,10 @@ func (h *harness) main(ctx context.Context) error {
 	if h.timed, err = h.wrapper(); err != nil {
 		return err
 	}
-	if err := h.startS3(ctx); err != nil {
+	if err := h.startS3(); err != nil {
 		return err
 	}
-	defer h.s3Child.stop(syscall.SIGTERM, stopGrace)
+	defer h.s3.Close()
 
 	sum := &report.Summary{Started: started, OutDir: relTo(h.root, h.outDir), Machine: h.machine(ctx, needPgbr)}
 	sum.Settings = report.Settings{
@@ -383,12 +376,12 @@ func (h *harness) runArchiver(ctx context.Context, tmpl *cluster, a *archiver, p
 	env := append(h.archiverEnv(r.prefix, filepath.Join(r.dir, "data")), a.env...)
 	conf := append(append([]string{}, workloadConf...),
 		"archive_command = "+confQuote(h.timed+" "+invLog+" "+cmdline))
-	cl, err := h.clone(ctx, tmpl, r.dir, env, conf)
+	cl, err := h.clone(tmpl, r.dir, env, conf)
 	if err != nil {
 		return res, nil, err
 	}
 	r.cl = cl
-	if err := h.writePGFile(invLog, nil, 0o644); err != nil {
+	if err := h.pgUser.WriteFile(invLog, nil, 0o644); err != nil {
 		return res, nil, err
 	}
 	if a.prepare != nil {
@@ -401,7 +394,7 @@ func (h *harness) runArchiver(ctx context.Context, tmpl *cluster, a *archiver, p
 		tgt.names[n] = true
 	}
 	if a.daemon != nil {
-		d, err := h.startDaemon(ctx, r, cl.env)
+		d, err := h.startDaemon(ctx, r, cl.Env())
 		if err != nil {
 			return res, nil, err
 		}
@@ -426,14 +419,14 @@ func (h *harness) runArchiver(ctx context.Context, tmpl *cluster, a *archiver, p
 			h.log.Warn("stopping postgres", "archiver", a.name, "error", err)
 		}
 	}()
-	tgt.postmaster = cl.srv.pid()
+	tgt.postmaster = cl.Pid()
 	if a.afterStart != nil {
 		if err := a.afterStart(ctx, r); err != nil {
 			return res, nil, err
 		}
 	}
 	wide := filepath.Join(r.dir, "wide.sql")
-	if err := h.writePGFile(wide, []byte(wideSQL(h.opts.wideRows, h.opts.wideBatch)), 0o644); err != nil {
+	if err := h.pgUser.WriteFile(wide, []byte(wideSQL(h.opts.wideRows, h.opts.wideBatch)), 0o644); err != nil {
 		return res, nil, err
 	}
 
@@ -470,7 +463,7 @@ func (h *harness) runArchiver(ctx context.Context, tmpl *cluster, a *archiver, p
 
 	smp.setPhase(report.PhaseDrain)
 	for {
-		if readyCount(cl.data) == 0 {
+		if readyCount(cl.DataDir()) == 0 {
 			res.Drained = true
 			break
 		}
@@ -536,7 +529,7 @@ func (h *harness) collectLogs(r *runDir, out string) {
 			continue
 		}
 		if f == "pgbackrest.conf" {
-			b = []byte(redact(string(b), h.s3.Secret, h.s3.Access))
+			b = []byte(redact(string(b), h.s3.SecretKey, h.s3.AccessKey))
 		}
 		_ = os.WriteFile(filepath.Join(out, f), b, 0o644)
 	}
@@ -562,12 +555,12 @@ func (h *harness) idleDaemon(ctx context.Context, tmpl *cluster, a *archiver, pr
 	res := report.IdleResult{Name: a.name, Seconds: h.opts.idle.Seconds()}
 	r := &runDir{h: h, a: a, dir: filepath.Join(h.work, "idle", a.name), prefix: h.runID + "/idle-" + a.name}
 	r.sock = filepath.Join(r.dir, "daemon.sock")
-	if err := h.mkdirPG(r.dir, 0o755); err != nil {
+	if err := h.pgUser.Mkdir(r.dir, 0o755); err != nil {
 		res.Error = err.Error()
 		return res, nil
 	}
 	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + r.dir, "LC_ALL=C", "TZ=UTC"},
-		h.archiverEnv(r.prefix, tmpl.data)...)
+		h.archiverEnv(r.prefix, tmpl.DataDir())...)
 	env = append(env, a.env...)
 	d, err := h.startDaemon(ctx, r, env)
 	if err != nil {
@@ -642,7 +635,7 @@ func (h *harness) machine(ctx context.Context, pgbr bool) report.Machine {
 	if pgbr {
 		m.PgBackRest = version("pgbackrest", "version")
 	}
-	m.Versitygw = s3env.VersitygwVersion
+	m.Versitygw = s3server.VersitygwVersion
 	// "tusk\tVERSION\tCOMMIT\tDATE"; a development build says "unknown".
 	var tv []string
 	for i, f := range strings.Fields(version(h.tusk, "--version")) {
@@ -696,8 +689,10 @@ func (h *harness) writeOutputs(sum *report.Summary, all []report.Sample, byArchi
 }
 
 // rerender rewrites summary.md and the docs section from a saved run.
-func (h *harness) rerender(path string) error {
-	h.root = moduleRoot()
+func (h *harness) rerender(path string) (err error) {
+	if h.root, err = testenv.ModuleRoot(); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ func (h *harness) newSampler(ctx context.Context, tgt target, cl *cluster, invLo
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if cl != nil {
-		conn, err := cl.connect(ctx)
+		conn, err := cl.Connect(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -282,7 +282,7 @@ func (s *sampler) sample(ctx context.Context) {
 	s.mu.Unlock()
 
 	if s.cl != nil {
-		out.Ready = readyCount(s.cl.data)
+		out.Ready = readyCount(s.cl.DataDir())
 		if a, f, l, err := s.pgStats(ctx); err == nil {
 			s.lastArchived, s.lastFailed, s.lastLSN = a, f, l
 		}

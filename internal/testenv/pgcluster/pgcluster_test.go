@@ -1,6 +1,7 @@
 package pgcluster
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,11 +96,65 @@ func TestTempDirOwnedByServerUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	su, err := lookupServerUser()
+	su, err := LookupServerUser()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if uid := fi.Sys().(*syscall.Stat_t).Uid; int(uid) != su.uid {
-		t.Errorf("%s owned by uid %d, want %d", dir, uid, su.uid)
+	if uid := fi.Sys().(*syscall.Stat_t).Uid; int(uid) != su.UID {
+		t.Errorf("%s owned by uid %d, want %d", dir, uid, su.UID)
+	}
+}
+
+// TestServerWithoutTest drives the error-returning API the benchmarks use:
+// a cluster in a caller's directory with the connection settings in the
+// server's environment, an immediate shutdown, and Close leaving the
+// caller's directory in place with no process behind.
+func TestServerWithoutTest(t *testing.T) {
+	dir := filepath.Join(TempDir(t), "bench")
+	s, err := Create(Options{Dir: dir, ServerConnEnv: true, Conf: []string{"max_connections = 40"},
+		Env: []string{"MARK=1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.DataDir() != filepath.Join(dir, "data") || s.LogFile() != filepath.Join(dir, "postgres.log") {
+		t.Errorf("DataDir %s LogFile %s, want them under %s", s.DataDir(), s.LogFile(), dir)
+	}
+	env := strings.Join(s.Env(), "\n")
+	for _, want := range []string{"PGHOST=" + s.SocketDir(), "PGDATA=" + s.DataDir(), "MARK=1"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("server env lacks %s:\n%s", want, env)
+		}
+	}
+	ctx := context.Background()
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid := s.Pid()
+	var n int
+	if err := s.QueryRow(ctx, "select setting::int from pg_settings where name = 'max_connections'").Scan(&n); err != nil || n != 40 {
+		t.Errorf("max_connections = %d, %v; want 40 from Conf", n, err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Errorf("Kill: %v", err)
+	}
+	if s.Running() || s.Pid() != 0 {
+		t.Error("running after Kill")
+	}
+	if err := syscall.Kill(-pid, 0); err != syscall.ESRCH {
+		t.Errorf("process group %d still exists after Kill (kill: %v)", pid, err)
+	}
+	// Crash recovery after the immediate shutdown, then a fast one by Close.
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pid = s.Pid()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if err := syscall.Kill(-pid, 0); err != syscall.ESRCH {
+		t.Errorf("process group %d still exists after Close (kill: %v)", pid, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+		t.Errorf("Close removed the caller's directory: %v", err)
 	}
 }

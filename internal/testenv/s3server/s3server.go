@@ -1,10 +1,11 @@
-// Package s3server runs a throwaway S3 server for tests: versitygw with its
-// posix backend on a private directory, listening on 127.0.0.1, over plain
-// HTTP or TLS with a freshly generated CA.
+// Package s3server runs a throwaway S3 server for tests and benchmarks:
+// versitygw with its posix backend on a private directory, listening on
+// 127.0.0.1, over plain HTTP or TLS with a freshly generated CA. Run returns
+// plain errors (benchmarks use it); Start binds the server to a test.
 //
 // The versitygw binary is found through $TUSK_VERSITYGW, PATH, or the Go bin
 // directory (scripts/install-deps.sh installs it there). When it is missing
-// the test is skipped, except under CI=true where that is a failure.
+// a test is skipped, except under CI=true where that is a failure.
 package s3server
 
 import (
@@ -35,8 +36,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
+// VersitygwModule and VersitygwVersion are the server scripts/install-deps.sh
+// installs.
+const (
+	VersitygwModule  = "github.com/versity/versitygw/cmd/versitygw"
+	VersitygwVersion = "v1.8.0"
+)
+
 // InstallHint says how to get the server binary.
-const InstallHint = "go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 (or scripts/install-deps.sh), or set TUSK_VERSITYGW"
+const InstallHint = "go install " + VersitygwModule + "@" + VersitygwVersion + " (or scripts/install-deps.sh), or set TUSK_VERSITYGW"
+
+// ErrNoBinary is returned by FindBinary when there is no versitygw.
+var ErrNoBinary = errors.New("versitygw not found; install with " + InstallHint)
 
 const (
 	startTimeout = 20 * time.Second
@@ -55,6 +66,9 @@ type Options struct {
 	Prefix string
 	// AccessKey and SecretKey of the root user; generated when empty.
 	AccessKey, SecretKey string
+	// Dir holds the server's data and log; a new temp dir when empty. Run
+	// removes only a dir it made.
+	Dir string
 }
 
 // Server is a running (or stopped) versitygw. Its fields are fixed for its
@@ -73,12 +87,15 @@ type Server struct {
 	// DataDir is the posix backend's root; the bucket is DataDir/Bucket.
 	DataDir string
 
-	t        testing.TB
+	t        testing.TB // set by Start; Restart fails it
 	bin      string
+	work     string // removed by Close when ownWork
+	ownWork  bool
 	addr     string
 	logPath  string
 	certFile string
 	keyFile  string
+	roots    *x509.CertPool // nil without TLS
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
@@ -87,93 +104,137 @@ type Server struct {
 // test ends.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	bin := Binary(t)
-	s := &Server{
-		Bucket:    opts.Bucket,
-		Prefix:    strings.Trim(opts.Prefix, "/"),
-		Region:    "us-east-1",
-		AccessKey: opts.AccessKey,
-		SecretKey: opts.SecretKey,
-		t:         t,
-		bin:       bin,
+	if _, err := FindBinary(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("s3server: versitygw not found (CI=true requires it); install with %s", InstallHint)
+		}
+		t.Skipf("skipped: %v", err)
 	}
-	if s.Bucket == "" {
-		s.Bucket = "tusk"
+	if opts.Dir == "" {
+		// Removed after the cleanup below stops the server (cleanups run
+		// last-in first-out).
+		opts.Dir = t.TempDir()
 	}
-	if s.AccessKey == "" {
-		s.AccessKey = "tusk" + randomHex(t, 8)
-	}
-	if s.SecretKey == "" {
-		s.SecretKey = randomHex(t, 20)
-	}
-	// TempDirs are registered before the cleanup that stops the server, so
-	// they are removed after it (cleanups run last-in first-out).
-	work := t.TempDir()
-	s.DataDir = filepath.Join(work, "data")
-	s.logPath = filepath.Join(work, "versitygw.log")
-	if err := os.Mkdir(s.DataDir, 0o755); err != nil {
+	s, err := Run(opts)
+	if err != nil {
 		t.Fatalf("s3server: %v", err)
 	}
-	scheme := "http"
-	if opts.TLS {
-		scheme = "https"
-		if err := s.makeCerts(); err != nil {
-			t.Fatalf("s3server: generating TLS certificates: %v", err)
-		}
-	}
+	s.t = t
 	t.Cleanup(func() {
 		s.Stop()
 		if t.Failed() {
 			t.Logf("s3server: versitygw log tail:\n%s", s.logTail(4096))
 		}
-		if s.CAFile != "" {
-			_ = os.RemoveAll(filepath.Dir(s.CAFile))
+		if err := s.Close(); err != nil {
+			t.Errorf("s3server: %v", err)
 		}
 	})
+	return s
+}
 
+// Run starts a server and creates its bucket. Close stops it and removes
+// its files.
+func Run(opts Options) (s *Server, err error) {
+	bin, err := FindBinary()
+	if err != nil {
+		return nil, err
+	}
+	s = &Server{
+		Bucket:    opts.Bucket,
+		Prefix:    strings.Trim(opts.Prefix, "/"),
+		Region:    "us-east-1",
+		AccessKey: opts.AccessKey,
+		SecretKey: opts.SecretKey,
+		bin:       bin,
+		work:      opts.Dir,
+	}
+	if s.Bucket == "" {
+		s.Bucket = "tusk"
+	}
+	if s.AccessKey == "" {
+		s.AccessKey = "tusk" + randomHex(8)
+	}
+	if s.SecretKey == "" {
+		s.SecretKey = randomHex(20)
+	}
+	if s.work == "" {
+		if s.work, err = os.MkdirTemp("", "tusk-s3-"); err != nil {
+			return nil, err
+		}
+		s.ownWork = true
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close())
+		}
+	}()
+	s.DataDir = filepath.Join(s.work, "data")
+	s.logPath = filepath.Join(s.work, "versitygw.log")
+	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
+		return s, err
+	}
+	scheme := "http"
+	if opts.TLS {
+		scheme = "https"
+		if err := s.makeCerts(); err != nil {
+			return s, fmt.Errorf("generating TLS certificates: %w", err)
+		}
+	}
 	// A free port can be taken between our probe and versitygw's bind; try a
 	// few ports before giving up.
-	var err error
 	for range 3 {
-		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+		var port int
+		if port, err = freePort(); err != nil {
+			return s, err
+		}
+		s.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		s.Endpoint = scheme + "://" + s.addr
 		if err = s.start(); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		t.Fatalf("s3server: starting versitygw: %v", err)
+		return s, fmt.Errorf("starting versitygw: %w", err)
 	}
 	if err := s.createBucket(); err != nil {
-		t.Fatalf("s3server: creating bucket %s: %v", s.Bucket, err)
+		return s, fmt.Errorf("creating bucket %s: %w", s.Bucket, err)
 	}
-	return s
+	return s, nil
 }
 
-// Binary returns the versitygw executable, skipping the test (failing it
-// under CI=true) when there is none.
-func Binary(t testing.TB) string {
-	t.Helper()
+// Close stops the server and removes its certificates, and its data and log
+// unless they are in the caller's opts.Dir.
+func (s *Server) Close() error {
+	s.Stop()
+	var err error
+	if s.CAFile != "" {
+		err = os.RemoveAll(filepath.Dir(s.CAFile))
+	}
+	if s.ownWork {
+		err = errors.Join(err, os.RemoveAll(s.work))
+	}
+	return err
+}
+
+// FindBinary returns the versitygw executable: $TUSK_VERSITYGW, PATH, or the
+// Go bin directories.
+func FindBinary() (string, error) {
 	if p := os.Getenv("TUSK_VERSITYGW"); p != "" {
 		if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-			t.Fatalf("s3server: TUSK_VERSITYGW=%s is not an executable file", p)
+			return "", fmt.Errorf("TUSK_VERSITYGW=%s is not an executable file", p)
 		}
-		return p
+		return p, nil
 	}
 	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
+		return p, nil
 	}
 	for _, dir := range goBinDirs() {
 		p := filepath.Join(dir, "versitygw")
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
+			return p, nil
 		}
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("s3server: versitygw not found (CI=true requires it); install with %s", InstallHint)
-	}
-	t.Skipf("skipped: versitygw not found; install with %s", InstallHint)
-	return ""
+	return "", ErrNoBinary
 }
 
 func goBinDirs() []string {
@@ -200,6 +261,21 @@ func goBinDirs() []string {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return s.addr }
 
+// Port is the server's TCP port.
+func (s *Server) Port() int {
+	_, p, _ := net.SplitHostPort(s.addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Pid is the server process's pid, 0 when stopped.
+func (s *Server) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // URL is the s3:// URL of path inside the bucket.
 func (s *Server) URL(path string) string {
 	path = strings.Trim(path, "/")
@@ -209,11 +285,14 @@ func (s *Server) URL(path string) string {
 	return "s3://" + s.Bucket + "/" + path
 }
 
-// Env returns the settings that point tusk (or WAL-G) at this server, as
-// NAME=value strings for an environment.
-func (s *Server) Env() []string {
+// Env returns the settings that point tusk (or WAL-G) at this server's
+// Prefix, as NAME=value strings for an environment.
+func (s *Server) Env() []string { return s.EnvFor(s.Prefix) }
+
+// EnvFor is Env with another path inside the bucket as WALG_S3_PREFIX.
+func (s *Server) EnvFor(prefix string) []string {
 	env := []string{
-		"WALG_S3_PREFIX=" + s.URL(s.Prefix),
+		"WALG_S3_PREFIX=" + s.URL(prefix),
 		"AWS_ENDPOINT=" + s.Endpoint,
 		"AWS_REGION=" + s.Region,
 		"AWS_ACCESS_KEY_ID=" + s.AccessKey,
@@ -240,13 +319,8 @@ func (s *Server) Setting(name string) (string, bool) {
 // talk to the server directly.
 func (s *Server) HTTPClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if s.CAFile != "" {
-		pool := x509.NewCertPool()
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil || !pool.AppendCertsFromPEM(pem) {
-			s.t.Fatalf("s3server: loading %s: %v", s.CAFile, err)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	if s.roots != nil {
+		tr.TLSClientConfig = &tls.Config{RootCAs: s.roots}
 	}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
@@ -265,6 +339,22 @@ func (s *Server) Client() *s3.Client {
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
 	})
+}
+
+// Objects maps every key under prefix in the bucket to its size.
+func (s *Server) Objects(ctx context.Context, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	p := s3.NewListObjectsV2Paginator(s.Client(), &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", s.URL(prefix), err)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+		}
+	}
+	return out, nil
 }
 
 // Running reports whether the server process is up.
@@ -299,13 +389,24 @@ func (s *Server) Stop() {
 }
 
 // Restart stops the server if it runs and starts it again with the same
-// address, keys and data.
+// address, keys and data, failing the test of a server from Start.
 func (s *Server) Restart() {
+	if s.t == nil {
+		panic("s3server: Restart needs a server from Start; use Relaunch")
+	}
 	s.t.Helper()
+	if err := s.Relaunch(); err != nil {
+		s.t.Fatalf("s3server: %v", err)
+	}
+}
+
+// Relaunch is Restart with the error returned.
+func (s *Server) Relaunch() error {
 	s.Stop()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("s3server: restarting versitygw on %s: %v", s.addr, err)
+		return fmt.Errorf("restarting versitygw on %s: %w", s.addr, err)
 	}
+	return nil
 }
 
 func (s *Server) start() error {
@@ -326,7 +427,7 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.bin, args...)
 	// Keys come from the flags only, never from a stray ROOT_ACCESS_KEY or
 	// VGW_* in the test's environment.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Dir(s.DataDir)}
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.work}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = sysProcAttr()
@@ -452,6 +553,8 @@ func (s *Server) makeCerts() error {
 	if err != nil {
 		return err
 	}
+	s.roots = x509.NewCertPool()
+	s.roots.AddCert(caCert)
 	s.CAFile = filepath.Join(dir, "ca.pem")
 	s.certFile = filepath.Join(dir, "server.pem")
 	s.keyFile = filepath.Join(dir, "server-key.pem")
@@ -471,19 +574,19 @@ func serial() *big.Int {
 	return n
 }
 
-func randomHex(t testing.TB, n int) string {
+// randomHex returns n random bytes as hex; crypto/rand does not fail on
+// Linux.
+func randomHex(n int) string {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
+	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x", b)
 }
 
-func freePort(t testing.TB) int {
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("s3server: finding a free port: %v", err)
+		return 0, fmt.Errorf("finding a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -89,5 +90,44 @@ func TestTLS(t *testing.T) {
 	var certErr interface{ Error() string }
 	if err == nil || !errors.As(err, &certErr) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("plain client: %v, want a certificate error", err)
+	}
+}
+
+// TestRunWithoutTest drives the error-returning API the benchmarks use: a
+// server in a caller's dir, objects listed, per-prefix settings, and Close
+// stopping it while leaving the caller's dir.
+func TestRunWithoutTest(t *testing.T) {
+	if _, err := FindBinary(); err != nil {
+		t.Skip(err)
+	}
+	dir := t.TempDir()
+	s, err := Run(Options{TLS: true, Bucket: "bench", Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Port() == 0 || s.Pid() == 0 || s.DataDir != dir+"/data" {
+		t.Fatalf("Port %d Pid %d DataDir %s", s.Port(), s.Pid(), s.DataDir)
+	}
+	roundTrip(t, s, "run/a", "12345")
+	objs, err := s.Objects(context.Background(), "run/")
+	if err != nil || len(objs) != 1 || objs["run/a"] != 5 {
+		t.Fatalf("Objects = %v, %v; want run/a of 5 bytes", objs, err)
+	}
+	if got := s.EnvFor("/x/y/")[0]; got != "WALG_S3_PREFIX=s3://bench/x/y" {
+		t.Errorf("EnvFor: %s", got)
+	}
+	pid, ca := s.Pid(), s.CAFile
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+		t.Errorf("versitygw %d alive after Close (kill: %v)", pid, err)
+	}
+	if _, err := os.Stat(ca); !os.IsNotExist(err) {
+		t.Errorf("CA file %s left after Close: %v", ca, err)
+	}
+	if _, err := os.Stat(dir + "/data/bench/run/a"); err != nil {
+		t.Errorf("Close removed the caller's dir: %v", err)
 	}
 }
