@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tusk-pg/tusk/internal/backup"
-	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/fsutil"
@@ -354,12 +353,8 @@ func restoreSize(ctx context.Context, store storage.Storage, name string) int64 
 	return total
 }
 
-// Per download, beyond the decoders: what one GET holds while its body
-// streams in.
+// Per download, beyond the decoders and the storage's request.
 const (
-	// s3RequestBuffers covers the HTTP/1.1 connection's bufio reader and
-	// writer and TLS's record buffers (up to 16 KiB each way).
-	s3RequestBuffers = 64 << 10
 	// tarHeaderBound is archive/tar's limit on a PAX or GNU long-name
 	// header, which it reads whole: the worst a hostile tar can make a
 	// worker hold. WAL-G's tars need under 1 KiB.
@@ -378,37 +373,16 @@ const (
 // need. pg_control and backup_label are restored after the data tars, by
 // one worker: no more.
 func (a *app) fetchMemoryPlan(cr crypt.Crypter) (*memplan.Plan, error) {
-	n := max(a.cfg.DownloadConcurrency(), 1)
-	p := &memplan.Plan{Process: "tusk backup-fetch"}
-	var worst int64
-	var worstName string
-	// Every extension a tar can carry, decode-only methods (gz, lzo)
-	// included.
-	for _, ext := range codec.ProbeExts() {
-		m, err := codec.ByExt(ext)
-		if err != nil {
-			return nil, fmt.Errorf("memory plan: codec for .%s: %w", ext, err)
-		}
-		if _, r := codec.MemoryEstimate(m); r > worst {
-			worst, worstName = r, m.Name()
-		}
-	}
-	p.Add("decompressor (largest: "+worstName+")", n, worst, "one per worker: WALG_DOWNLOAD_CONCURRENCY")
-	if cr != nil {
-		_, d := crypt.MemoryEstimate(cr)
-		p.Add("decryption ("+cr.Name()+")", n, d, "")
-	}
-	p.Add("copy buffer", n, backup.ExtractBufferSize, "")
-	p.Add("tar reader headers", n, tarHeaderBound, "archive/tar's bound on one PAX or GNU long-name header; WAL-G's tars use under 1 KiB")
-	p.Add("delta increment block list", n, incrementBlockList,
-		fmt.Sprintf("delta backups: one increment of a 1 GiB segment; a hostile one can take up to %d MiB", backup.MaxIncrementBlocks*4>>20))
-	kind, _, err := a.cfg.StorageKind()
+	facts, err := a.memoryFacts(a.cfg.Compression(), cr)
 	if err != nil {
 		return nil, err
 	}
-	if kind == config.StorageS3 {
-		p.Add("S3 GET request", n, s3RequestBuffers, "HTTP and TLS connection buffers")
-	}
-	p.Add("sentinels and tar listings", 1, 1<<20, "WAL-G's sentinels are a few KiB; an old one listing every file takes more")
-	return p, nil
+	return memplan.BackupFetchPlan(facts, memplan.BackupFetch{
+		Workers:         a.cfg.DownloadConcurrency(),
+		CopyBuffer:      backup.ExtractBufferSize,
+		TarHeader:       tarHeaderBound,
+		IncrementBlocks: incrementBlockList,
+		IncrementMax:    backup.MaxIncrementBlocks * 4,
+		Catalog:         1 << 20,
+	}), nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/daemon"
 	"github.com/tusk-pg/tusk/internal/memplan"
+	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/rss"
 	"github.com/tusk-pg/tusk/internal/wal"
 )
@@ -85,16 +86,25 @@ func (a *app) daemonPlan() (*memplan.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return daemon.Plan(daemon.PlanInput{
+	facts, err := a.memoryFacts(method, cr)
+	if err != nil {
+		return nil, err
+	}
+	d := memplan.Daemon{
 		Workers:         a.cfg.UploadConcurrency(),
-		MaxConnections:  a.cfg.DaemonMaxConnections(),
-		SegmentSize:     a.cfg.WalSegmentSize(),
 		Buffering:       buffering,
-		Method:          method,
-		Encrypted:       cr != nil,
+		CopyBuffer:      pipe.CopyBufferSize,
+		Requests:        a.cfg.DaemonMaxConnections(),
+		OpenConns:       daemon.DefaultMaxOpen,
+		RequestBytes:    daemon.RequestBytes,
+		ConnBytes:       daemon.ConnBytes,
 		Prefetch:        a.cfg.DownloadConcurrency(),
 		PrefetchWorkers: wal.MaxPrefetchParallel,
-	}), nil
+	}
+	if buffering == wal.BufferMemory {
+		d.Spool = wal.SpoolBytes(a.cfg.WalSegmentSize())
+	}
+	return memplan.DaemonPlan(facts, d), nil
 }
 
 func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Plan, metricsAddr string) error {

@@ -38,35 +38,15 @@ func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 	return nil, fmt.Errorf("storage %q is not supported", kind)
 }
 
-// storageTraits are the configured backend's storage.Traits, known
-// without connecting (a memory plan works offline).
-func (a *app) storageTraits() (storage.Traits, error) {
-	kind, _, err := a.cfg.StorageKind()
-	if err != nil {
-		return storage.Traits{}, err
-	}
-	switch kind {
-	case config.StorageFile:
-		return file.Traits, nil
-	case config.StorageS3:
-		opts, err := a.cfg.S3Options()
-		if err != nil {
-			return storage.Traits{}, err
-		}
-		return opts.Traits(), nil
-	}
-	return storage.Traits{}, fmt.Errorf("storage %q is not supported", kind)
-}
-
 // walBuffering is how WAL uploads reach storage with this configuration
 // (see wal.ChooseBuffering): the archiver and the daemon's memory plan
 // both take it from here.
 func (a *app) walBuffering(cr crypt.Crypter) (mode, why string, err error) {
-	traits, err := a.storageTraits()
+	b, err := a.backend()
 	if err != nil {
 		return "", "", err
 	}
-	mode, why = wal.ChooseBuffering(a.cfg.WALUploadBuffer(), traits, cr)
+	mode, why = wal.ChooseBuffering(a.cfg.WALUploadBuffer(), b.traits, cr)
 	return mode, why, nil
 }
 

@@ -54,6 +54,12 @@ func ChooseBuffering(requested string, st storage.Traits, crypter crypt.Crypter)
 	return BufferRecompress, ""
 }
 
+// SpoolBytes is the most one upload holds with BufferMemory: compressed
+// output of incompressible input is a little larger than the input; the
+// limit only guards against a file far larger than a segment being spooled
+// whole.
+func SpoolBytes(segmentSize int64) int64 { return segmentSize + segmentSize/8 + 1<<20 }
+
 // regenReader is an io.ReadSeeker over the encoded form of a file that
 // keeps no copy of it: reading runs the encoder into a pipe, and seeking
 // back to the start (an HTTP retry) encodes the file again.
@@ -224,10 +230,7 @@ func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key 
 			return 0, 0, fmt.Errorf("open WAL file: %w", err)
 		}
 		defer f.Close()
-		// Compressed output of incompressible input is a little larger
-		// than the input; the limit only guards against a file far larger
-		// than a segment being spooled whole.
-		spool := bufpool.NewSpool(a.Pool, a.SegmentSize+a.SegmentSize/8+1<<20)
+		spool := bufpool.NewSpool(a.Pool, SpoolBytes(a.SegmentSize))
 		defer spool.Reset()
 		in, err = enc.Encode(spool, f)
 		if err != nil {

@@ -33,6 +33,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
@@ -497,3 +498,7 @@ func (s *Storage) removeEmptyDirs(dir string) {
 // Traits: Put writes straight to a temporary file, so callers need not
 // learn an object's length first.
 var Traits = storage.Traits{StreamsUnknownSize: true}
+
+// Memory: one copy buffer per Put in flight, whatever the body; Get hands
+// out the open file.
+var Memory = memplan.Storage{Name: "file", Upload: copyBufferSize, Note: "file storage copy buffer"}

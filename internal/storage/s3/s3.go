@@ -31,6 +31,7 @@ import (
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
@@ -151,6 +152,34 @@ func New(ctx context.Context, opts Options) (*Storage, error) {
 func (o Options) Traits() storage.Traits {
 	https := o.Endpoint == "" || strings.HasPrefix(strings.ToLower(o.Endpoint), "https://")
 	return storage.Traits{SignsPayload: !https}
+}
+
+// requestBytes is what one request in flight holds beyond its body,
+// measured in the daemon's benchmark: the HTTP/1.1 connection's bufio
+// reader and writer, TLS record buffers (up to 16 KiB each way), headers
+// and the SDK's middleware state.
+const requestBytes = 256 << 10
+
+// Memory is what a Storage with these options holds (for memory plans):
+// per request, and the part buffers of bodies of unknown length (see
+// MemoryBound).
+func (o Options) Memory() memplan.Storage {
+	d, err := o.withDefaults()
+	if err != nil {
+		d = o // reported when the storage is opened
+	}
+	m := memplan.Storage{
+		Name:        "S3",
+		Upload:      requestBytes,
+		Download:    requestBytes,
+		UnknownSize: int64(d.PartsInFlight) * d.PartSize,
+		Note:        fmt.Sprintf("S3 multipart parts of %d MiB (S3_MAX_PART_SIZE)", d.PartSize>>20),
+	}
+	if d.Buffers == nil {
+		m.UnknownSizeTotal = int64(d.MaxBuffers) * d.PartSize
+		m.Note += fmt.Sprintf(", pool of %d", d.MaxBuffers)
+	}
+	return m
 }
 
 func isAWSEndpoint(endpoint string) bool {
