@@ -439,12 +439,3 @@ func TestWalVerifyPromotedPG15(t *testing.T) {
 		t.Errorf("missing segments after promotion:\n%s", r.output)
 	}
 }
-
-func mustRead(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
