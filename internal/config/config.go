@@ -32,6 +32,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
 // Source says where a value came from.
@@ -93,6 +94,8 @@ type Config struct {
 	file     string
 	turbo    bool
 	method   codec.Method // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
+	s3       s3.Options   // with s3Err: the S3 options, read once in Load
+	s3Err    error
 }
 
 // Load resolves and validates the configuration. Warnings (unknown names,
@@ -124,29 +127,34 @@ func build(opts LoadOptions, env map[string]string, file string, fileVals map[st
 	}
 
 	// Per key: flag > env > file, as viper does; an empty value counts as
-	// unset, as viper treats empty environment variables.
-	for k, v := range fileVals {
-		if v.value != "" {
-			c.raw[k] = v
+	// unset, as viper treats empty environment variables. A value over
+	// MaxValueSize is refused whatever its source, without being shown.
+	var problems []string
+	set := func(k string, rv rawValue) {
+		switch {
+		case rv.value == "":
+		case len(rv.value) > MaxValueSize:
+			problems = append(problems, fmt.Sprintf("%s: the value is %d bytes, more than the %d KiB a setting may hold%s",
+				shortName(k), len(rv.value), MaxValueSize>>10, c.whereFrom(rv.src, k)))
+		default:
+			c.raw[k] = rv
 		}
+	}
+	for k, v := range fileVals {
+		set(k, v)
 	}
 	for k, v := range env {
 		if _, known := c.index[k]; !known {
 			continue // already in the environment; nothing to resolve or export
 		}
-		if v = trimValue(v); v != "" {
-			c.raw[k] = rawValue{value: v, src: SourceEnv}
-		}
+		set(k, rawValue{value: trimValue(v), src: SourceEnv})
 	}
-	var problems []string
 	for k, v := range opts.Flags {
 		if _, ok := c.index[k]; !ok {
-			problems = append(problems, fmt.Sprintf("%s: not a setting tusk knows (passed as a flag)", k))
+			problems = append(problems, fmt.Sprintf("%s: not a setting tusk knows (passed as a flag)", shortName(k)))
 			continue
 		}
-		if v = trimValue(v); v != "" {
-			c.raw[k] = rawValue{value: v, src: SourceFlag}
-		}
+		set(k, rawValue{value: trimValue(v), src: SourceFlag})
 	}
 
 	warnings = append(warnings, c.unknownWarnings(env, fileVals)...)
@@ -479,6 +487,23 @@ func (c *Config) Dump() []string {
 }
 
 const hidden = "--HIDDEN--"
+
+// shortName is a key as messages show it: a name longer than any
+// setting's is cut, so a hostile one is not echoed whole.
+func shortName(k string) string {
+	if len(k) <= 80 {
+		return k
+	}
+	return fmt.Sprintf("%s... (a %d-byte name)", k[:48], len(k))
+}
+
+// shortValue quotes a value for a message, cut when long.
+func shortValue(v string) string {
+	if len(v) <= 64 {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(v[:32]), len(v))
+}
 
 func flagName(key string) string { return strings.ReplaceAll(strings.ToLower(key), "_", "-") }
 

@@ -3,11 +3,14 @@ package config
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/viper"
@@ -29,6 +32,17 @@ func parsable(ext string) bool {
 	return false
 }
 
+// Limits on what a config file and a setting may hold. Real values are far
+// smaller (an armored PGP key is a few KiB); the caps keep a hostile or
+// mistaken input from costing seconds and hundreds of MiB, and keep it out
+// of messages.
+const (
+	// MaxConfigFileSize bounds a config file.
+	MaxConfigFileSize = 1 << 20
+	// MaxValueSize bounds one setting's value, from any source.
+	MaxValueSize = 64 << 10
+)
+
 // readConfigFile finds and parses the config file.
 //
 // WAL-G only warns when a config file cannot be read or parsed, even one
@@ -37,13 +51,16 @@ func parsable(ext string) bool {
 // file is an error naming it, because running on defaults instead (for
 // example without the encryption key it holds) is worse than not running.
 // A $HOME/.walg.* file that fails to parse only warns, as in WAL-G.
+//
+// Any config file, found or named, that others could have written is
+// refused (see openConfigFile), as ssh refuses its own.
 func readConfigFile(explicit, envPath, home string) (string, map[string]rawValue, []string, error) {
 	path, named := explicit, "--config"
 	if path == "" && envPath != "" {
 		path, named = envPath, "WALG_CONFIG_PATH"
 	}
 	if path != "" {
-		data, err := os.ReadFile(path)
+		data, err := openConfigFile(path)
 		if err != nil {
 			return "", nil, nil, fmt.Errorf("config file %s (from %s): %w", path, named, err)
 		}
@@ -62,16 +79,69 @@ func readConfigFile(explicit, envPath, home string) (string, map[string]rawValue
 		if err != nil || st.IsDir() {
 			continue
 		}
-		data, err := os.ReadFile(p)
+		data, err := openConfigFile(p)
+		var vals map[string]rawValue
 		if err == nil {
-			var vals map[string]rawValue
 			if vals, err = parseConfigFile(p, data); err == nil {
 				return p, vals, nil, nil
 			}
 		}
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			return "", nil, nil, fmt.Errorf("config file %s: %w", p, err)
+		}
 		return "", nil, []string{fmt.Sprintf("config file %s ignored: %v", p, err)}, nil
 	}
 	return "", nil, nil, nil
+}
+
+// refusedError is a config file openConfigFile will not use; unlike an
+// unreadable or unparsable $HOME/.walg.* file, it is an error wherever the
+// file came from.
+type refusedError struct{ msg string }
+
+func (e *refusedError) Error() string { return e.msg }
+
+func refuse(format string, a ...any) error { return &refusedError{fmt.Sprintf(format, a...)} }
+
+// openConfigFile reads a config file after checking, on the open file,
+// that it is a regular file of at most MaxConfigFileSize bytes that only
+// its owner, root or the current user, can write. The open does not block:
+// a FIFO or a device is refused, not waited on. Group-writable files are
+// accepted (a shared postgres group is common).
+func openConfigFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, refuse("not a regular file (%s)", st.Mode().Type())
+	}
+	if st.Mode().Perm()&0o002 != 0 {
+		return nil, refuse("writable by every user; refusing to use it (chmod o-w)")
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if uid := int(sys.Uid); uid != 0 && uid != os.Geteuid() {
+			return nil, refuse("owned by uid %d, neither root nor the current user (uid %d); refusing to use it",
+				uid, os.Geteuid())
+		}
+	}
+	if st.Size() > MaxConfigFileSize {
+		return nil, refuse("%d bytes, more than the %d KiB a config file may hold", st.Size(), MaxConfigFileSize>>10)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxConfigFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxConfigFileSize {
+		return nil, refuse("more than the %d KiB a config file may hold", MaxConfigFileSize>>10)
+	}
+	return data, nil
 }
 
 // parseConfigFile decodes a config file with viper's codecs, chosen by the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tusk-pg/tusk/internal/storage/file"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
@@ -51,11 +52,50 @@ func (c *Config) StorageKind() (kind, prefix string, err error) {
 	return sel.Storage, prefix, nil
 }
 
+// checkStorage checks the selected storage's settings as opening it will,
+// without I/O, so that every command (a memory plan included) refuses them
+// in Load, naming the variable. The S3 options are kept for S3Options.
+func (c *Config) checkStorage(sel *Setting) []string {
+	key := c.from[sel.Name]
+	switch sel.Storage {
+	case StorageFile:
+		_, prefix, err := c.StorageKind()
+		if err == nil {
+			_, err = file.New(prefix) // parses the prefix; no I/O
+		}
+		if err != nil {
+			return []string{fmt.Sprintf("%s: %v%s", key, err, c.where(key))}
+		}
+	case StorageS3:
+		c.s3, c.s3Err = c.s3Options()
+		if c.s3Err != nil {
+			// Lines start with the canonical name; show the spelling the
+			// user set (S3_SSE, WALE_S3_PREFIX, ...).
+			var problems []string
+			for _, line := range strings.Split(c.s3Err.Error(), "\n") {
+				if name, rest, ok := strings.Cut(line, ":"); ok && c.from[name] != "" {
+					line = c.from[name] + ":" + rest + c.where(c.from[name])
+				}
+				problems = append(problems, line)
+			}
+			return problems
+		}
+	}
+	return nil
+}
+
 // S3Options returns the options of the S3 storage the configuration
 // selects, with WALG_STORAGE_PREFIX applied, without contacting S3. The
 // s3 package reads its settings by their canonical names
 // (s3.SettingNames), which TestS3SettingNames keeps in the catalogue.
 func (c *Config) S3Options() (s3.Options, error) {
+	if kind, _, err := c.StorageKind(); err != nil || kind != StorageS3 {
+		return c.s3Options() // names the problem
+	}
+	return c.s3, c.s3Err
+}
+
+func (c *Config) s3Options() (s3.Options, error) {
 	kind, prefix, err := c.StorageKind()
 	if err != nil {
 		return s3.Options{}, err

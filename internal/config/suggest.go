@@ -20,7 +20,7 @@ func (c *Config) unknownWarnings(env map[string]string, file map[string]rawValue
 	sort.Strings(envKeys)
 	for _, k := range envKeys {
 		if _, ok := c.index[k]; !ok {
-			out = append(out, k+" is unknown"+c.suggestion(k))
+			out = append(out, shortName(k)+" is unknown"+c.suggestion(k))
 		}
 	}
 	var fileKeys []string
@@ -30,7 +30,7 @@ func (c *Config) unknownWarnings(env map[string]string, file map[string]rawValue
 	sort.Strings(fileKeys)
 	for _, k := range fileKeys {
 		if _, ok := c.index[k]; !ok {
-			out = append(out, fmt.Sprintf("%s in config file %s is unknown%s", k, c.file, c.suggestion(k)))
+			out = append(out, fmt.Sprintf("%s in config file %s is unknown%s", shortName(k), c.file, c.suggestion(k)))
 		}
 	}
 	return out

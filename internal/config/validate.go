@@ -30,7 +30,7 @@ func (c *Config) validate() (problems, warnings []string) {
 			continue
 		}
 		if msg := checkValue(s, rv.value); msg != "" {
-			shown := strconv.Quote(rv.value)
+			shown := shortValue(rv.value)
 			if s.Secret {
 				shown = "the value"
 			}
@@ -60,8 +60,10 @@ func (c *Config) validate() (problems, warnings []string) {
 }
 
 // where names a non-environment source for messages.
-func (c *Config) where(key string) string {
-	switch c.raw[key].src {
+func (c *Config) where(key string) string { return c.whereFrom(c.raw[key].src, key) }
+
+func (c *Config) whereFrom(src Source, key string) string {
+	switch src {
 	case SourceFile:
 		return " (in config file " + c.file + ")"
 	case SourceFlag:
@@ -166,6 +168,9 @@ func (c *Config) crossChecks() (problems, warnings []string) {
 		problems = append(problems, fmt.Sprintf(
 			"%s is set%s, but tusk does not support %s yet; refusing to run rather than use another storage",
 			k, c.where(k), sel.Feature))
+	}
+	if sel != nil && sel.Status == Implemented && c.valid(sel.Name) {
+		problems = append(problems, c.checkStorage(sel)...)
 	}
 	for _, s := range shadowed {
 		warnings = append(warnings, fmt.Sprintf(

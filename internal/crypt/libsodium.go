@@ -63,13 +63,14 @@ func libsodiumKey(raw, transform, source string) ([]byte, error) {
 	case "hex":
 		b, err := hex.DecodeString(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: not valid hex (WALG_LIBSODIUM_KEY_TRANSFORM=hex): %w", source, err)
+			// encoding/hex names the offending character: part of the key.
+			return nil, fmt.Errorf("%s: not valid hex (WALG_LIBSODIUM_KEY_TRANSFORM=hex): %s", source, decodeProblem(raw, err))
 		}
 		key = b
 	case "base64":
 		b, err := base64.StdEncoding.DecodeString(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: not valid base64 (WALG_LIBSODIUM_KEY_TRANSFORM=base64): %w", source, err)
+			return nil, fmt.Errorf("%s: not valid base64 (WALG_LIBSODIUM_KEY_TRANSFORM=base64): %s", source, decodeProblem(raw, err))
 		}
 		key = b
 	default:
@@ -80,6 +81,23 @@ func libsodiumKey(raw, transform, source string) ([]byte, error) {
 			source, len(key), ssKeySize, transform)
 	}
 	return key, nil
+}
+
+// decodeProblem describes a hex or base64 decoding error of a key by
+// position and length only: the decoders' own messages quote the bad
+// character, which is key material.
+func decodeProblem(raw string, err error) string {
+	var bad hex.InvalidByteError
+	var corrupt base64.CorruptInputError
+	switch {
+	case errors.As(err, &bad):
+		return fmt.Sprintf("a character that is not a hex digit at position %d", strings.IndexByte(raw, byte(bad))+1)
+	case errors.As(err, &corrupt):
+		return fmt.Sprintf("invalid data at position %d", int64(corrupt)+1)
+	case errors.Is(err, hex.ErrLength):
+		return fmt.Sprintf("odd length (%d characters)", len(raw))
+	}
+	return fmt.Sprintf("cannot decode %d characters", len(raw))
 }
 
 // NewLibsodium returns WAL-G's libsodium encryption with a 32-byte key.
