@@ -3,12 +3,18 @@
 test:
 	scripts/test.sh
 
-VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+# The version tusk reports: the nearest release tag (v0.1.0, or
+# v0.1.0-3-gabc1234 after it), else the VERSION file (a clone without tags).
+VERSION := $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || cat VERSION)
 COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE    := $(shell date -u +%Y.%m.%d_%H:%M:%S)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT) -X main.buildDate=$(DATE)
+BIN     ?= bin/tusk
+# -trimpath: no build machine paths in the binary.
+GOBUILDFLAGS ?= -trimpath
 
 build:
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT) -X main.buildDate=$(DATE)" -o bin/tusk ./cmd/tusk
+	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tusk
 
 demo:
 	scripts/demo.sh

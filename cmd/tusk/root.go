@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -38,7 +37,7 @@ same objects in storage, so either tool restores what the other archived.
 In postgresql.conf:
   archive_command = 'tusk wal-push %p'
   restore_command = 'tusk wal-fetch %f %p'`,
-		Version:       fmt.Sprintf("%s\t%s\t%s", version, gitCommit, buildDate),
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
@@ -50,7 +49,7 @@ In postgresql.conf:
 			}
 		},
 	}
-	root.SetVersionTemplate("tusk\t{{.Version}}\n")
+	root.SetVersionTemplate(versionTemplate)
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.configFile, "config", "", "path to a configuration file (JSON, YAML, TOML, ...) with WAL-G settings")
 	pf.StringVar(&a.storagePrefix, "walg-storage-prefix", "", "sub-folder of the storage root (WALG_STORAGE_PREFIX)")
@@ -79,6 +78,7 @@ In postgresql.conf:
 		newDeleteCommand(a),
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
+		newVersionCommand(),
 	)
 	return root
 }
