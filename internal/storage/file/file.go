@@ -110,32 +110,17 @@ func (s *Storage) objectError(key, op string, err error) error {
 	return fmt.Errorf("%s/%s: %s: %w", s.String(), key, op, err)
 }
 
-// cleanKey strips leading slashes (as WAL-G does) and rejects keys that could
-// leave the root or could not name a file.
+// cleanKey applies storage.CleanKey and refuses a key ending in '/', which
+// would name a directory.
 func cleanKey(key string) (string, error) {
-	k := strings.TrimLeft(key, "/")
-	if k == "" {
-		return "", fmt.Errorf("invalid key %q: empty", key)
-	}
-	if strings.HasSuffix(k, "/") {
-		return "", fmt.Errorf("invalid key %q: ends with '/'", key)
-	}
-	if err := checkSegments(key, k); err != nil {
+	k, err := storage.CleanKey(key)
+	if err != nil {
 		return "", err
 	}
+	if strings.HasSuffix(k, "/") {
+		return "", fmt.Errorf("%w %q: ends with '/'", storage.ErrInvalidKey, key)
+	}
 	return k, nil
-}
-
-func checkSegments(orig, k string) error {
-	if strings.IndexByte(k, 0) >= 0 {
-		return fmt.Errorf("invalid key %q: contains a NUL byte", orig)
-	}
-	for seg := range strings.SplitSeq(k, "/") {
-		if seg == "." || seg == ".." {
-			return fmt.Errorf("invalid key %q: contains a %q path element", orig, seg)
-		}
-	}
-	return nil
 }
 
 func (s *Storage) path(k string) string {
@@ -156,13 +141,25 @@ func isTempName(name string) bool {
 // Put stores r under key atomically (see the package comment). When size >= 0
 // it must equal the number of bytes r yields, otherwise Put fails.
 func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, false)
+}
+
+// Create is Put that fails with storage.ErrExists when key exists: the
+// complete temporary file is hard-linked to the target name, which the
+// kernel refuses atomically when the name is taken (link(2) never
+// replaces), so of concurrent Creates exactly one wins.
+func (s *Storage) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, true)
+}
+
+func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, noReplace bool) error {
 	k, err := cleanKey(key)
 	if err != nil {
 		return fmt.Errorf("%s: put: %w", s.String(), err)
 	}
 	base := k[strings.LastIndexByte(k, '/')+1:]
 	if isTempName(base) {
-		return s.objectError(k, "put", fmt.Errorf("name clashes with the temporary file pattern .*%s*", tempMarker))
+		return s.objectError(k, "put", fmt.Errorf("%w: name clashes with the temporary file pattern .*%s*", storage.ErrInvalidKey, tempMarker))
 	}
 	if err := ctx.Err(); err != nil {
 		return s.objectError(k, "put", err)
@@ -216,7 +213,16 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		_ = os.Remove(tmp)
 		return s.objectError(k, "put", err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	if noReplace {
+		err = publishNoReplace(tmp, p)
+		_ = os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return s.objectError(k, "create", fmt.Errorf("%w", storage.ErrExists))
+		}
+		if err != nil {
+			return s.objectError(k, "create", err)
+		}
+	} else if err := os.Rename(tmp, p); err != nil {
 		_ = os.Remove(tmp)
 		return s.objectError(k, "put", err)
 	}
@@ -224,6 +230,20 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		return s.objectError(k, "put", fmt.Errorf("object renamed into place but directory not synced: %w", err))
 	}
 	return nil
+}
+
+// publishNoReplace gives the file tmp the name p unless p exists. link(2)
+// is atomic and never replaces; file systems without hard links get
+// renameat2(RENAME_NOREPLACE), which is as atomic. The caller removes tmp.
+func publishNoReplace(tmp, p string) error {
+	err := os.Link(tmp, p)
+	if err == nil || errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) {
+		return renameNoReplace(tmp, p)
+	}
+	return err
 }
 
 // readError marks failures of the caller's reader so messages tell them apart
@@ -383,7 +403,7 @@ func (s *Storage) statPath(k, p string) (fs.FileInfo, error) {
 // that directory, and everything below matching directories.
 func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	p := strings.TrimLeft(prefix, "/")
-	if err := checkSegments(prefix, p); err != nil {
+	if err := storage.CheckPrefix(p); err != nil {
 		return fmt.Errorf("%s: list: %w", s.String(), err)
 	}
 	i := strings.LastIndexByte(p, '/')
@@ -502,3 +522,5 @@ var Traits = storage.Traits{StreamsUnknownSize: true}
 // Memory: one copy buffer per Put in flight, whatever the body; Get hands
 // out the open file.
 var Memory = memplan.Storage{Name: "file", Upload: copyBufferSize, Note: "file storage copy buffer"}
+
+var _ storage.Creator = (*Storage)(nil)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -15,6 +16,8 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/tusk-pg/tusk/internal/storage"
 )
 
 // maxSinglePut is S3's limit for one PutObject.
@@ -28,6 +31,31 @@ const abortTimeout = time.Minute
 // single PutObject is atomic, and a multipart upload is either completed or
 // aborted.
 func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, false)
+}
+
+// Create is Put with the condition "If-None-Match: *" on the request that
+// makes the object visible (PutObject or CompleteMultipartUpload): the
+// server refuses it with 412 when the key exists, and of concurrent
+// conditional writes it accepts one. The error then wraps
+// storage.ErrExists. A server that ignores the header (some older
+// S3-compatible servers do) silently overwrites: see the README.
+func (s *Storage) Create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.put(ctx, key, r, size, true)
+}
+
+var _ storage.Creator = (*Storage)(nil)
+
+// existsError maps the server's answer to a conditional write on an
+// existing key to storage.ErrExists.
+func (s *Storage) existsError(k string, err error) error {
+	if code, status := errorCode(err); status == http.StatusPreconditionFailed || code == "PreconditionFailed" {
+		return fmt.Errorf("%s/%s: create: %w", s.root, k, storage.ErrExists)
+	}
+	return err
+}
+
+func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, ifAbsent bool) error {
 	k, err := cleanKey(key)
 	if err != nil {
 		return fmt.Errorf("%s: put: %w", s.root, err)
@@ -51,7 +79,7 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) 
 			if err := checkRemaining(rs, size); err != nil {
 				return s.objectError(k, "put", err)
 			}
-			return s.putObject(ctx, k, rs, size)
+			return s.putObject(ctx, k, rs, size, ifAbsent)
 		}
 	}
 
@@ -63,7 +91,7 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) 
 		s.bufs.Put(buf)
 		return s.objectError(k, "put", fmt.Errorf("buffer pool gave a %d-byte buffer, part size is %d", len(buf), s.opts.PartSize))
 	}
-	up := &upload{s: s, key: k, size: size, r: ctxReader{ctx, r}, owned: [][]byte{buf}}
+	up := &upload{s: s, key: k, size: size, r: ctxReader{ctx, r}, owned: [][]byte{buf}, ifAbsent: ifAbsent}
 	defer up.release()
 
 	part := buf[:s.opts.PartSize]
@@ -93,7 +121,7 @@ func (s *Storage) Put(ctx context.Context, key string, r io.Reader, size int64) 
 	if err := ctx.Err(); err != nil {
 		return s.objectError(k, "put", err)
 	}
-	return s.putObject(ctx, k, bytes.NewReader(part[:n]), int64(n))
+	return s.putObject(ctx, k, bytes.NewReader(part[:n]), int64(n), ifAbsent)
 }
 
 // checkRemaining verifies that a seekable reader holds exactly size bytes
@@ -130,7 +158,7 @@ func remaining(rs io.Seeker) (int64, error) {
 	return end - cur, nil
 }
 
-func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n int64) error {
+func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n int64, ifAbsent bool) error {
 	in := &s3.PutObjectInput{
 		Bucket:               aws.String(s.opts.Bucket),
 		Key:                  aws.String(s.keyPrefix + k),
@@ -147,7 +175,15 @@ func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n
 	if s.opts.SSEKMSKeyID != "" {
 		in.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
 	}
+	if ifAbsent {
+		in.IfNoneMatch = aws.String("*")
+	}
 	if _, err := s.client.PutObject(ctx, in, s.payloadOptions()...); err != nil {
+		if ifAbsent {
+			if e := s.existsError(k, err); e != err {
+				return e
+			}
+		}
 		return s.objectError(k, "put", err)
 	}
 	return nil
@@ -185,6 +221,8 @@ type upload struct {
 	r     io.Reader
 	read  int64
 	owned [][]byte // buffers taken from the pool, returned by release
+	// ifAbsent completes the upload only when the key is free.
+	ifAbsent bool
 }
 
 func (u *upload) release() {
@@ -337,7 +375,12 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 		return s.objectError(u.key, "put", fmt.Errorf("source yielded %d bytes, expected %d", u.read, u.size))
 	}
 	slices.SortFunc(parts, func(a, b types.CompletedPart) int { return cmp.Compare(*a.PartNumber, *b.PartNumber) })
+	var ifNoneMatch *string
+	if u.ifAbsent {
+		ifNoneMatch = aws.String("*")
+	}
 	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		IfNoneMatch:     ifNoneMatch,
 		Bucket:          aws.String(s.opts.Bucket),
 		Key:             aws.String(s.keyPrefix + u.key),
 		UploadId:        uploadID,
@@ -348,6 +391,11 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 		SSECustomerKeyMD5:    s.sseCKeyMD5,
 	})
 	if err != nil {
+		if u.ifAbsent {
+			if e := s.existsError(u.key, err); e != err {
+				return e
+			}
+		}
 		return s.objectError(u.key, "put: complete multipart upload", err)
 	}
 	return nil

@@ -212,17 +212,31 @@ func (s *Storage) PutMemoryBound() int64 {
 	return int64(s.opts.PartsInFlight) * s.opts.PartSize
 }
 
-// cleanKey strips leading slashes, as WAL-G does.
-func cleanKey(key string) (string, error) {
-	k := strings.TrimLeft(key, "/")
-	if k == "" {
-		return "", fmt.Errorf("invalid key %q: empty", key)
-	}
-	return k, nil
-}
+// cleanKey is storage.CleanKey: S3 would accept "..", but a server or proxy
+// that normalises paths could then reach outside the prefix.
+func cleanKey(key string) (string, error) { return storage.CleanKey(key) }
 
 func (s *Storage) objectError(key, op string, err error) error {
-	return fmt.Errorf("%s/%s: %s: %w", s.root, key, op, err)
+	return classify(fmt.Errorf("%s/%s: %s: %w", s.root, key, op, err))
+}
+
+// classify marks the server's refusals that a retry cannot change as
+// storage.Permanent (see storage.IsTransient); network failures, 5xx,
+// throttling and the 4xx codes S3 documents as retryable stay transient.
+func classify(err error) error {
+	code, status := errorCode(err)
+	switch code {
+	case "RequestTimeout", "RequestTimeTooSkewed", "ExpiredToken", "SlowDown", "Throttling",
+		"InternalError", "OperationAborted", "ConditionalRequestConflict":
+		return err
+	}
+	switch {
+	case status == http.StatusNotImplemented,
+		status >= 400 && status < 500 && status != http.StatusRequestTimeout &&
+			status != http.StatusConflict && status != http.StatusTooManyRequests:
+		return storage.Permanent(err)
+	}
+	return err
 }
 
 // errorCode returns the S3 error code and HTTP status of err, if any.
@@ -249,10 +263,10 @@ func (s *Storage) notFound(ctx context.Context, k, op string, err error) error {
 		s.bucketSeen.Store(true)
 		return storage.NotFoundError(s.root, k)
 	case code == "NoSuchBucket":
-		return s.objectError(k, op, fmt.Errorf("bucket %s does not exist: %w", s.opts.Bucket, err))
+		return storage.Permanent(s.objectError(k, op, fmt.Errorf("bucket %s does not exist: %w", s.opts.Bucket, err)))
 	case status == http.StatusNotFound:
 		if berr := s.checkBucket(ctx); berr != nil {
-			return s.objectError(k, op, berr)
+			return storage.Permanent(s.objectError(k, op, berr))
 		}
 		return storage.NotFoundError(s.root, k)
 	}
@@ -329,6 +343,9 @@ func (s *Storage) sseCAlgorithm() *string {
 // configured). Keys ending in '/' (folder markers made by some tools) are
 // not objects and are skipped.
 func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if err := storage.CheckPrefix(prefix); err != nil {
+		return fmt.Errorf("%s: list: %w", s.root, err)
+	}
 	full := s.keyPrefix + strings.TrimLeft(prefix, "/")
 	emit := func(objs []types.Object) error {
 		for _, o := range objs {
@@ -347,7 +364,7 @@ func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Objec
 		return nil
 	}
 	listErr := func(err error) error {
-		return fmt.Errorf("%s/%s: list: %w", s.root, strings.TrimLeft(prefix, "/"), err)
+		return classify(fmt.Errorf("%s/%s: list: %w", s.root, strings.TrimLeft(prefix, "/"), err))
 	}
 	if s.opts.UseListObjectsV1 {
 		in := &s3.ListObjectsInput{Bucket: aws.String(s.opts.Bucket), Prefix: aws.String(full)}

@@ -541,3 +541,51 @@ func TestSeekableUnknownSizeSkipsBuffers(t *testing.T) {
 		}
 	}
 }
+
+// TestCreateMultipart: the no-overwrite condition also holds for objects
+// that go up in parts (it is sent with CompleteMultipartUpload), and a
+// refused upload leaves no parts behind.
+func TestCreateMultipart(t *testing.T) {
+	srv := s3server.Start(t, s3server.Options{})
+	o := serverOptions(t, srv, "createmp")
+	o.PartSize = MinPartSize
+	s := newStorage(t, o)
+	ctx := context.Background()
+	first := storagetest.RandomBytes(t, 2*MinPartSize+5)
+	if err := s.Create(ctx, "big", storagetest.OnlyReader{R: bytes.NewReader(first)}, -1); err != nil {
+		t.Fatal(err)
+	}
+	if etag := headETag(t, srv, "createmp/big"); !strings.HasSuffix(etag, "-3") {
+		t.Fatalf("ETag %q: want a multipart object", etag)
+	}
+	second := storagetest.RandomBytes(t, 2*MinPartSize+5)
+	err := s.Create(ctx, "big", storagetest.OnlyReader{R: bytes.NewReader(second)}, -1)
+	if !errors.Is(err, storage.ErrExists) {
+		t.Fatalf("second Create: %v, want ErrExists", err)
+	}
+	if got := storagetest.ReadAll(t, s, "big"); !bytes.Equal(got, first) {
+		t.Fatal("the first object was replaced")
+	}
+	if pendingUploads(t, srv) != 0 {
+		t.Fatal("multipart uploads left open")
+	}
+}
+
+// TestErrorClasses: refusals are permanent, outages transient.
+func TestErrorClasses(t *testing.T) {
+	srv := s3server.Start(t, s3server.Options{})
+	o := serverOptions(t, srv, "classes")
+	o.SecretAccessKey = "wrong-secret"
+	o.MaxRetries = -1
+	s := newStorage(t, o)
+	if _, err := s.Get(context.Background(), "x"); err == nil || storage.IsTransient(err) {
+		t.Errorf("Get with a wrong secret: %v, want a permanent error", err)
+	}
+	down := newStorage(t, Options{
+		Bucket: "b", Endpoint: "http://" + closedPort(t), ForcePathStyle: true,
+		AccessKeyID: "a", SecretAccessKey: "b", MaxRetries: -1,
+	})
+	if _, err := down.Get(context.Background(), "x"); err == nil || !storage.IsTransient(err) {
+		t.Errorf("Get from a closed port: %v, want a transient error", err)
+	}
+}

@@ -45,6 +45,9 @@ func Run(t *testing.T, newStorage func(t *testing.T) storage.Storage) {
 		{"SpecialKeys", testSpecialKeys},
 		{"LeadingSlash", testLeadingSlash},
 		{"ConcurrentPuts", testConcurrentPuts},
+		{"InvalidKeys", testInvalidKeys},
+		{"CreateIfAbsent", testCreate},
+		{"ConcurrentCreates", testConcurrentCreates},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -455,5 +458,99 @@ func testConcurrentPuts(t *testing.T, s storage.Storage) {
 			t.Fatalf("Put %d: %v", i, errs[i])
 		}
 		wantContent(t, s, fmt.Sprintf("conc/%d", i), data[i])
+	}
+}
+
+// testInvalidKeys: keys that could leave the prefix are refused before any
+// request, as permanent errors (never retried, never "not found").
+func testInvalidKeys(t *testing.T, s storage.Storage) {
+	ctx := context.Background()
+	for _, key := range []string{"", "/", "../x", "wal_005/../x", "a/./b", "a\x00b"} {
+		for op, err := range map[string]error{
+			"Put":  s.Put(ctx, key, strings.NewReader("x"), 1),
+			"Get":  func() error { _, err := s.Get(ctx, key); return err }(),
+			"Stat": func() error { _, err := s.Stat(ctx, key); return err }(),
+		} {
+			if !errors.Is(err, storage.ErrInvalidKey) || storage.IsTransient(err) {
+				t.Errorf("%s(%q): %v, want a permanent invalid key error", op, key, err)
+			}
+		}
+	}
+	if keys := Keys(t, s, ""); len(keys) != 0 {
+		t.Fatalf("invalid keys stored objects: %q", keys)
+	}
+}
+
+func creator(t *testing.T, s storage.Storage) storage.Creator {
+	c, ok := s.(storage.Creator)
+	if !ok {
+		t.Skipf("%T does not implement storage.Creator", s)
+	}
+	return c
+}
+
+func testCreate(t *testing.T, s storage.Storage) {
+	c := creator(t, s)
+	ctx := context.Background()
+	if err := c.Create(ctx, "c/k", strings.NewReader("first"), 5); err != nil {
+		t.Fatalf("Create on a free key: %v", err)
+	}
+	for _, r := range []io.Reader{strings.NewReader("second"), OnlyReader{strings.NewReader("second")}} {
+		err := c.Create(ctx, "c/k", r, -1)
+		if !errors.Is(err, storage.ErrExists) || storage.IsTransient(err) {
+			t.Fatalf("Create on a taken key: %v, want ErrExists", err)
+		}
+		if !strings.Contains(err.Error(), "c/k") {
+			t.Errorf("error %q does not name the key", err)
+		}
+	}
+	wantContent(t, s, "c/k", []byte("first"))
+	if err := c.Create(ctx, "c/fail", &failingReader{n: 1000, err: errors.New("source broke")}, -1); err == nil {
+		t.Fatal("Create from a failing reader succeeded")
+	}
+	wantAbsent(t, s, "c/fail")
+	if keys := Keys(t, s, ""); !slices.Equal(keys, []string{"c/k"}) {
+		t.Fatalf("keys: %q", keys)
+	}
+}
+
+// testConcurrentCreates races creators of one key with different contents:
+// exactly one wins, every other one gets ErrExists, and the object holds the
+// winner's bytes.
+func testConcurrentCreates(t *testing.T, s storage.Storage) {
+	c := creator(t, s)
+	const n = 6
+	for round := range 3 {
+		key := fmt.Sprintf("race/%d", round)
+		data := make([][]byte, n)
+		for i := range data {
+			data[i] = RandomBytes(t, 64<<10)
+		}
+		errs := make([]error, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				errs[i] = c.Create(context.Background(), key, bytes.NewReader(data[i]), int64(len(data[i])))
+			})
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch {
+			case err == nil && winner >= 0:
+				t.Fatalf("round %d: creators %d and %d both succeeded", round, winner, i)
+			case err == nil:
+				winner = i
+			case !errors.Is(err, storage.ErrExists):
+				t.Fatalf("round %d: creator %d: %v, want ErrExists", round, i, err)
+			}
+		}
+		if winner < 0 {
+			t.Fatalf("round %d: no creator succeeded", round)
+		}
+		wantContent(t, s, key, data[winner])
 	}
 }
