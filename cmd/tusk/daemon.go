@@ -139,6 +139,7 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 		Workers:       a.cfg.UploadConcurrency(),
 		LookAhead:     max(a.cfg.TotalBGUploadedLimit()-1, 0),
 		UploadTimeout: a.cfg.DaemonWALUploadTimeout(),
+		PGData:        pgdata,
 		MarkerDir:     wal.MarkerDir(pgdata, pgdata+"/pg_wal/x"),
 		ReadyRename:   a.cfg.PGReadyRename(),
 		Prefetch:      a.cfg.DownloadConcurrency(),

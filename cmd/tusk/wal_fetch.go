@@ -48,18 +48,12 @@ background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).`,
 			if err != nil {
 				return a.fetchExit(err)
 			}
-			prefetchDir := wal.PrefetchDir(a.cfg.PrefetchDir(), dest)
-			concurrency := a.cfg.DownloadConcurrency()
-			if wal.ShouldPrefetch(name, concurrency) {
-				// Started whatever the outcome, as WAL-G does: a miss now is
-				// often the segment PostgreSQL asks for next.
-				defer a.spawnPrefetch(name, dest)
-			}
-			if _, err := wal.ParseSegment(name, w.restorer.SegmentSize); err == nil &&
-				w.restorer.TakePrefetched(prefetchDir, name, dest) {
-				return nil
-			}
-			if err := w.restorer.Fetch(ctx, name, dest); err != nil {
+			err = w.restorer.Restore(ctx, name, dest, wal.PrefetchOptions{
+				Dir:   wal.PrefetchDir(a.cfg.PrefetchDir(), dest),
+				Count: a.cfg.DownloadConcurrency(),
+				Start: func(name string) { a.spawnPrefetch(name, dest) },
+			})
+			if err != nil {
 				return a.fetchExit(err)
 			}
 			a.log.Info("wal-fetch: restored", "file", name, "destination", dest)

@@ -3,8 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -32,6 +32,9 @@ type WALHandler struct {
 	LookAhead int
 	// UploadTimeout bounds one upload (WALG_DAEMON_WAL_UPLOAD_TIMEOUT).
 	UploadTimeout time.Duration
+	// PGData confines fetch destinations: a file is written only inside it,
+	// as pushes are read only from inside it.
+	PGData string
 	// MarkerDir is WAL-G's walg_archive_status: markers left by a one-shot
 	// wal-push are honoured (and consumed).
 	MarkerDir string
@@ -125,8 +128,9 @@ func (h *WALHandler) run(j *job) {
 	} else {
 		h.Metrics.uploads.Add(1)
 		if j.background && h.ReadyRename {
-			status := filepath.Join(filepath.Dir(j.path), "archive_status")
-			os.Rename(filepath.Join(status, j.name+".ready"), filepath.Join(status, j.name+".done"))
+			if err := wal.StatusFor(j.path, h.MarkerDir).MarkDone(j.name); err != nil {
+				h.log().Warn("daemon: background upload stored", "file", j.name, "error", err)
+			}
 		}
 	}
 	if j.background && j.err != nil {
@@ -190,15 +194,11 @@ func (h *WALHandler) forget(j *job) {
 // consumeMarker honours a marker left by a one-shot wal-push's background
 // upload. Called with h.mu held.
 func (h *WALHandler) consumeMarker(name string) bool {
-	if h.MarkerDir == "" {
-		return false
+	taken, err := wal.Status{MarkerDir: h.MarkerDir}.TakeMarker(name)
+	if err != nil {
+		h.log().Warn("daemon: the file will be uploaded again", "file", name, "error", err)
 	}
-	marker := filepath.Join(h.MarkerDir, wal.MarkerName(name))
-	if _, err := os.Stat(marker); err != nil {
-		return false
-	}
-	os.Remove(marker)
-	return true
+	return taken
 }
 
 // lookAhead queues the .ready files after path, without blocking, up to the
@@ -208,16 +208,10 @@ func (h *WALHandler) lookAhead(path string) {
 		return
 	}
 	dir := filepath.Dir(path)
-	status := filepath.Join(dir, "archive_status")
-	entries, err := os.ReadDir(status)
+	status := wal.StatusFor(path, h.MarkerDir)
+	ready, err := status.Ready()
 	if err != nil {
 		return
-	}
-	var ready []string
-	for _, e := range entries {
-		if n, ok := strings.CutSuffix(e.Name(), ".ready"); ok && wal.IsArchivableName(n) {
-			ready = append(ready, n)
-		}
 	}
 	// PostgreSQL archives history files first, then segments in order.
 	sort.Slice(ready, func(i, k int) bool {
@@ -259,7 +253,7 @@ func (h *WALHandler) lookAhead(path string) {
 		if n == base || h.jobs[n] != nil {
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(h.MarkerDir, wal.MarkerName(n))); h.MarkerDir != "" && err == nil {
+		if status.HasMarker(n) {
 			continue
 		}
 		j := &job{name: n, path: filepath.Join(dir, n), done: make(chan struct{}), background: true}
@@ -282,15 +276,29 @@ func (h *WALHandler) Fetch(ctx context.Context, name, dest string) (err error) {
 			h.Metrics.fetchMiss.Add(1)
 		}
 	}()
+	if err := h.confined(dest); err != nil {
+		return err
+	}
 	dir := wal.PrefetchDir(h.PrefetchBase, dest)
-	_, segErr := wal.ParseSegment(name, h.Restorer.SegmentSize)
-	if segErr == nil && wal.ShouldPrefetch(name, h.Prefetch) {
-		defer h.startPrefetch(name, dir)
+	return h.Restorer.Restore(ctx, name, dest, wal.PrefetchOptions{
+		Dir:   dir,
+		Count: h.Prefetch,
+		Start: func(name string) { h.startPrefetch(name, dir) },
+	})
+}
+
+// confined refuses a destination that is not a path strictly inside
+// PGData, judged on the cleaned path as pushes are (symlinks inside PGDATA,
+// such as pg_wal on another disk, are the administrator's and are kept).
+func (h *WALHandler) confined(dest string) error {
+	if h.PGData == "" {
+		return errors.New("wal-fetch: PGDATA is not set; refusing to write a destination the daemon cannot confine")
 	}
-	if segErr == nil && h.Restorer.TakePrefetched(dir, name, dest) {
-		return nil
+	root := filepath.Clean(h.PGData)
+	if !filepath.IsAbs(dest) || !strings.HasPrefix(filepath.Clean(dest), root+string(filepath.Separator)) {
+		return fmt.Errorf("wal-fetch: destination %q is outside PGDATA %s", dest, root)
 	}
-	return h.Restorer.Fetch(ctx, name, dest)
+	return nil
 }
 
 // startPrefetch runs one prefetch at a time, in the daemon's process.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
@@ -14,12 +13,15 @@ import (
 // on uploads per wal-push call, and a marker written only after the object
 // is stored so the later wal-push of that file returns at once.
 type backgroundUploader struct {
-	a         *Archiver
-	opts      PushOptions
-	dir       string // the directory holding the WAL files
-	statusDir string // PostgreSQL's archive_status
+	a      *Archiver
+	opts   PushOptions
+	dir    string // the directory holding the WAL files
+	status Status
 
+	// ctx ends the scanning when the foreground upload is done; uploads run
+	// under parent, so they finish then but stop on cancellation (SIGTERM).
 	ctx    context.Context
+	parent context.Context
 	cancel context.CancelFunc
 	jobs   chan string
 	wg     sync.WaitGroup
@@ -34,10 +36,11 @@ const readyPollInterval = 100 * time.Millisecond
 
 func (a *Archiver) startBackground(ctx context.Context, path string, opts PushOptions) *backgroundUploader {
 	dir := filepath.Dir(path)
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	b := &backgroundUploader{
-		a: a, opts: opts, dir: dir, statusDir: filepath.Join(dir, "archive_status"),
-		ctx: ctx, cancel: cancel,
+		a: a, opts: opts, dir: dir, status: StatusFor(path, opts.MarkerDir),
+		ctx: ctx, parent: parent, cancel: cancel,
 		jobs:    make(chan string),
 		started: map[string]bool{filepath.Base(path): true},
 	}
@@ -82,10 +85,7 @@ func (b *backgroundUploader) claim(name string) bool {
 		return false
 	}
 	b.started[name] = true
-	if _, err := os.Stat(filepath.Join(b.opts.MarkerDir, MarkerName(name))); err == nil {
-		return false
-	}
-	return true
+	return !b.status.HasMarker(name)
 }
 
 func (b *backgroundUploader) offer(name string) bool {
@@ -108,7 +108,7 @@ func (b *backgroundUploader) scanLoop(pushed string) {
 		for i := 0; i < b.opts.BackgroundLimit-1; i++ {
 			seg = seg.Next()
 			next := seg.Name(b.a.SegmentSize)
-			if _, err := os.Stat(filepath.Join(b.statusDir, next+".ready")); err != nil {
+			if !b.status.IsReady(next) {
 				break
 			}
 			if !b.offer(next) {
@@ -121,16 +121,10 @@ func (b *backgroundUploader) scanLoop(pushed string) {
 	t := time.NewTicker(readyPollInterval)
 	defer t.Stop()
 	for !b.limitReached() {
-		entries, err := os.ReadDir(b.statusDir)
-		if err == nil {
-			for _, e := range entries {
-				name, ok := strings.CutSuffix(e.Name(), ".ready")
-				if !ok || !IsArchivableName(name) {
-					continue
-				}
-				if !b.offer(name) {
-					return
-				}
+		ready, _ := b.status.Ready()
+		for _, name := range ready {
+			if !b.offer(name) {
+				return
 			}
 		}
 		select {
@@ -148,21 +142,18 @@ func (b *backgroundUploader) worker() {
 			continue
 		}
 		// Uploads use the parent context: once started, a background
-		// upload is allowed to finish when the foreground one does.
-		if err := b.a.PushFile(context.WithoutCancel(b.ctx), filepath.Join(b.dir, name)); err != nil {
+		// upload is allowed to finish when the foreground one does, but
+		// not past cancellation.
+		if err := b.a.PushFile(b.parent, filepath.Join(b.dir, name)); err != nil {
 			b.a.log().Warn("wal-push: background upload failed; PostgreSQL will retry it", "file", name, "error", err)
 			continue
 		}
-		marker := filepath.Join(b.opts.MarkerDir, MarkerName(name))
-		if f, err := os.OpenFile(marker, os.O_CREATE|os.O_WRONLY, 0o600); err != nil {
-			b.a.log().Warn("wal-push: cannot write marker; the file will be uploaded again", "marker", marker, "error", err)
-		} else {
-			f.Close()
+		if err := b.status.WriteMarker(name); err != nil {
+			b.a.log().Warn("wal-push: the file will be uploaded again", "file", name, "error", err)
 		}
 		if b.opts.ReadyRename {
-			ready := filepath.Join(b.statusDir, name+".ready")
-			if err := os.Rename(ready, filepath.Join(b.statusDir, name+".done")); err != nil {
-				b.a.log().Warn("wal-push: cannot rename .ready to .done", "file", ready, "error", err)
+			if err := b.status.MarkDone(name); err != nil {
+				b.a.log().Warn("wal-push: background upload stored", "file", name, "error", err)
 			}
 		}
 		b.mu.Lock()

@@ -8,38 +8,86 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/fsutil"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
-// ErrStorage marks failures of the storage itself (unreachable, timing out,
-// refusing): worth retrying, and never to be confused with "not archived".
+// ErrStorage marks transient failures of the storage (unreachable, timing
+// out, refusing for now; see storage.IsTransient): the only errors a fetch
+// retries, and never to be confused with "not archived".
 var ErrStorage = errors.New("storage error")
 
-// storageError tags err as a storage failure while keeping its message.
+// storageError tags err as a transient storage failure while keeping its
+// message.
 type storageError struct{ err error }
 
 func (e storageError) Error() string   { return e.err.Error() }
 func (e storageError) Unwrap() []error { return []error{e.err, ErrStorage} }
-func asStorageError(err error) error   { return storageError{err} }
 func isStorageError(err error) bool    { return errors.Is(err, ErrStorage) }
 
-// storageBody tags read errors of an object body as storage errors, so a
-// connection reset mid-download is retried while a bad MAC or a corrupt
-// frame (decoder errors) is not.
+// classify tags err as ErrStorage when storage.IsTransient says a retry may
+// help; permanent errors keep their own class.
+func classify(err error) error {
+	if storage.IsTransient(err) {
+		return storageError{err}
+	}
+	return err
+}
+
+// storageBody classifies read errors of an object body, so a connection
+// reset mid-download is retried while a bad MAC or a corrupt frame (decoder
+// errors, which do not pass through here) is not.
 type storageBody struct{ r io.Reader }
 
 func (b storageBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
-		err = asStorageError(err)
+		err = classify(err)
 	}
 	return n, err
+}
+
+// sizeLimit enforces what a decoded WAL file may hold (see Restorer.limit)
+// while it streams: it reads at most max+1 bytes, so a decompression bomb
+// costs no more than one segment.
+type sizeLimit struct {
+	r        io.Reader
+	n, max   int64
+	exact    bool
+	object   string
+	segSize  int64
+	exceeded bool
+}
+
+func (l *sizeLimit) Read(p []byte) (int, error) {
+	if l.exceeded {
+		return 0, l.err()
+	}
+	if rest := l.max + 1 - l.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := l.r.Read(p)
+	l.n += int64(n)
+	if l.n > l.max {
+		l.exceeded = true
+		return n, l.err()
+	}
+	if err == io.EOF && l.exact && l.n != l.max {
+		return n, l.err()
+	}
+	return n, err
+}
+
+func (l *sizeLimit) err() error {
+	if l.exceeded {
+		return fmt.Errorf("%s: decodes to more than %d bytes; a WAL file is at most one segment (WALG_PG_WAL_SIZE)", l.object, l.max)
+	}
+	return fmt.Errorf("%s: decodes to %d bytes; a WAL segment is exactly %d (WALG_PG_WAL_SIZE)", l.object, l.n, l.max)
 }
 
 // Restorer fetches archived WAL files.
@@ -57,6 +105,13 @@ type Restorer struct {
 	Log          *slog.Logger
 }
 
+// limit says how large the decoded file name may be: a segment exactly one
+// segment, anything else (partial segment, history, backup history) at most
+// one segment, which no real one comes near.
+func (r *Restorer) limit(name string) (max int64, exact bool) {
+	return r.SegmentSize, IsSegmentName(name)
+}
+
 // candidates lists the keys WAL-G tries for a base name, in its order,
 // with the extension that last worked first.
 func (r *Restorer) candidates(name string) []codec.Candidate {
@@ -68,9 +123,10 @@ func (r *Restorer) candidates(name string) []codec.Candidate {
 }
 
 // Open finds the archived object for name by WAL-G's extension probing and
-// returns a reader of its raw bytes and the key found. The error wraps
+// returns a reader of its decoded bytes and the key found. The reader fails
+// once the content breaks the size rule (see limit). The error wraps
 // storage.ErrNotFound only when no candidate exists; any other storage
-// error stops the probing.
+// error stops the probing, tagged ErrStorage when it is transient.
 func (r *Restorer) Open(ctx context.Context, name string) (io.ReadCloser, string, error) {
 	for _, p := range r.candidates(name) {
 		body, err := r.Store.Get(ctx, p.Key)
@@ -78,7 +134,7 @@ func (r *Restorer) Open(ctx context.Context, name string) (io.ReadCloser, string
 			continue
 		}
 		if err != nil {
-			return nil, p.Key, asStorageError(fmt.Errorf("get %s/%s: %w", r.Store, p.Key, err))
+			return nil, p.Key, classify(fmt.Errorf("get %s/%s: %w", r.Store, p.Key, err))
 		}
 		if !p.Bare {
 			r.rememberExt(p.Method.Ext())
@@ -88,7 +144,9 @@ func (r *Restorer) Open(ctx context.Context, name string) (io.ReadCloser, string
 			body.Close()
 			return nil, p.Key, fmt.Errorf("%s/%s: %w", r.Store, p.Key, err)
 		}
-		return readCloser{dec, func() error {
+		max, exact := r.limit(name)
+		limited := &sizeLimit{r: dec, max: max, exact: exact, object: fmt.Sprintf("%s/%s", r.Store, p.Key)}
+		return readCloser{limited, func() error {
 			err := dec.Close()
 			body.Close()
 			if err != nil {
@@ -108,28 +166,36 @@ type readCloser struct {
 func (rc readCloser) Close() error { return rc.close() }
 
 // Fetch writes the archived file name to dest. The file appears at dest
-// only complete and fsynced (temp name, fsync, rename); on any failure
-// nothing is left there. Storage errors are retried with backoff; the
-// returned error wraps storage.ErrNotFound when the file is not archived and
+// only complete and fsynced (temporary name, fsync, rename); on any failure
+// or cancellation nothing is left there. Transient storage errors are
+// retried with backoff, at most Retries times; RetryTimeout bounds the
+// whole fetch, the storage client's own retries included. The returned
+// error wraps storage.ErrNotFound when the file is not archived and
 // ErrStorage when storage kept failing.
 func (r *Restorer) Fetch(ctx context.Context, name, dest string) error {
-	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
-		dest = resolved
+	if r.RetryTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.RetryTimeout, fmt.Errorf("TUSK_FETCH_RETRY_TIMEOUT (%v) reached: %w", r.RetryTimeout, context.DeadlineExceeded))
+		defer cancel()
 	}
-	deadline := time.Now().Add(r.RetryTimeout)
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := r.fetchOnce(ctx, name, dest)
-		if err == nil || !isStorageError(err) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// Cancelled (SIGTERM) or out of time: say which, whatever the
+			// storage client made of it.
+			return fmt.Errorf("wal-fetch %s: %w (after %d attempts; last error: %v)", name, context.Cause(ctx), attempt+1, err)
+		}
+		if err == nil || !isStorageError(err) {
 			return err
 		}
-		if attempt >= r.Retries || (r.RetryTimeout > 0 && time.Now().Add(backoff).After(deadline)) {
-			return fmt.Errorf("giving up after %d attempts: %w", attempt+1, err)
+		if attempt >= r.Retries {
+			return fmt.Errorf("giving up after %d attempts (WALG_DOWNLOAD_FILE_RETRIES=%d): %w", attempt+1, r.Retries, err)
 		}
 		r.log().Warn("wal-fetch: storage error, retrying", "file", name, "attempt", attempt+1, "in", backoff, "error", err)
 		select {
 		case <-ctx.Done():
-			return err
+			return fmt.Errorf("wal-fetch %s: %w (after %d attempts; last error: %v)", name, context.Cause(ctx), attempt+1, err)
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 5*time.Second)
@@ -141,8 +207,8 @@ func (r *Restorer) fetchOnce(ctx context.Context, name, dest string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(dest, src); err != nil {
-		if isStorageError(err) {
+	if err := writeFileAtomic(ctx, dest, src); err != nil {
+		if isStorageError(err) || ctx.Err() != nil {
 			return err
 		}
 		return fmt.Errorf("%s/%s → %s: %w", r.Store, key, dest, err)
@@ -150,61 +216,43 @@ func (r *Restorer) fetchOnce(ctx context.Context, name, dest string) error {
 	return nil
 }
 
-// writeFileAtomic copies src into a temporary file next to dest, closes
-// src (which verifies what was read), fsyncs the file, renames it over dest
-// and fsyncs the directory. PostgreSQL must never see a partial or
-// unverified file under the name it asked for.
-func writeFileAtomic(dest string, src io.ReadCloser) (err error) {
+// ctxReader stops a copy once ctx is done: a local file or a decoder does
+// not watch the context by itself.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	return c.r.Read(p)
+}
+
+// writeFileAtomic copies src into dest through fsutil.WriteFile (a new
+// temporary file that follows no planted symlink, fsync, rename, directory
+// fsync), closing src before the rename because closing verifies what was
+// read. PostgreSQL must never see a partial or unverified file under the
+// name it asked for.
+func writeFileAtomic(ctx context.Context, dest string, src io.ReadCloser) error {
 	srcOpen := true
 	defer func() {
 		if srcOpen {
 			src.Close()
 		}
 	}()
-	dir := filepath.Dir(dest)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dest)+".tusk-tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temporary file in %s: %w", dir, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	return fsutil.WriteFile(dest, fsutil.Options{Perm: 0o600}, func(f *os.File) error {
+		buf := make([]byte, 64<<10)
+		if _, err := io.CopyBuffer(struct{ io.Writer }{f}, ctxReader{ctx, src}, buf); err != nil {
+			return err
 		}
-	}()
-	buf := make([]byte, 64<<10)
-	if _, err = io.CopyBuffer(struct{ io.Writer }{tmp}, struct{ io.Reader }{src}, buf); err != nil {
-		return err
-	}
-	srcOpen = false
-	if err = src.Close(); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o600); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), dest); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
+		srcOpen = false
+		if err := src.Close(); err != nil {
+			return err
+		}
+		return ctx.Err()
+	})
 }
 
 func (r *Restorer) log() *slog.Logger {
@@ -247,19 +295,10 @@ func (r *Restorer) rememberExt(ext string) {
 		return
 	}
 	b, _ := json.Marshal(extCache{FileExtension: ext})
-	tmp, err := os.CreateTemp(filepath.Dir(r.ExtCachePath), ".walg_decompressor_cache.tmp-*")
-	if err == nil {
-		_, err = tmp.Write(b)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), r.ExtCachePath)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
-		}
-	}
+	err := fsutil.WriteFile(r.ExtCachePath, fsutil.Options{Perm: 0o644, NoSync: true}, func(f *os.File) error {
+		_, err := f.Write(b)
+		return err
+	})
 	if err != nil {
 		r.log().Debug("cannot update decompressor cache", "file", r.ExtCachePath, "error", err)
 	}

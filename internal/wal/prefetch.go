@@ -8,10 +8,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/fsutil"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
@@ -25,9 +25,42 @@ func PrefetchDir(prefetchBase, dest string) string {
 }
 
 // ShouldPrefetch mirrors WAL-G: no prefetch after history or partial files,
-// or when only one download at a time is allowed.
+// or when only one download at a time is allowed; and only after a segment,
+// since only a segment has a successor.
 func ShouldPrefetch(name string, downloadConcurrency int) bool {
-	return downloadConcurrency > 1 && !strings.Contains(name, "history") && !strings.Contains(name, "partial")
+	return downloadConcurrency > 1 && IsSegmentName(name)
+}
+
+// PrefetchOptions say where prefetched segments go and how the prefetch
+// after a fetch runs.
+type PrefetchOptions struct {
+	// Dir is PrefetchDir(WALG_PREFETCH_DIR, dest).
+	Dir string
+	// Count is WALG_DOWNLOAD_CONCURRENCY; below 2 nothing is prefetched.
+	Count int
+	// Start runs the prefetch of the segments after name, without waiting
+	// for it: a detached process for the command, a goroutine for the
+	// daemon. Nil: no prefetch.
+	Start func(name string)
+}
+
+// Restore is wal-fetch, for the command and the daemon alike: the
+// prefetched copy of a segment when one is ready and sound, else a
+// download (Fetch). Then, whatever the outcome (a miss now is often the
+// segment PostgreSQL asks for next, as WAL-G reasons) but not after
+// cancellation, it starts the prefetch of the following segments.
+func (r *Restorer) Restore(ctx context.Context, name, dest string, p PrefetchOptions) (err error) {
+	if p.Start != nil && ShouldPrefetch(name, p.Count) {
+		defer func() {
+			if ctx.Err() == nil {
+				p.Start(name)
+			}
+		}()
+	}
+	if IsSegmentName(name) && p.Dir != "" && r.TakePrefetched(p.Dir, name, dest) {
+		return nil
+	}
+	return r.Fetch(ctx, name, dest)
 }
 
 // walPageMagicMin is the lowest XLOG_PAGE_MAGIC of any supported
@@ -51,15 +84,12 @@ func (r *Restorer) TakePrefetched(prefetchDir, name, dest string) bool {
 		os.Remove(ready)
 		return false
 	}
-	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
-		dest = resolved
-	}
 	if err := os.Rename(ready, dest); err != nil {
 		// Another filesystem: fall back to a normal download.
 		r.log().Debug("cannot move prefetched file", "from", ready, "to", dest, "error", err)
 		return false
 	}
-	if err := syncDir(filepath.Dir(dest)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(dest)); err != nil {
 		r.log().Warn("wal-fetch: fsync after moving prefetched file", "error", err)
 	}
 	r.log().Info("wal-fetch: used prefetched file", "file", name)
@@ -122,7 +152,7 @@ func (r *Restorer) Prefetch(ctx context.Context, name, prefetchDir string, count
 		return err
 	}
 	runningDir := filepath.Join(prefetchDir, "running")
-	if err := os.MkdirAll(runningDir, 0o755); err != nil {
+	if err := os.MkdirAll(runningDir, 0o700); err != nil {
 		return fmt.Errorf("create prefetch directory: %w", err)
 	}
 	r.cleanPrefetch(prefetchDir, seg)
@@ -154,12 +184,12 @@ func (r *Restorer) Prefetch(ctx context.Context, name, prefetchDir string, count
 func (r *Restorer) prefetchOne(ctx context.Context, name, prefetchDir, runningDir string) error {
 	final := filepath.Join(prefetchDir, name)
 	running := filepath.Join(runningDir, name)
-	if _, err := os.Stat(final); err == nil {
+	if _, err := os.Lstat(final); err == nil {
 		return nil
 	}
-	f, err := os.OpenFile(running, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	f, err := fsutil.Create(running, 0o600)
 	if err != nil {
-		return nil // someone else is fetching it
+		return nil // someone else is fetching it (or something is in the way)
 	}
 	ok := false
 	defer func() {
@@ -173,9 +203,9 @@ func (r *Restorer) prefetchOne(ctx context.Context, name, prefetchDir, runningDi
 		return err
 	}
 	buf := make([]byte, 64<<10)
-	_, err = io.CopyBuffer(struct{ io.Writer }{f}, struct{ io.Reader }{src}, buf)
+	_, err = io.CopyBuffer(struct{ io.Writer }{f}, ctxReader{ctx, src}, buf)
 	if cerr := src.Close(); err == nil {
-		err = cerr // integrity is known only once the stream is closed
+		err = cerr // integrity (and the size rule) is known only once the stream is closed
 	}
 	if err != nil {
 		return err
@@ -189,7 +219,7 @@ func (r *Restorer) prefetchOne(ctx context.Context, name, prefetchDir, runningDi
 		return err
 	}
 	ok = true
-	if _, err := os.Stat(final); err == nil {
+	if _, err := os.Lstat(final); err == nil {
 		os.Remove(running)
 		return nil
 	}

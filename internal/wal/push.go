@@ -78,31 +78,35 @@ func MarkerDir(pgdata, walPath string) string {
 // following .ready files. It returns only when the file is durably stored.
 func (a *Archiver) Push(ctx context.Context, path string, opts PushOptions) error {
 	name := filepath.Base(path)
-	if opts.MarkerDir != "" {
-		marker := filepath.Join(opts.MarkerDir, MarkerName(name))
-		if _, err := os.Stat(marker); err == nil {
-			if err := os.Remove(marker); err != nil {
-				return fmt.Errorf("remove marker %s: %w", marker, err)
-			}
-			a.log().Info("wal-push: already uploaded in the background", "file", name)
-			return nil
-		}
+	taken, err := StatusFor(path, opts.MarkerDir).TakeMarker(name)
+	if err != nil {
+		return fmt.Errorf("wal-push %s: %w", name, err)
+	}
+	if taken {
+		a.log().Info("wal-push: already uploaded in the background", "file", name)
+		return nil
 	}
 	var bg *backgroundUploader
 	if opts.Concurrency > 1 && opts.BackgroundLimit > 1 && opts.MarkerDir != "" {
 		bg = a.startBackground(ctx, path, opts)
 	}
-	err := a.PushFile(ctx, path)
+	err = a.PushFile(ctx, path)
 	if bg != nil {
 		bg.stop()
 	}
 	return err
 }
 
-// PushFile uploads one file, applying the overwrite rule, and logs one line.
+// PushFile uploads one file, applying the size and overwrite rules, and
+// logs one line. With overwrite prevention (WALG_PREVENT_WAL_OVERWRITE,
+// always for .history files) the object is created only if its key is free,
+// atomically where the storage can (storage.Creator): of concurrent pushes
+// of different contents exactly one succeeds and the others fail with
+// "contents differ"; an equal content already stored is success.
 func (a *Archiver) PushFile(ctx context.Context, path string) error {
 	name := filepath.Base(path)
-	if a.PreventOverwrite || strings.HasSuffix(name, ".history") {
+	prevent := a.PreventOverwrite || strings.HasSuffix(name, ".history")
+	if prevent {
 		same, err := a.alreadyArchived(ctx, name, path)
 		if err != nil {
 			return err
@@ -113,20 +117,40 @@ func (a *Archiver) PushFile(ctx context.Context, path string) error {
 		}
 	}
 	enc := a.getEncoder()
-	defer a.putEncoder(enc)
 	start := time.Now()
 	key := Folder + name
 	if ext := enc.Method().Ext(); ext != "" {
 		key += "." + ext
 	}
-	in, out, err := a.uploadFile(ctx, enc, path, key)
+	in, out, err := a.uploadFile(ctx, enc, path, key, prevent)
 	if err != nil {
+		// uploadFile returns with the encoder idle; one that failed
+		// mid-stream is still not trusted with the next upload.
+		if prevent && errors.Is(err, storage.ErrExists) {
+			return a.lostRace(ctx, name, path)
+		}
 		return err
 	}
+	a.putEncoder(enc)
 	if a.Uploaded != nil {
 		a.Uploaded(in, out)
 	}
 	a.log().Info("wal-push: uploaded", "file", name, "key", key, "bytes_in", in, "bytes_out", out, "ms", time.Since(start).Milliseconds())
+	return nil
+}
+
+// lostRace handles a create that found its key taken after the check said
+// it was free: another push stored it meanwhile. Equal content is success.
+func (a *Archiver) lostRace(ctx context.Context, name, path string) error {
+	same, err := a.alreadyArchived(ctx, name, path)
+	if err != nil {
+		return err
+	}
+	if !same {
+		// Deleted again in between: refuse rather than loop.
+		return fmt.Errorf("WAL file '%s' was being archived concurrently; not overwriting", path)
+	}
+	a.log().Info("wal-push: archived concurrently with equal content", "file", name)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/tusk-pg/tusk/internal/bufpool"
 	"github.com/tusk-pg/tusk/internal/crypt"
@@ -64,10 +65,11 @@ func SpoolBytes(segmentSize int64) int64 { return segmentSize + segmentSize/8 + 
 // keeps no copy of it: reading runs the encoder into a pipe, and seeking
 // back to the start (an HTTP retry) encodes the file again.
 type regenReader struct {
-	ctx  context.Context
-	enc  *pipe.Encoder
-	path string
-	size int64 // encoded length, from the counting pass
+	ctx     context.Context
+	enc     *pipe.Encoder
+	path    string
+	rawSize int64 // the file's length when the upload started
+	size    int64 // encoded length, from the counting pass
 
 	off  int64
 	pr   *io.PipeReader
@@ -84,7 +86,7 @@ func (r *regenReader) start() error {
 	pr, pw := io.Pipe()
 	r.pr, r.done = pr, make(chan error, 1)
 	go func() {
-		_, err := r.enc.Encode(pw, f)
+		_, err := r.enc.Encode(pw, &exactReader{r: f, want: r.rawSize, path: r.path})
 		f.Close()
 		pw.CloseWithError(err)
 		r.done <- err
@@ -169,6 +171,44 @@ func (r *regenReader) Close() error {
 	return nil
 }
 
+// exactReader yields a WAL file that must keep the length it had when the
+// upload started: a file that grows or shrinks meanwhile fails the upload
+// (and so stores nothing) instead of being archived half-written.
+type exactReader struct {
+	r    io.Reader
+	n    int64
+	want int64
+	path string
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	e.n += int64(n)
+	switch {
+	case e.n > e.want:
+		return n, fmt.Errorf("%s changed while it was uploaded: longer than %d bytes", e.path, e.want)
+	case err == io.EOF && e.n < e.want:
+		return n, fmt.Errorf("%s changed while it was uploaded: %d bytes, expected %d", e.path, e.n, e.want)
+	}
+	return n, err
+}
+
+// checkSize applies wal-push's size rules: a segment is exactly the segment
+// size (PostgreSQL never archives a short one, so a short file is damage);
+// anything else (partial segment, history, backup history) at most that.
+func (a *Archiver) checkSize(path string, size int64) error {
+	if IsSegmentName(filepath.Base(path)) {
+		if size != a.SegmentSize {
+			return fmt.Errorf("%s: %d bytes is not a WAL segment; segments are exactly %d bytes (WALG_PG_WAL_SIZE)", path, size, a.SegmentSize)
+		}
+		return nil
+	}
+	if size > a.SegmentSize {
+		return fmt.Errorf("%s: %d bytes is larger than the WAL segment size %d (WALG_PG_WAL_SIZE)", path, size, a.SegmentSize)
+	}
+	return nil
+}
+
 // countingWriter discards bytes and counts them.
 type countingWriter struct{ n int64 }
 
@@ -177,66 +217,78 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// store publishes an object: with create, only if key is free (an error
+// wrapping storage.ErrExists otherwise), atomically where the backend can
+// (storage.Creator).
+func (a *Archiver) store(ctx context.Context, key string, r io.Reader, size int64, create bool) error {
+	if c, ok := a.Store.(storage.Creator); ok && create {
+		return c.Create(ctx, key, r, size)
+	}
+	return a.Store.Put(ctx, key, r, size)
+}
+
 // uploadFile encodes the WAL file at path and stores it under key with the
-// archiver's buffering mode. It returns raw and stored byte counts.
-func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key string) (in, out int64, err error) {
-	st, err := os.Stat(path)
+// archiver's buffering mode (create: only if key is free, see store). It
+// returns raw and stored byte counts. When it returns, the encoder is idle.
+func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key string, create bool) (in, out int64, err error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("open WAL file: %w", err)
 	}
-	if st.Size() > a.SegmentSize {
-		return 0, 0, fmt.Errorf("%s: %d bytes is larger than the WAL segment size %d (WALG_PG_WAL_SIZE)", path, st.Size(), a.SegmentSize)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, 0, fmt.Errorf("open WAL file: %w", err)
 	}
+	if err := a.checkSize(path, st.Size()); err != nil {
+		return 0, 0, err
+	}
+	src := &exactReader{r: f, want: st.Size(), path: path}
 	switch a.Buffering {
 	case BufferStream:
-		f, err := os.Open(path)
-		if err != nil {
-			return 0, 0, fmt.Errorf("open WAL file: %w", err)
-		}
-		defer f.Close()
 		pr, pw := io.Pipe()
 		counted := &countingWriter{}
+		encoded := make(chan error, 1)
 		go func() {
-			n, err := enc.Encode(io.MultiWriter(pw, counted), f)
+			n, err := enc.Encode(io.MultiWriter(pw, counted), src)
 			in = n
 			pw.CloseWithError(err)
+			encoded <- err
 		}()
-		err = a.Store.Put(ctx, key, pr, -1)
-		pr.CloseWithError(errRestart) // unblock the encoder if Put gave up
+		err = a.store(ctx, key, pr, -1, create)
+		// Unblock the encoder if the store gave up, and wait for it: it
+		// must not outlive this call (it writes in, counted and its own
+		// state, and goes back to the pool after).
+		pr.CloseWithError(errRestart)
+		encErr := <-encoded
 		if err != nil {
 			return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
 		}
+		if encErr != nil {
+			// Cannot happen when the store read to EOF; kept as a guard.
+			return in, 0, fmt.Errorf("compress %s: %w", path, encErr)
+		}
 		return in, counted.n, nil
 	case BufferRecompress:
-		f, err := os.Open(path)
-		if err != nil {
-			return 0, 0, fmt.Errorf("open WAL file: %w", err)
-		}
 		counted := &countingWriter{}
-		in, err = enc.Encode(counted, f)
-		f.Close()
+		in, err = enc.Encode(counted, src)
 		if err != nil {
 			return in, 0, fmt.Errorf("compress %s: %w", path, err)
 		}
-		body := &regenReader{ctx: ctx, enc: enc, path: path, size: counted.n}
+		body := &regenReader{ctx: ctx, enc: enc, path: path, rawSize: st.Size(), size: counted.n}
 		defer body.Close()
-		if err := a.Store.Put(ctx, key, body, counted.n); err != nil {
+		if err := a.store(ctx, key, body, counted.n, create); err != nil {
 			return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
 		}
 		return in, counted.n, nil
 	default:
-		f, err := os.Open(path)
-		if err != nil {
-			return 0, 0, fmt.Errorf("open WAL file: %w", err)
-		}
-		defer f.Close()
 		spool := bufpool.NewSpool(a.Pool, SpoolBytes(a.SegmentSize))
 		defer spool.Reset()
-		in, err = enc.Encode(spool, f)
+		in, err = enc.Encode(spool, src)
 		if err != nil {
 			return in, 0, fmt.Errorf("compress %s: %w", path, err)
 		}
-		if err := a.Store.Put(ctx, key, spool.Reader(), spool.Size()); err != nil {
+		if err := a.store(ctx, key, spool.Reader(), spool.Size(), create); err != nil {
 			return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
 		}
 		return in, spool.Size(), nil

@@ -220,7 +220,7 @@ func assertNoTemp(t *testing.T, dir string) {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if strings.Contains(e.Name(), "tusk-tmp") {
+		if strings.Contains(e.Name(), ".tmp-") {
 			t.Fatalf("temporary file left behind: %s", e.Name())
 		}
 	}
@@ -480,7 +480,7 @@ func TestRegenReaderRetries(t *testing.T) {
 	f, _ := os.Open(path)
 	enc.Encode(&counted, f)
 	f.Close()
-	r := &regenReader{ctx: context.Background(), enc: enc, path: path, size: counted.n}
+	r := &regenReader{ctx: context.Background(), enc: enc, path: path, rawSize: testSegSize, size: counted.n}
 	defer r.Close()
 	end, err := r.Seek(0, io.SeekEnd)
 	if err != nil || end != counted.n {

@@ -1,0 +1,92 @@
+package daemon
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/storage/file"
+	"github.com/tusk-pg/tusk/internal/wal"
+)
+
+const testSegSize = 1 << 20
+
+// A fetch destination is confined to PGDATA, as a push source is: a
+// client cannot make the daemon write anywhere else.
+func TestFetchDestinationConfinedToPGDATA(t *testing.T) {
+	base, err := os.MkdirTemp("", "tusk-confine-") // short: the socket lives here
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	pgdata := filepath.Join(base, "pg")
+	outside := filepath.Join(base, "outside")
+	for _, d := range []string{filepath.Join(pgdata, "pg_wal"), outside, filepath.Join(outside, pgdata)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := file.New(filepath.Join(base, "archive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := codec.ByName("lz4")
+	r := &wal.Restorer{Store: store, SegmentSize: testSegSize, RetryTimeout: time.Minute}
+	a := &wal.Archiver{Store: store, Buffering: wal.BufferStream, SegmentSize: testSegSize, Restorer: r,
+		NewEncoder: func() *pipe.Encoder { return pipe.NewEncoder(m, nil) }}
+	name := "000000010000000000000001"
+	src := filepath.Join(base, name)
+	seg := make([]byte, testSegSize)
+	seg[0], seg[1] = 0x10, 0xD1
+	if err := os.WriteFile(src, seg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PushFile(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+
+	h := &WALHandler{Archiver: a, Restorer: r, Workers: 1, PGData: pgdata}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.Start(ctx)
+	sock := filepath.Join(base, "d.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Handler: h, PGData: pgdata, MaxConnections: 4}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, l) }()
+	t.Cleanup(func() { cancel(); <-done; h.Wait() })
+
+	for _, dest := range []string{
+		"../outside/x",
+		"../../x",
+		filepath.Join(outside, pgdata, "x"), // contains PGDATA, lies outside
+		pgdata + "/../outside/y",
+		pgdata, // PGDATA itself is not a file inside it
+	} {
+		if got := request(t, sock, TypeWalFetch, name, dest); got != ReplyError {
+			t.Errorf("fetch to %q: reply %q, want %q", dest, got, ReplyError)
+		}
+	}
+	var found []string
+	filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() && !filepath.HasPrefix(p, filepath.Join(base, "archive")) && p != src && p != sock {
+			found = append(found, p)
+		}
+		return nil
+	})
+	if len(found) != 0 {
+		t.Fatalf("refused fetches wrote %v", found)
+	}
+	if got := request(t, sock, TypeWalFetch, name, "pg_wal/RECOVERYXLOG"); got != ReplyOK {
+		t.Fatalf("fetch to pg_wal/RECOVERYXLOG: reply %q", got)
+	}
+	if st, err := os.Stat(filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")); err != nil || st.Size() != testSegSize {
+		t.Fatalf("fetched file: %v", err)
+	}
+}
