@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -24,9 +25,12 @@ type fixture struct {
 	Name string            `json:"name"`
 	Env  map[string]string `json:"env"`
 	// Storage is a path, or (wal-only-codecs) a map method → path.
-	Storage            json.RawMessage `json:"storage"`
-	WALSegments        []archivedFile  `json:"wal_segments"`
-	OtherArchivedFiles []archivedFile  `json:"other_archived_files"`
+	Storage     json.RawMessage `json:"storage"`
+	WALSegments []archivedFile  `json:"wal_segments"`
+	// WALSegmentSizeMB is initdb's --wal-segsize; wal-fetch refuses a
+	// segment of another size than WALG_PG_WAL_SIZE.
+	WALSegmentSizeMB   int            `json:"wal_segment_size_mb"`
+	OtherArchivedFiles []archivedFile `json:"other_archived_files"`
 	// What the backup tests read.
 	UserTables []string `json:"user_tables"`
 	Backups    []struct {
@@ -111,6 +115,9 @@ func fixtureEnv(fixDir string, f fixture, storageCopy, method string) []string {
 	// One process per fetch: no detached prefetcher outliving the test's
 	// temp dirs (prefetch is exercised by the archive-restore tests).
 	env = append(env, "WALG_DOWNLOAD_CONCURRENCY=1")
+	if _, ok := f.Env["WALG_PG_WAL_SIZE"]; !ok && f.WALSegmentSizeMB > 0 {
+		env = append(env, fmt.Sprintf("WALG_PG_WAL_SIZE=%d", f.WALSegmentSizeMB))
+	}
 	slices.Sort(env)
 	return env
 }

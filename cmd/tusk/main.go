@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Set by the build (-ldflags "-X main.version=...").
@@ -29,11 +31,35 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var got atomic.Value // the signal that cancelled the work
+	go func() {
+		sig := <-sigs
+		got.Store(sig)
+		cancel(fmt.Errorf("%w: %v", errInterrupted, sig))
+		// A second signal takes the default action: end at once.
+		signal.Reset(os.Interrupt, syscall.SIGTERM)
+	}()
 	code := run(ctx, os.Args)
-	stop()
+	if sig, ok := got.Load().(syscall.Signal); ok && code != 0 {
+		// Cleaned up (no temporary file left, nothing half-published):
+		// now end as the signal's default action would, so the caller
+		// (PostgreSQL's archiver or startup process, a shell) sees
+		// "terminated by SIGTERM", which it treats as a shutdown, not as
+		// "WAL file not available".
+		signal.Reset(sig)
+		syscall.Kill(os.Getpid(), sig)
+		time.Sleep(time.Second)
+		code = 128 + int(sig)
+	}
 	os.Exit(code)
 }
+
+// errInterrupted is the cause of the context of a command stopped by
+// SIGTERM or SIGINT.
+var errInterrupted = errors.New("interrupted")
 
 func run(ctx context.Context, args []string) int {
 	if filepath.Base(args[0]) == walgClientName {
