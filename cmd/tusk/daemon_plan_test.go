@@ -137,7 +137,7 @@ func TestDaemonPlanCoversPush(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					h := &daemon.WALHandler{Archiver: w.archiver, Restorer: w.restorer, Workers: workers, Log: a.log}
+					h := &daemon.WALHandler{Archiver: w.archiver, Restorer: w.restorer, Workers: workers, PGData: pgdata, Log: a.log}
 					work, stop := context.WithCancel(ctx)
 					h.Start(work)
 					defer func() { stop(); h.Wait() }()
