@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Errors about keys name the setting and what is wrong, never any part of
@@ -48,5 +50,39 @@ func TestKeyErrorsHideKeyMaterial(t *testing.T) {
 				t.Errorf("error %q is not one line", msg)
 			}
 		})
+	}
+}
+
+// A key path naming a FIFO or a device is refused at once, not waited on
+// or read without end.
+func TestKeyFileNotRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	t.Cleanup(func() {
+		if f, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			f.Close()
+		}
+	})
+	for name, s := range map[string]Settings{
+		"libsodium fifo": {LibsodiumKeyPath: fifo},
+		"pgp fifo":       {PGPKeyPath: fifo},
+		"libsodium dev":  {LibsodiumKeyPath: "/dev/zero"},
+		"pgp dev":        {PGPKeyPath: "/dev/zero"},
+	} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := FromSettings(s)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("%s: err = %v", name, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: still reading the key after 5s", name)
+		}
 	}
 }

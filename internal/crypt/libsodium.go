@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 )
 
@@ -18,9 +17,6 @@ const libsodiumChunk = 8192
 // libsodiumMinKey is WAL-G's minimum length of a key used as is
 // (WALG_LIBSODIUM_KEY_TRANSFORM=none).
 const libsodiumMinKey = 25
-
-// maxKeyFile bounds how much of a key file is read.
-const maxKeyFile = 1 << 20
 
 // LibsodiumKey derives the 32-byte key from the value of WALG_LIBSODIUM_KEY
 // as WAL-G does for WALG_LIBSODIUM_KEY_TRANSFORM (none, hex or base64; ""
@@ -34,17 +30,9 @@ func LibsodiumKey(raw, transform string) ([]byte, error) {
 // LibsodiumKeyFile reads the key file named by WALG_LIBSODIUM_KEY_PATH,
 // trims surrounding white space as WAL-G does, and applies the transform.
 func LibsodiumKeyFile(path, transform string) ([]byte, error) {
-	f, err := os.Open(path)
+	b, err := readKeyFile("WALG_LIBSODIUM_KEY_PATH", path)
 	if err != nil {
-		return nil, fmt.Errorf("WALG_LIBSODIUM_KEY_PATH: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("WALG_LIBSODIUM_KEY_PATH: read %s: %w", path, err)
-	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("WALG_LIBSODIUM_KEY_PATH: %s is larger than %d bytes; is it a key file?", path, maxKeyFile)
+		return nil, err
 	}
 	return libsodiumKey(strings.TrimSpace(string(b)), transform, "WALG_LIBSODIUM_KEY_PATH ("+path+")")
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
@@ -29,19 +28,7 @@ func OpenPGPKeyFromEnv(value string) []byte {
 
 // OpenPGPKeyFile reads an armored keyring file (WALG_PGP_KEY_PATH).
 func OpenPGPKeyFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("WALG_PGP_KEY_PATH: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("WALG_PGP_KEY_PATH: read %s: %w", path, err)
-	}
-	if len(b) > maxKeyFile {
-		return nil, fmt.Errorf("WALG_PGP_KEY_PATH: %s is larger than %d bytes; is it a key file?", path, maxKeyFile)
-	}
-	return b, nil
+	return readKeyFile("WALG_PGP_KEY_PATH", path)
 }
 
 // NewOpenPGP returns WAL-G's OpenPGP encryption with an ASCII-armored
