@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/crypt"
 )
 
 // Kind says how a setting's value is parsed and validated.
@@ -280,7 +281,8 @@ func storageOrder() []string {
 // A default that the consuming package applies to a zero value is not
 // repeated here: the S3 options (s3.Default*), the tar size threshold
 // (backup.DefaultTarSizeThreshold). Lists of accepted values owned by a
-// package come from it (codec.Methods, codec.ZstdLevels).
+// package come from it (codec.Methods, codec.ZstdLevels,
+// crypt.KeyTransforms).
 func catalogue() []Setting {
 	return []Setting{
 		// Core.
@@ -326,7 +328,7 @@ func catalogue() []Setting {
 		// Encryption (codecs-and-crypto.md §4-5).
 		str("WALG_LIBSODIUM_KEY").secret(),
 		str("WALG_LIBSODIUM_KEY_PATH"),
-		enum("WALG_LIBSODIUM_KEY_TRANSFORM", "none", "none", "hex", "base64"),
+		enum("WALG_LIBSODIUM_KEY_TRANSFORM", crypt.KeyTransforms()[0], crypt.KeyTransforms()...),
 		str("WALG_PGP_KEY").secret(),
 		str("WALG_PGP_KEY_PATH"),
 		str("WALG_PGP_KEY_PASSPHRASE").secret(),

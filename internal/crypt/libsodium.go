@@ -18,6 +18,10 @@ const libsodiumChunk = 8192
 // (WALG_LIBSODIUM_KEY_TRANSFORM=none).
 const libsodiumMinKey = 25
 
+// KeyTransforms lists the WALG_LIBSODIUM_KEY_TRANSFORM values, the first
+// being the default; the settings catalogue takes its list from here.
+func KeyTransforms() []string { return []string{"none", "hex", "base64"} }
+
 // LibsodiumKey derives the 32-byte key from the value of WALG_LIBSODIUM_KEY
 // as WAL-G does for WALG_LIBSODIUM_KEY_TRANSFORM (none, hex or base64; ""
 // means none): none uses the bytes as they are, which must be at least 25,
@@ -62,7 +66,8 @@ func libsodiumKey(raw, transform, source string) ([]byte, error) {
 		}
 		key = b
 	default:
-		return nil, fmt.Errorf("WALG_LIBSODIUM_KEY_TRANSFORM: unknown key transform %q (accepted: none, hex, base64)", transform)
+		return nil, fmt.Errorf("WALG_LIBSODIUM_KEY_TRANSFORM: unknown key transform %q (accepted: %s)",
+			transform, strings.Join(KeyTransforms(), ", "))
 	}
 	if len(key) != ssKeySize {
 		return nil, fmt.Errorf("%s: decodes to %d bytes, the key must be exactly %d (WALG_LIBSODIUM_KEY_TRANSFORM=%s)",
