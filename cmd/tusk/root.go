@@ -71,6 +71,7 @@ In postgresql.conf:
 		newWalPrefetchCommand(a),
 		newWalShowCommand(a),
 		newWalVerifyCommand(a),
+		newBackupVerifyCommand(a),
 		newBackupListCommand(a),
 		newBackupFetchCommand(a),
 		newBackupPushCommand(a),
