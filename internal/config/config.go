@@ -306,10 +306,13 @@ func (c *Config) get(name string) (string, bool) {
 	return v, ok
 }
 
-// value returns a setting's value, or "" when unset.
+// value returns a setting's value, or "" when unset; like the other typed
+// getters it panics on a name that is not canonical.
 func (c *Config) value(name string) string {
-	v, _ := c.get(name)
-	return v
+	if i, ok := c.index[name]; !ok || c.settings[i].Name != name {
+		panic(fmt.Sprintf("config: %q is not a canonical setting name", name))
+	}
+	return c.values[name]
 }
 
 // lookup is get that also accepts WAL-G's other spellings (S3_SSE,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -849,5 +850,32 @@ func TestSource(t *testing.T) {
 	want := []string{"UPLOAD_CONCURRENCY", "WALG_DOWNLOAD_CONCURRENCY", "WALG_S3_SSE", "WALG_UPLOAD_CONCURRENCY", "WALG_UPLOAD_QUEUE"}
 	if got := c.Explicit(); !slices.Equal(got, want) {
 		t.Errorf("Explicit = %q, want %q", got, want)
+	}
+}
+
+// TestEveryAccessorResolves calls every argument-free accessor: one that
+// names a setting the catalogue lacks, or of another kind, panics here
+// rather than in a command.
+func TestEveryAccessorResolves(t *testing.T) {
+	c, _ := mustLoad(t, LoadOptions{Environ: []string{"WALG_FILE_PREFIX=/x"}})
+	v := reflect.ValueOf(c)
+	n := 0
+	for i := range v.NumMethod() {
+		m := v.Type().Method(i)
+		if m.Type.NumIn() != 1 { // the receiver only
+			continue
+		}
+		n++
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("%s panics: %v", m.Name, r)
+				}
+			}()
+			v.Method(i).Call(nil)
+		}()
+	}
+	if n < 30 {
+		t.Errorf("only %d accessors found", n)
 	}
 }
