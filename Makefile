@@ -15,6 +15,7 @@ GOBUILDFLAGS ?= -trimpath
 
 build:
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tusk
+	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(dir $(BIN))tusk-daemon-client ./cmd/tusk-daemon-client
 
 demo:
 	scripts/demo.sh

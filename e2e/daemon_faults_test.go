@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tusk-pg/tusk/internal/daemon"
+	"github.com/tusk-pg/tusk/internal/daemon/wire"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
@@ -141,7 +141,7 @@ func TestDaemonSIGTERM(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		b, err := daemon.Request(context.Background(), d.socket, daemon.TypeWalPush, []string{name}, 5*time.Second, 30*time.Second)
+		b, err := wire.Request(context.Background(), d.socket, wire.TypeWalPush, []string{name}, 5*time.Second, 30*time.Second)
 		res <- result{b, err}
 	}()
 	time.Sleep(5 * time.Millisecond)
@@ -162,9 +162,9 @@ func TestDaemonSIGTERM(t *testing.T) {
 	}
 	_, statErr := os.Stat(filepath.Join(storage, "wal_005", name+".lz4"))
 	switch {
-	case r.err == nil && r.reply == daemon.ReplyOK && statErr != nil:
+	case r.err == nil && r.reply == wire.ReplyOK && statErr != nil:
 		t.Fatalf("daemon acknowledged %s but it is not stored: %v", name, statErr)
-	case r.err == nil && r.reply == daemon.ReplyOK:
+	case r.err == nil && r.reply == wire.ReplyOK:
 		t.Logf("push in flight at SIGTERM finished and was stored")
 	default:
 		t.Logf("push in flight at SIGTERM was refused (%q, %v): PostgreSQL would retry", r.reply, r.err)
@@ -219,8 +219,8 @@ func TestDaemonSIGUSR1ReopensLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(logPath, "log destination reopened")
-	reply, err := daemon.Request(context.Background(), d.socket, daemon.TypeWalPush, []string{name}, 5*time.Second, 30*time.Second)
-	if err != nil || reply != daemon.ReplyOK {
+	reply, err := wire.Request(context.Background(), d.socket, wire.TypeWalPush, []string{name}, 5*time.Second, 30*time.Second)
+	if err != nil || reply != wire.ReplyOK {
 		t.Fatalf("push after SIGUSR1: reply %q, %v", reply, err)
 	}
 	waitFor(logPath, name)
@@ -259,7 +259,7 @@ func TestDaemonQuietConnections(t *testing.T) {
 	sock := filepath.Join(dir, "d.sock")
 	startDaemon(t, tusk, sock, pgdata, []string{"WALG_FILE_PREFIX=" + storage, "TUSK_DAEMON_MAX_CONNECTIONS=16"})
 
-	check, _ := daemon.EncodeMessage(daemon.TypeCheck, "CHECK")
+	check, _ := wire.EncodeMessage(wire.TypeCheck, "CHECK")
 	var quiet []net.Conn
 	for i := range 64 {
 		c, err := net.Dial("unix", sock)
@@ -286,14 +286,14 @@ func TestDaemonQuietConnections(t *testing.T) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		var b [1]byte
 		if i%2 == 0 {
-			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != daemon.ReplyOK {
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != wire.ReplyOK {
 				t.Fatalf("check on quiet connection %d: %q %v", i, b[0], err)
 			}
 		}
 		if _, err := c.Write(check); err != nil {
 			t.Fatalf("quiet connection %d: %v", i, err)
 		}
-		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != daemon.ReplyOK {
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != wire.ReplyOK {
 			t.Fatalf("quiet connection %d no longer served: %q %v", i, b[0], err)
 		}
 	}

@@ -128,7 +128,8 @@ func daemonScenario(t *testing.T, tusk string, env []string, client string) (sce
 func TestDaemonArchiveRestoreFile(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
 	storage := pgcluster.TempDir(t)
-	sc, daemons := daemonScenario(t, tusk, []string{"WALG_FILE_PREFIX=" + storage}, "")
+	// Through the small client binary, as the README suggests.
+	sc, daemons := daemonScenario(t, tusk, []string{"WALG_FILE_PREFIX=" + storage}, testenv.BuildDaemonClient(t))
 	out := archiveRestore(t, tusk, sc)
 	checkWALObjects(t, walObjectsInDir(t, storage), "lz4", false, 0, out.lastWAL)
 	t.Logf("archiving daemon peak RSS %d MiB", vmHWM(t, daemons["primary"].cmd.Process.Pid)>>20)

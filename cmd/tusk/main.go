@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -62,8 +61,8 @@ func main() {
 var errInterrupted = errors.New("interrupted")
 
 func run(ctx context.Context, args []string) int {
-	if filepath.Base(args[0]) == walgClientName {
-		return runAsWALGClient(ctx, args[1:])
+	if clientArgs, ok := daemonClientArgs(args); ok {
+		return runDaemonClient(ctx, clientArgs)
 	}
 	root := newRootCommand()
 	root.SetArgs(args[1:])

@@ -1,3 +1,5 @@
+// Package daemon is WAL-G's archiving daemon: the server of its socket
+// protocol (package wire) and the WAL work behind the requests.
 package daemon
 
 import (
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tusk-pg/tusk/internal/daemon/wire"
 )
 
 // Handler does the work behind the requests.
@@ -72,7 +76,7 @@ const DefaultMaxOpen = 256
 // handler's goroutine; an open connection its goroutine's stack, its
 // socket and this package's state (measured: TestQuietConnectionMemory).
 const (
-	RequestBytes = maxMessage + 16<<10
+	RequestBytes = wire.MaxMessage + 16<<10
 	ConnBytes    = 8 << 10
 )
 
@@ -110,7 +114,7 @@ func Listen(socketPath string) (net.Listener, error) {
 // own timeout).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.slots = make(chan struct{}, max(s.MaxConnections, 1))
-	s.bufs.New = func() any { b := make([]byte, maxMessage); return &b }
+	s.bufs.New = func() any { b := make([]byte, wire.MaxMessage); return &b }
 	s.conns = map[*serverConn]struct{}{}
 	maxOpen := s.MaxOpen
 	if maxOpen <= 0 {
@@ -238,13 +242,13 @@ func (s *Server) serveConn(ctx, work context.Context, conn *serverConn) {
 		} else {
 			conn.SetReadDeadline(time.Time{})
 		}
-		var hdr [headerSize]byte
+		var hdr [wire.HeaderSize]byte
 		_, err := io.ReadFull(conn, hdr[:])
 		s.setIdle(ctx, conn, false)
 		if err != nil {
 			if err == io.ErrUnexpectedEOF {
-				s.log().Error("daemon: bad request, closing connection", "error", fmt.Errorf("%w: truncated header", ErrCorrupt))
-				reply(conn, ReplyError)
+				s.log().Error("daemon: bad request, closing connection", "error", fmt.Errorf("%w: truncated header", wire.ErrCorrupt))
+				reply(conn, wire.ReplyError)
 			}
 			return
 		}
@@ -263,27 +267,27 @@ func (s *Server) serveConn(ctx, work context.Context, conn *serverConn) {
 
 // serveRequest reads the body of the frame whose header is hdr and answers
 // it; it reports whether the connection may send another request.
-func (s *Server) serveRequest(ctx context.Context, conn net.Conn, hdr [headerSize]byte) bool {
+func (s *Server) serveRequest(ctx context.Context, conn net.Conn, hdr [wire.HeaderSize]byte) bool {
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	conn.SetReadDeadline(time.Now().Add(bodyTimeout))
-	msg, err := readBody(conn, hdr, *bp)
+	msg, err := wire.ReadBody(conn, hdr, *bp)
 	if err != nil {
 		s.log().Error("daemon: bad request, closing connection", "error", err)
-		reply(conn, ReplyError)
+		reply(conn, wire.ReplyError)
 		return false
 	}
 	conn.SetReadDeadline(time.Time{})
 	switch msg.Type {
-	case TypeCheck:
-		return reply(conn, ReplyOK)
-	case TypeWalPush:
+	case wire.TypeCheck:
+		return reply(conn, wire.ReplyOK)
+	case wire.TypeWalPush:
 		reply(conn, s.push(ctx, string(msg.Body)))
-	case TypeWalFetch:
+	case wire.TypeWalFetch:
 		reply(conn, s.fetch(ctx, msg.Body))
 	default:
 		s.log().Error("daemon: unknown message type, closing connection", "type", fmt.Sprintf("%q", msg.Type))
-		reply(conn, ReplyError)
+		reply(conn, wire.ReplyError)
 	}
 	return false
 }
@@ -330,12 +334,12 @@ func (s *Server) pushPath(name string) (string, error) {
 func (s *Server) push(ctx context.Context, name string) byte {
 	if s.PGData == "" {
 		s.log().Error("daemon: wal-push needs PGDATA to locate WAL files", "file", name)
-		return ReplyError
+		return wire.ReplyError
 	}
 	p, err := s.pushPath(name)
 	if err != nil {
 		s.log().Error("daemon: wal-push", "error", err)
-		return ReplyError
+		return wire.ReplyError
 	}
 	pctx := ctx
 	if s.PushTimeout > 0 {
@@ -345,33 +349,33 @@ func (s *Server) push(ctx context.Context, name string) byte {
 	}
 	if err := s.Handler.Push(pctx, p); err != nil {
 		s.log().Error("daemon: wal-push failed", "file", name, "error", err)
-		return ReplyError
+		return wire.ReplyError
 	}
-	return ReplyOK
+	return wire.ReplyOK
 }
 
 func (s *Server) fetch(ctx context.Context, body []byte) byte {
-	args, err := DecodeArgs(body)
+	args, err := wire.DecodeArgs(body)
 	if err != nil || len(args) != 2 {
 		s.log().Error("daemon: wal-fetch needs 2 arguments", "error", err)
-		return ReplyError
+		return wire.ReplyError
 	}
 	if s.PGData == "" {
 		s.log().Error("daemon: wal-fetch needs PGDATA to resolve the destination", "file", args[0])
-		return ReplyError
+		return wire.ReplyError
 	}
 	name, dest := args[0], s.resolve(args[1])
 	if strings.ContainsAny(name, "/\\") || strings.Contains(name, "..") {
 		s.log().Error("daemon: refusing wal-fetch of a suspicious name", "name", name)
-		return ReplyError
+		return wire.ReplyError
 	}
 	if err := s.Handler.Fetch(ctx, name, dest); err != nil {
 		if s.Handler.NotFound(err) {
 			s.log().Info("daemon: wal-fetch: not archived", "file", name)
-			return ReplyNotFound
+			return wire.ReplyNotFound
 		}
 		s.log().Error("daemon: wal-fetch failed", "file", name, "error", err)
-		return ReplyError
+		return wire.ReplyError
 	}
-	return ReplyOK
+	return wire.ReplyOK
 }

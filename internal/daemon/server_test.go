@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tusk-pg/tusk/internal/daemon/wire"
 )
 
 var errNotArchived = errors.New("not archived")
@@ -96,7 +98,7 @@ func startServer(t *testing.T, h Handler, maxConns int) (string, *Server) {
 
 func request(t *testing.T, sock string, typ byte, args ...string) byte {
 	t.Helper()
-	b, err := Request(context.Background(), sock, typ, args, time.Second, 5*time.Second)
+	b, err := wire.Request(context.Background(), sock, typ, args, time.Second, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,25 +108,25 @@ func request(t *testing.T, sock string, typ byte, args ...string) byte {
 func TestServerRequests(t *testing.T) {
 	h := &fakeHandler{}
 	sock, _ := startServer(t, h, 4)
-	if r := request(t, sock, TypeWalPush, "000000010000000000000003"); r != ReplyOK {
+	if r := request(t, sock, wire.TypeWalPush, "000000010000000000000003"); r != wire.ReplyOK {
 		t.Fatalf("push reply %q", r)
 	}
-	if r := request(t, sock, TypeWalPush, "000000010000000000000099"); r != ReplyError {
+	if r := request(t, sock, wire.TypeWalPush, "000000010000000000000099"); r != wire.ReplyError {
 		t.Fatalf("failed push reply %q", r)
 	}
-	if r := request(t, sock, TypeWalFetch, "000000010000000000000004", "pg_wal/RECOVERYXLOG"); r != ReplyOK {
+	if r := request(t, sock, wire.TypeWalFetch, "000000010000000000000004", "pg_wal/RECOVERYXLOG"); r != wire.ReplyOK {
 		t.Fatalf("fetch reply %q", r)
 	}
-	if r := request(t, sock, TypeWalFetch, "000000010000000000000077", "pg_wal/RECOVERYXLOG"); r != ReplyNotFound {
+	if r := request(t, sock, wire.TypeWalFetch, "000000010000000000000077", "pg_wal/RECOVERYXLOG"); r != wire.ReplyNotFound {
 		t.Fatalf("missing fetch reply %q", r)
 	}
-	if r := request(t, sock, TypeWalFetch, "000000010000000000000004"); r != ReplyError {
+	if r := request(t, sock, wire.TypeWalFetch, "000000010000000000000004"); r != wire.ReplyError {
 		t.Fatalf("fetch with one argument: %q", r)
 	}
-	if r := request(t, sock, TypeWalPush, "../../etc/passwd"); r != ReplyError {
+	if r := request(t, sock, wire.TypeWalPush, "../../etc/passwd"); r != wire.ReplyError {
 		t.Fatalf("escaping push name: %q", r)
 	}
-	if r := request(t, sock, 'Z', "x"); r != ReplyError {
+	if r := request(t, sock, 'Z', "x"); r != wire.ReplyError {
 		t.Fatalf("unknown type: %q", r)
 	}
 	h.mu.Lock()
@@ -145,15 +147,15 @@ func TestServerCheckThenPushOnOneConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	check, _ := EncodeMessage(TypeCheck, "CHECK")
-	push, _ := EncodeMessage(TypeWalPush, "000000010000000000000005")
+	check, _ := wire.EncodeMessage(wire.TypeCheck, "CHECK")
+	push, _ := wire.EncodeMessage(wire.TypeWalPush, "000000010000000000000005")
 	var b [1]byte
 	conn.Write(check)
-	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != ReplyOK {
+	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != wire.ReplyOK {
 		t.Fatalf("check: %q %v", b[0], err)
 	}
 	conn.Write(push)
-	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != ReplyOK {
+	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != wire.ReplyOK {
 		t.Fatalf("push: %q %v", b[0], err)
 	}
 	// Then the daemon closes: nothing more follows the one-byte reply.
@@ -177,12 +179,12 @@ func TestServerSurvivesMalformedFrames(t *testing.T) {
 		var b [1]byte
 		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 		n, _ := conn.Read(b[:])
-		if n == 1 && b[0] != ReplyError {
+		if n == 1 && b[0] != wire.ReplyError {
 			t.Fatalf("frame %x: reply %q", frame, b[0])
 		}
 		conn.Close()
 	}
-	if r := request(t, sock, TypeWalPush, "000000010000000000000006"); r != ReplyOK {
+	if r := request(t, sock, wire.TypeWalPush, "000000010000000000000006"); r != wire.ReplyOK {
 		t.Fatalf("daemon stopped serving after malformed frames: %q", r)
 	}
 }
@@ -196,7 +198,7 @@ func TestServerBoundsConnections(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			b, err := Request(context.Background(), sock, TypeWalPush, []string{"000000010000000000000007"}, time.Second, 10*time.Second)
+			b, err := wire.Request(context.Background(), sock, wire.TypeWalPush, []string{"000000010000000000000007"}, time.Second, 10*time.Second)
 			if err != nil {
 				t.Error(err)
 			}
@@ -211,7 +213,7 @@ func TestServerBoundsConnections(t *testing.T) {
 	wg.Wait()
 	close(replies)
 	for b := range replies {
-		if b != ReplyOK {
+		if b != wire.ReplyOK {
 			t.Fatalf("waiting client got %q", b)
 		}
 	}
@@ -227,7 +229,7 @@ func TestIdleConnectionsDoNotStarveClients(t *testing.T) {
 	const idle = 64
 	h := &fakeHandler{}
 	sock, _ := startServer(t, h, 16)
-	check, _ := EncodeMessage(TypeCheck, "CHECK")
+	check, _ := wire.EncodeMessage(wire.TypeCheck, "CHECK")
 	var quiet []net.Conn
 	for i := range idle {
 		c, err := net.Dial("unix", sock)
@@ -241,25 +243,25 @@ func TestIdleConnectionsDoNotStarveClients(t *testing.T) {
 			if _, err := c.Write(check); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != ReplyOK {
+			if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != wire.ReplyOK {
 				t.Fatalf("check on connection %d: %q %v", i, b[0], err)
 			}
 		}
 		quiet = append(quiet, c)
 	}
 	start := time.Now()
-	b, err := Request(context.Background(), sock, TypeWalPush, []string{"000000010000000000000008"}, time.Second, 5*time.Second)
-	if err != nil || b != ReplyOK {
+	b, err := wire.Request(context.Background(), sock, wire.TypeWalPush, []string{"000000010000000000000008"}, time.Second, 5*time.Second)
+	if err != nil || b != wire.ReplyOK {
 		t.Fatalf("push beside %d quiet connections: reply %q, %v (after %v)", idle, b, err, time.Since(start))
 	}
 	for i, c := range quiet {
-		push, _ := EncodeMessage(TypeWalPush, fmt.Sprintf("0000000100000000000001%02X", i))
+		push, _ := wire.EncodeMessage(wire.TypeWalPush, fmt.Sprintf("0000000100000000000001%02X", i))
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		var b [1]byte
 		if _, err := c.Write(push); err != nil {
 			t.Fatalf("quiet connection %d was closed: %v", i, err)
 		}
-		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != ReplyOK {
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != wire.ReplyOK {
 			t.Fatalf("push on quiet connection %d: %q %v", i, b[0], err)
 		}
 	}
@@ -283,11 +285,11 @@ func TestQuietConnectionMemory(t *testing.T) {
 	}
 	// One connection first, so what the first one starts (the poller) is
 	// not counted.
-	if r := request(t, sock, TypeCheck); r != ReplyOK {
+	if r := request(t, sock, wire.TypeCheck); r != wire.ReplyOK {
 		t.Fatalf("check: %q", r)
 	}
 	before := memory()
-	check, _ := EncodeMessage(TypeCheck, "CHECK")
+	check, _ := wire.EncodeMessage(wire.TypeCheck, "CHECK")
 	for range n {
 		c, err := net.Dial("unix", sock)
 		if err != nil {
@@ -330,7 +332,7 @@ func TestMaxOpenClosesQuietestConnection(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 	}()
-	check, _ := EncodeMessage(TypeCheck, "CHECK")
+	check, _ := wire.EncodeMessage(wire.TypeCheck, "CHECK")
 	var quiet []net.Conn
 	for range 4 {
 		c, err := net.Dial("unix", sock)
@@ -346,7 +348,7 @@ func TestMaxOpenClosesQuietestConnection(t *testing.T) {
 		quiet = append(quiet, c)
 		time.Sleep(10 * time.Millisecond) // distinct quiet-since times
 	}
-	if r := request(t, sock, TypeWalPush, "000000010000000000000009"); r != ReplyOK {
+	if r := request(t, sock, wire.TypeWalPush, "000000010000000000000009"); r != wire.ReplyOK {
 		t.Fatalf("push at the open-connection bound: %q", r)
 	}
 	var b [1]byte
@@ -357,7 +359,7 @@ func TestMaxOpenClosesQuietestConnection(t *testing.T) {
 	for i, c := range quiet[1:] {
 		c.Write(check)
 		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != ReplyOK {
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != wire.ReplyOK {
 			t.Fatalf("quiet connection %d: %q %v", i+1, b[0], err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/daemon/wire"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage/file"
 	"github.com/tusk-pg/tusk/internal/wal"
@@ -69,8 +70,8 @@ func TestFetchDestinationConfinedToPGDATA(t *testing.T) {
 		pgdata + "/../outside/y",
 		pgdata, // PGDATA itself is not a file inside it
 	} {
-		if got := request(t, sock, TypeWalFetch, name, dest); got != ReplyError {
-			t.Errorf("fetch to %q: reply %q, want %q", dest, got, ReplyError)
+		if got := request(t, sock, wire.TypeWalFetch, name, dest); got != wire.ReplyError {
+			t.Errorf("fetch to %q: reply %q, want %q", dest, got, wire.ReplyError)
 		}
 	}
 	var found []string
@@ -83,7 +84,7 @@ func TestFetchDestinationConfinedToPGDATA(t *testing.T) {
 	if len(found) != 0 {
 		t.Fatalf("refused fetches wrote %v", found)
 	}
-	if got := request(t, sock, TypeWalFetch, name, "pg_wal/RECOVERYXLOG"); got != ReplyOK {
+	if got := request(t, sock, wire.TypeWalFetch, name, "pg_wal/RECOVERYXLOG"); got != wire.ReplyOK {
 		t.Fatalf("fetch to pg_wal/RECOVERYXLOG: reply %q", got)
 	}
 	if st, err := os.Stat(filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")); err != nil || st.Size() != testSegSize {

@@ -39,10 +39,34 @@ func BuildTusk(t testing.TB) string {
 	return build.path
 }
 
-// RemoveBuilds deletes what BuildTusk produced; for TestMain, after m.Run.
+// clientBuild is the one tusk-daemon-client binary of this test process.
+var clientBuild struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// BuildDaemonClient compiles ./cmd/tusk-daemon-client once per test
+// process, like BuildTusk, and returns the binary's absolute path.
+func BuildDaemonClient(t testing.TB) string {
+	t.Helper()
+	clientBuild.once.Do(func() {
+		clientBuild.dir, clientBuild.path, clientBuild.err = buildCommand("tusk-daemon-client")
+	})
+	if clientBuild.err != nil {
+		t.Fatalf("building tusk-daemon-client: %v", clientBuild.err)
+	}
+	return clientBuild.path
+}
+
+// RemoveBuilds deletes what BuildTusk and BuildDaemonClient produced; for
+// TestMain, after m.Run.
 func RemoveBuilds() {
-	if build.dir != "" {
-		_ = os.RemoveAll(build.dir)
+	for _, dir := range []string{build.dir, clientBuild.dir} {
+		if dir != "" {
+			_ = os.RemoveAll(dir)
+		}
 	}
 }
 
@@ -54,24 +78,27 @@ func Main(m *testing.M) int {
 	return m.Run()
 }
 
-func buildTusk() (dir, bin string, err error) {
+func buildTusk() (dir, bin string, err error) { return buildCommand("tusk") }
+
+// buildCommand builds ./cmd/NAME into a fresh 0755 directory.
+func buildCommand(name string) (dir, bin string, err error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", "", err
 	}
 	dir, err = os.MkdirTemp("", "tusk-bin-")
 	if err != nil {
-		return "", "", fmt.Errorf("temp dir for the tusk binary: %w", err)
+		return "", "", fmt.Errorf("temp dir for the %s binary: %w", name, err)
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return dir, "", fmt.Errorf("chmod %s: %w", dir, err)
 	}
-	bin = filepath.Join(dir, "tusk")
-	cmd := exec.Command(goTool(), "build", "-o", bin, "./cmd/tusk")
+	bin = filepath.Join(dir, name)
+	cmd := exec.Command(goTool(), "build", "-o", bin, "./cmd/"+name)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return dir, "", fmt.Errorf("go build ./cmd/tusk in %s: %w\n%s", root, err, out)
+		return dir, "", fmt.Errorf("go build ./cmd/%s in %s: %w\n%s", name, root, err, out)
 	}
 	return dir, bin, nil
 }

@@ -1,4 +1,4 @@
-package main
+package clientcmd
 
 import (
 	"bytes"
@@ -47,15 +47,15 @@ func TestDaemonClientCommandLine(t *testing.T) {
 	go (&daemon.Server{Handler: h, PGData: "/pg"}).Serve(ctx, l)
 
 	var out bytes.Buffer
-	if err := runDaemonClient(ctx, []string{sock, "wal-push", "000000010000000000000001", "-timeout", "10s", "-connection-timeout", "1s"}, &out); err != nil {
+	if err := Exec(ctx, []string{sock, "wal-push", "000000010000000000000001", "-timeout", "10s", "-connection-timeout", "1s"}, &out, "v"); err != nil {
 		t.Fatalf("push: %v", err)
 	}
-	if err := runDaemonClient(ctx, []string{sock, "WAL-FETCH", "000000010000000000000002", "pg_wal/RECOVERYXLOG"}, &out); err != nil {
+	if err := Exec(ctx, []string{sock, "WAL-FETCH", "000000010000000000000002", "pg_wal/RECOVERYXLOG"}, &out, "v"); err != nil {
 		t.Fatalf("fetch (command name is case-insensitive): %v", err)
 	}
-	err = runDaemonClient(ctx, []string{sock, "wal-fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"}, &out)
-	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != 74 {
+	err = Exec(ctx, []string{sock, "wal-fetch", "000000010000000000000009", "pg_wal/RECOVERYXLOG"}, &out, "v")
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Code != 74 {
 		t.Fatalf("missing file: %v, want exit 74", err)
 	}
 	for _, bad := range [][]string{
@@ -66,8 +66,8 @@ func TestDaemonClientCommandLine(t *testing.T) {
 		{sock, "wal-push", "x", "-timeout", "soon"},
 		{filepath.Join(dir, "missing.sock"), "wal-push", "000000010000000000000001"},
 	} {
-		err := runDaemonClient(ctx, bad, &out)
-		if err == nil || errors.As(err, &ee) && ee.code == 74 {
+		err := Exec(ctx, bad, &out, "v")
+		if err == nil || errors.As(err, &ee) && ee.Code == 74 {
 			t.Errorf("%q: got %v, want a usage or connection error", bad, err)
 		}
 	}
@@ -75,7 +75,7 @@ func TestDaemonClientCommandLine(t *testing.T) {
 		t.Fatalf("pushed %q", h.pushed)
 	}
 	out.Reset()
-	runDaemonClient(ctx, []string{"--version"}, &out)
+	Exec(ctx, []string{"--version"}, &out, "v")
 	if !strings.HasPrefix(out.String(), "walg-daemon-client\t") {
 		t.Fatalf("version line %q", out.String())
 	}

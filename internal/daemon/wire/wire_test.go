@@ -1,4 +1,4 @@
-package daemon
+package wire
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func TestEncodeMatchesWALGBytes(t *testing.T) {
 }
 
 func TestReadMessageRoundTrip(t *testing.T) {
-	buf := make([]byte, maxMessage)
+	buf := make([]byte, MaxMessage)
 	var stream bytes.Buffer
 	for _, args := range [][]string{{}, {"000000010000000000000003"}, {"a", "b/c"}} {
 		m, err := EncodeMessage(TypeWalFetch, args...)
@@ -63,7 +63,7 @@ func TestReadMessageRoundTrip(t *testing.T) {
 }
 
 func TestMalformedFrames(t *testing.T) {
-	buf := make([]byte, maxMessage)
+	buf := make([]byte, MaxMessage)
 	for name, frame := range map[string][]byte{
 		"short length":   {'F', 0, 2},
 		"truncated body": {'F', 0, 10, 'a'},
@@ -92,13 +92,13 @@ func FuzzReadMessage(f *testing.F) {
 	f.Add(m)
 	f.Add([]byte{'F', 0, 3})
 	f.Add([]byte{'C', 0, 8, 'C', 'H', 'E', 'C', 'K'})
-	buf := make([]byte, maxMessage)
+	buf := make([]byte, MaxMessage)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		msg, err := ReadMessage(bytes.NewReader(data), buf)
 		if err != nil {
 			return
 		}
-		if len(msg.Body)+headerSize > len(data) {
+		if len(msg.Body)+HeaderSize > len(data) {
 			t.Fatalf("body longer than input")
 		}
 		args, err := DecodeArgs(msg.Body)

@@ -1,6 +1,8 @@
-// Package daemon implements WAL-G's archiving daemon: its Unix-socket
-// protocol byte for byte, the server and the client.
-package daemon
+// Package wire is WAL-G's daemon protocol byte for byte: request frames,
+// one-byte replies, and a client's one request. It imports nothing beyond
+// the standard library's networking, so the small daemon client binary
+// built on it stays small.
+package wire
 
 import (
 	"encoding/binary"
@@ -21,8 +23,8 @@ const (
 )
 
 const (
-	headerSize = 3 // type byte + uint16 BE length of the whole message
-	maxMessage = 0xFFFF
+	HeaderSize = 3 // type byte + uint16 BE length of the whole message
+	MaxMessage = 0xFFFF
 )
 
 // ErrCorrupt is wrapped by every decoding error of a malformed frame.
@@ -34,32 +36,32 @@ type Message struct {
 	Body []byte
 }
 
-// ReadMessage reads one frame from r into buf (which must hold maxMessage
+// ReadMessage reads one frame from r into buf (which must hold MaxMessage
 // bytes, so a connection never allocates per message) and returns a
 // Message whose Body aliases buf.
 func ReadMessage(r io.Reader, buf []byte) (Message, error) {
-	var hdr [headerSize]byte
+	var hdr [HeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			return Message{}, fmt.Errorf("%w: truncated header", ErrCorrupt)
 		}
 		return Message{}, err
 	}
-	return readBody(r, hdr, buf)
+	return ReadBody(r, hdr, buf)
 }
 
-// readBody reads the body announced by hdr into buf.
-func readBody(r io.Reader, hdr [headerSize]byte, buf []byte) (Message, error) {
-	if len(buf) < maxMessage {
+// ReadBody reads the body announced by hdr into buf.
+func ReadBody(r io.Reader, hdr [HeaderSize]byte, buf []byte) (Message, error) {
+	if len(buf) < MaxMessage {
 		return Message{}, fmt.Errorf("daemon: read buffer of %d bytes is too small", len(buf))
 	}
 	length := int(binary.BigEndian.Uint16(hdr[1:3]))
-	if length < headerSize {
+	if length < HeaderSize {
 		return Message{}, fmt.Errorf("%w: message too short (length %d)", ErrCorrupt, length)
 	}
-	body := buf[:length-headerSize]
+	body := buf[:length-HeaderSize]
 	if _, err := io.ReadFull(r, body); err != nil {
-		return Message{}, fmt.Errorf("%w: body truncated after %d header bytes: %v", ErrCorrupt, headerSize, err)
+		return Message{}, fmt.Errorf("%w: body truncated after %d header bytes: %v", ErrCorrupt, HeaderSize, err)
 	}
 	return Message{Type: hdr[0], Body: body}, nil
 }
@@ -78,12 +80,12 @@ func EncodeMessage(typ byte, args ...string) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if headerSize+len(body) > maxMessage {
-		return nil, fmt.Errorf("daemon: message of %d bytes exceeds %d", headerSize+len(body), maxMessage)
+	if HeaderSize+len(body) > MaxMessage {
+		return nil, fmt.Errorf("daemon: message of %d bytes exceeds %d", HeaderSize+len(body), MaxMessage)
 	}
-	msg := make([]byte, headerSize, headerSize+len(body))
+	msg := make([]byte, HeaderSize, HeaderSize+len(body))
 	msg[0] = typ
-	binary.BigEndian.PutUint16(msg[1:3], uint16(headerSize+len(body)))
+	binary.BigEndian.PutUint16(msg[1:3], uint16(HeaderSize+len(body)))
 	return append(msg, body...), nil
 }
 

@@ -1,0 +1,31 @@
+// Command tusk-daemon-client is `tusk daemon-client` alone (WAL-G's
+// walg-daemon-client command line, package clientcmd), for
+// archive_command and restore_command, which start one client per WAL
+// segment. The tusk binary links TLS and encryption, and with them the
+// 32 MiB entropy scratch buffer that Go puts in the writable data of every
+// program using crypto: charged as committed memory on each start under
+// vm.overcommit_memory=2, with its package initialisers run every time.
+// This binary links neither.
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/tusk-pg/tusk/internal/daemon/clientcmd"
+)
+
+// Set by the build (-ldflags "-X main.version=...").
+var (
+	version   = "devel"
+	gitCommit = "unknown"
+	buildDate = "unknown"
+)
+
+// SIGTERM and SIGINT keep their default action, ending the process at
+// once: a client holds nothing to clean up (the daemon finishes or drops
+// the request on its own), and not installing handlers is start-up work
+// saved on every segment.
+func main() {
+	os.Exit(clientcmd.Run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, version+"\t"+gitCommit+"\t"+buildDate))
+}
