@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -306,6 +307,74 @@ func FuzzParseHistory(f *testing.F) {
 		again, err := ParseHistory(strings.NewReader(b.String()))
 		if err != nil || !slices.Equal(again, recs) {
 			t.Fatalf("round trip: %+v, %v; was %+v", again, err, recs)
+		}
+	})
+}
+
+// listing is a storage whose wal_005/ holds n segments of timeline 1 in
+// ascending order, every 1000th missing, generated as they are listed.
+type listing struct {
+	storage.Storage
+	n uint64
+}
+
+func (l listing) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	for no := uint64(1); no <= l.n; no++ {
+		if no%1000 == 0 {
+			continue
+		}
+		key := "wal_005/" + fmt.Sprintf("%08X%08X%08X", 1, no/256, no%256) + ".lz4"
+		if err := fn(storage.ObjectInfo{Key: key, Size: 1}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestIndexMemoryFollowsGaps builds an index of a million segments: what
+// it keeps is one range per gap, not one entry per segment.
+func TestIndexMemoryFollowsGaps(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ix, err := Build(context.Background(), listing{n: 1_000_000}, seg16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	rs := ix.Segments(1)
+	if rs.Count() != 999_000 || len(rs.Ranges()) != 1000 {
+		t.Fatalf("count %d ranges %d", rs.Count(), len(rs.Ranges()))
+	}
+	retained := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("index of 999000 segments in 1000 ranges retains %d bytes", retained)
+	if retained > 256<<10 {
+		t.Errorf("index retains %d bytes for 1000 ranges", retained)
+	}
+	runtime.KeepAlive(ix)
+}
+
+// FuzzParseName: whatever an object is called, a name taken for a WAL file
+// must be one PostgreSQL would write, and a segment's name must round-trip.
+func FuzzParseName(f *testing.F) {
+	for _, s := range []string{"000000010000000000000002.lz4", "00000002.history.br", "000000010000000000000002.00000028.backup",
+		"000000020000000000000005.partial", "x.lz4", "0000000100000000000000FF"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		n := ParseName(name, seg16)
+		if n.Kind == Other {
+			return
+		}
+		if !strings.HasPrefix(name, n.File) {
+			t.Fatalf("%q: file %q is not its prefix", name, n.File)
+		}
+		if n.Kind == Segment && n.Seg().Name(seg16) != n.File {
+			t.Fatalf("%q: segment %+v formats as %q", name, n, n.Seg().Name(seg16))
+		}
+		if n.Kind == History && HistoryFile(n.Timeline) != n.File {
+			t.Fatalf("%q: history of %d is %q", name, n.Timeline, HistoryFile(n.Timeline))
 		}
 	})
 }
