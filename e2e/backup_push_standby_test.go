@@ -91,7 +91,7 @@ func TestBackupPushStandby(t *testing.T) {
 		t.Fatal(err)
 	}
 	seg, err := wal.ParseSegment(n.Start, 16<<20)
-	if err != nil || seg.Timeline != 1 || seg.No != (s.LSN-1)/(16<<20) {
+	if err != nil || seg.Timeline != 1 || seg.No != (s.LSN-1).Segment(16<<20) {
 		t.Errorf("standby backup %s for start LSN %#x: want the segment of LSN-1 on timeline 1", name, s.LSN)
 	}
 	// Same restartpoint, same name: refused, nothing overwritten.

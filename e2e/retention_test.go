@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 	"github.com/tusk-pg/tusk/internal/wal"
@@ -160,7 +161,7 @@ func killedRepo(t *testing.T) (objects map[string][]byte, backups []string) {
 	const seg = 16 << 20
 	objects = map[string][]byte{}
 	add := func(name, from string, start uint64) {
-		s := &backup.Sentinel{LSN: start*seg + 40, FinishLSN: (start+2)*seg + 400, PgVersion: 150000, Version: 2,
+		s := &backup.Sentinel{LSN: pg.LSN(start*seg + 40), FinishLSN: pg.LSN((start+2)*seg + 400), PgVersion: 150000, Version: 2,
 			StartTime: time.Unix(int64(start), 0).UTC(), FinishTime: time.Unix(int64(start)+1, 0).UTC(), DateFmt: backup.DateFmt}
 		if from != "" {
 			s.DeltaFrom, s.DeltaFullName, s.DeltaLSN, s.DeltaCount = from, from, 1, 1
@@ -220,7 +221,7 @@ func checkListed(t *testing.T, tusk string, env []string, srv *s3server.Server, 
 				t.Fatalf("%s is listed but %s is gone", b.Name, k)
 			}
 		}
-		for no := s.LSN / (16 << 20); no <= s.FinishLSN/(16<<20); no++ {
+		for no := s.LSN.Segment(16 << 20); no <= s.FinishLSN.Segment(16<<20); no++ {
 			if k := wal.Folder + (wal.Segment{Timeline: 1, No: no}).Name(16<<20) + ".lz4"; !have[k] {
 				t.Fatalf("%s is listed but its WAL %s is gone", b.Name, k)
 			}

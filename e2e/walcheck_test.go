@@ -426,7 +426,7 @@ func TestWalVerifyPromotedPG15(t *testing.T) {
 	if tls[0].ID != 1 || tls[1].ID != 2 || tls[1].Parent != 1 || tls[1].Switch == 0 || tls[0].Status != "OK" || len(tls[0].Backups) != 1 {
 		t.Errorf("wal-show timelines: %+v", tls)
 	}
-	if tls[1].Switch/seg16 < s.LSN/seg16 {
+	if tls[1].Switch/seg16 < uint64(s.LSN)/seg16 {
 		t.Errorf("switch point %X before the backup's start %X", tls[1].Switch, s.LSN)
 	}
 	// From timeline 2 the walk crosses the switch and reaches the

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/backup/restore"
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/fsutil"
@@ -155,7 +156,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		return errors.New("backup-fetch --restore-only is not supported yet")
 	}
 
-	target := backup.RecoveryTarget{
+	target := restore.RecoveryTarget{
 		Immediate: fl.immediate, Time: fl.time, Name: fl.name, LSN: fl.lsn, XID: fl.xid,
 		Timeline: fl.timeline, Action: fl.action,
 	}
@@ -216,7 +217,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 	rep, log := a.startProgress("backup-fetch")
 	defer rep.Stop()
 	rep.SetTotal(restoreSize(ctx, store, info.Name))
-	fetcher := &backup.Fetcher{
+	fetcher := &restore.Fetcher{
 		Store:       store,
 		Crypter:     cr,
 		Concurrency: a.cfg.DownloadConcurrency(),
@@ -224,7 +225,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		NoFsync:     a.cfg.TarDisableFsync(),
 		Log:         log,
 	}
-	res, err := fetcher.Fetch(ctx, info.Name, dest, backup.FetchOptions{RestoreSpec: spec, Progress: rep})
+	res, err := fetcher.Fetch(ctx, info.Name, dest, restore.FetchOptions{RestoreSpec: spec, Progress: rep})
 	if err != nil {
 		rep.Stop()
 		return fmt.Errorf("backup-fetch %s into %s: %w", info.Name, dest, err)
@@ -242,7 +243,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 
 // writeRecovery configures the restored directory to recover with this
 // binary as restore_command.
-func (a *app) writeRecovery(dest string, res *backup.FetchResult, target backup.RecoveryTarget) error {
+func (a *app) writeRecovery(dest string, res *restore.FetchResult, target restore.RecoveryTarget) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("locate the tusk binary for restore_command: %w", err)
@@ -271,8 +272,8 @@ func (a *app) writeRecovery(dest string, res *backup.FetchResult, target backup.
 		}
 		a.log.Info("backup-fetch: wrote the configuration for restore_command", "file", configFile)
 	}
-	cmd := backup.RestoreCommand(exe, configFile, env)
-	return backup.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.cfg.TarDisableFsync())
+	cmd := restore.RestoreCommand(exe, configFile, env)
+	return restore.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.cfg.TarDisableFsync())
 }
 
 // settingsOutsideFile reports whether any setting was given by the
@@ -379,7 +380,7 @@ func (a *app) fetchMemoryPlan(cr crypt.Crypter) (*memplan.Plan, error) {
 	}
 	return memplan.BackupFetchPlan(facts, memplan.BackupFetch{
 		Workers:         a.cfg.DownloadConcurrency(),
-		CopyBuffer:      backup.ExtractBufferSize,
+		CopyBuffer:      restore.ExtractBufferSize,
 		TarHeader:       tarHeaderBound,
 		IncrementBlocks: incrementBlockList,
 		IncrementMax:    backup.MaxIncrementBlocks * 4,

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/backup/push"
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
@@ -116,7 +116,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		}
 		raw = json.RawMessage(userData)
 	}
-	opts := backup.PushOptions{
+	opts := push.Options{
 		Method:                method,
 		Crypter:               cr,
 		Connect:               pg.ConnectOptions{AppName: cfg.PGAppName(), Log: a.log},
@@ -140,7 +140,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if err != nil {
 		return err
 	}
-	plan := backup.MemoryPlan(opts, up)
+	plan := push.MemoryPlan(opts, up)
 	if fl.memoryPlan {
 		return plan.Table(cmd.OutOrStdout())
 	}
@@ -169,7 +169,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	}
 	opts.DeltaSource = cfg.DeltaSource()
 	if !fl.full {
-		opts.Delta = backup.DeltaOptions{
+		opts.Delta = push.DeltaOptions{
 			MaxSteps: cfg.DeltaMaxSteps(),
 			Origin:   cfg.DeltaOrigin(),
 			FromName: fromName,
@@ -193,13 +193,13 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
-		if n, err := backup.EstimatePushSize(ctx, opts.DataDir); err == nil {
+		if n, err := push.EstimateSize(ctx, opts.DataDir); err == nil {
 			rep.SetTotal(n)
 		} else if ctx.Err() == nil {
 			log.Debug("backup-push: no size estimate for progress", "error", err)
 		}
 	})
-	if _, err := backup.Push(ctx, opts); err != nil {
+	if _, err := push.Run(ctx, opts); err != nil {
 		return err
 	}
 	rep.Finish()
@@ -208,27 +208,27 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 
 // uploadBuffers describes what the configured storage holds per upload of
 // unknown size, for the memory plan, without contacting it.
-func (a *app) uploadBuffers() (backup.UploadBuffers, error) {
+func (a *app) uploadBuffers() (push.UploadBuffers, error) {
 	kind, _, err := a.cfg.StorageKind()
 	if err != nil {
-		return backup.UploadBuffers{}, err
+		return push.UploadBuffers{}, err
 	}
 	switch kind {
 	case config.StorageS3:
 		o, err := a.cfg.S3Options()
 		if err != nil {
-			return backup.UploadBuffers{}, err
+			return push.UploadBuffers{}, err
 		}
 		part := o.PartSize
 		if part == 0 {
 			part = s3.DefaultPartSize
 		}
-		return backup.UploadBuffers{
+		return push.UploadBuffers{
 			PerUpload: s3.DefaultPartsInFlight * part,
 			Total:     s3.DefaultMaxBuffers * part,
 			Note:      fmt.Sprintf("S3 multipart parts of %d MiB (S3_MAX_PART_SIZE), pool of %d", part>>20, s3.DefaultMaxBuffers),
 		}, nil
 	default:
-		return backup.UploadBuffers{PerUpload: 128 << 10, Note: "file storage copy buffer"}, nil
+		return push.UploadBuffers{PerUpload: 128 << 10, Note: "file storage copy buffer"}, nil
 	}
 }

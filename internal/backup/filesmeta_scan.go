@@ -100,10 +100,10 @@ func skipValue(dec *json.Decoder) error {
 	}
 }
 
-// forEachBackupFile calls fn for every entry of a backup's files metadata,
+// ForEachBackupFile calls fn for every entry of a backup's files metadata,
 // streaming it from storage, with FetchFilesMetadata's rules for backups
 // without one.
-func forEachBackupFile(ctx context.Context, store storage.Storage, name string, s *Sentinel, fn func(name string, d FileDescription) error) error {
+func ForEachBackupFile(ctx context.Context, store storage.Storage, name string, s *Sentinel, fn func(name string, d FileDescription) error) error {
 	if s.FilesMetadataDisabled {
 		return nil
 	}

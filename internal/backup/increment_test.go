@@ -78,7 +78,7 @@ func TestApplyIncrement(t *testing.T) {
 	defer f.Close()
 	// The file grew to 6 pages; pages 1 and 5 changed.
 	inc := handIncrement(6*IncrementBlockSize, []uint32{1, 5}, func(b uint32) byte { return byte('0' + b) })
-	page := make([]byte, ExtractBufferSize)
+	page := make([]byte, 64<<10)
 	if _, err := ApplyIncrement(f, bytes.NewReader(inc), page, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func (b Info) fields() []field {
 func (d Detail) fields() []field {
 	m := d.Meta
 	pg := strconv.Itoa(m.PgVersion)
-	start, finish := FormatLSN(m.StartLSN), FormatLSN(m.FinishLSN)
+	start, finish := m.StartLSN.String(), m.FinishLSN.String()
 	perm := strconv.FormatBool(m.IsPermanent)
 	return append(d.Info.fields(),
 		field{"start_time", "Start time", formatTime(m.StartTime, time.RFC3339), formatTime(m.StartTime, time.RFC850)},
@@ -96,11 +96,6 @@ func (d Detail) fields() []field {
 		field{"finish_lsn", "Finish LSN", finish, finish},
 		field{"is_permanent", "Permanent", perm, perm},
 	)
-}
-
-// FormatLSN prints an LSN as PostgreSQL does: %X/%X.
-func FormatLSN(lsn uint64) string {
-	return fmt.Sprintf("%X/%X", uint32(lsn>>32), uint32(lsn))
 }
 
 // formatTime is WAL-G's: "-" for an unknown time.

@@ -1,7 +1,13 @@
-// Package backup reads and writes base backups in WAL-G's storage format:
-// the stop sentinel, metadata.json and files_metadata.json documents, the
-// backup naming scheme, the catalogue of backups in storage, and restoring
-// (extracting) a backup's tar partitions.
+// Package backup is WAL-G's base-backup format, shared by push, restore
+// and the commands that only read the catalogue: backup names and storage
+// keys, the stop sentinel, metadata.json and files_metadata.json, wi1 page
+// increments, tar partition names, delta chains, and the catalogue and
+// listing of the backups in storage.
+//
+// It never writes to local disk. Taking a backup lives in backup/push and
+// restoring one in backup/restore; both import this package, never the
+// reverse. Memory: sentinels and metadata are read whole but bounded (a
+// few MiB at most); files_metadata.json is streamed (ScanFilesMetadata).
 package backup
 
 import (
@@ -12,6 +18,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tusk-pg/tusk/internal/pg"
 )
 
 // DateFmt is the constant WAL-G stores in DateFmt / date_fmt.
@@ -31,9 +39,9 @@ const SentinelVersion = 2
 type Sentinel struct {
 	// LSN is the backup start LSN. 0 only for pre-delta-era sentinels, which
 	// stored null; such a backup can never be a delta base.
-	LSN uint64 `json:"LSN"`
+	LSN pg.LSN `json:"LSN"`
 	// DeltaLSN is the start LSN of the direct base (parent) of a delta.
-	DeltaLSN uint64 `json:"DeltaLSN,omitempty"`
+	DeltaLSN pg.LSN `json:"DeltaLSN,omitempty"`
 	// DeltaFrom names the direct base backup; non-empty iff this is a delta.
 	DeltaFrom string `json:"DeltaFrom,omitempty"`
 	// DeltaFullName names the full backup at the root of the delta chain.
@@ -43,7 +51,7 @@ type Sentinel struct {
 	// PgVersion is server_version_num, e.g. 150004.
 	PgVersion int `json:"PgVersion"`
 	// FinishLSN is the LSN returned by pg_backup_stop.
-	FinishLSN uint64 `json:"FinishLSN"`
+	FinishLSN pg.LSN `json:"FinishLSN"`
 	// SystemIdentifier can exceed 2^53: always an integer, never a float.
 	SystemIdentifier *uint64 `json:"SystemIdentifier,omitempty"`
 	UncompressedSize int64   `json:"UncompressedSize"`
@@ -97,7 +105,7 @@ type sentinelFields Sentinel
 func (s *Sentinel) UnmarshalJSON(data []byte) error {
 	var aux struct {
 		sentinelFields
-		DeltaFromLSN *uint64 `json:"DeltaFromLSN"`
+		DeltaFromLSN *pg.LSN `json:"DeltaFromLSN"`
 		FilesMetadata
 	}
 	if err := json.Unmarshal(data, &aux); err != nil {
@@ -149,8 +157,8 @@ type Metadata struct {
 	Hostname    string    `json:"hostname"`
 	DataDir     string    `json:"data_dir"`
 	PgVersion   int       `json:"pg_version"`
-	StartLSN    uint64    `json:"start_lsn"`
-	FinishLSN   uint64    `json:"finish_lsn"`
+	StartLSN    pg.LSN    `json:"start_lsn"`
+	FinishLSN   pg.LSN    `json:"finish_lsn"`
 	IsPermanent bool      `json:"is_permanent"`
 	// SystemIdentifier is emitted as null when unknown.
 	SystemIdentifier *uint64         `json:"system_identifier"`

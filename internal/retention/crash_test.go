@@ -157,7 +157,7 @@ func checkListedIntact(t *testing.T, st storage.Storage, before []string) {
 			t.Fatalf("delta %s is listed but its base %s is not", in.Name, s.DeltaFrom)
 		}
 		seg := uint64(16 << 20)
-		for no := s.LSN / seg; no <= s.FinishLSN/seg; no++ {
+		for no := uint64(s.LSN) / seg; no <= uint64(s.FinishLSN)/seg; no++ {
 			k := wal.Folder + wal.Segment{Timeline: 1, No: no}.Name(16<<20) + ".lz4"
 			if slices.Contains(before, k) && !have[k] {
 				t.Fatalf("backup %s is listed but its WAL %s is gone", in.Name, k)

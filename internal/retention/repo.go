@@ -140,7 +140,7 @@ func (r *Repo) loadPermanence() {
 		seg := uint64(r.opts.SegmentSize)
 		// start_lsn-1 and finish_lsn-1 wrap for 0 exactly as WAL-G's do.
 		r.permanentWAL = append(r.permanentWAL, walRange{timeline: uint32(tli),
-			lo: (b.Meta.StartLSN - 1) / seg, hi: (b.Meta.FinishLSN - 1) / seg})
+			lo: uint64(b.Meta.StartLSN-1) / seg, hi: uint64(b.Meta.FinishLSN-1) / seg})
 		r.permanent[b.Name] = true
 		names = append(names, b.Name)
 	}

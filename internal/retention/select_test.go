@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/file"
 )
@@ -47,7 +48,7 @@ func synth(t *testing.T, backups []fake, extra ...string) (storage.Storage, stri
 		t.Fatal(err)
 	}
 	for _, f := range backups {
-		s := &backup.Sentinel{LSN: f.start, FinishLSN: f.finish, PgVersion: 150000, Version: 2,
+		s := &backup.Sentinel{LSN: pg.LSN(f.start), FinishLSN: pg.LSN(f.finish), PgVersion: 150000, Version: 2,
 			StartTime: f.startTime, FinishTime: f.startTime.Add(time.Second), DateFmt: backup.DateFmt,
 			IsPermanent: f.permanent}
 		if f.deltaFrom != "" {

@@ -1,0 +1,523 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/codec"
+	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/wal"
+)
+
+// DefaultTarSizeThreshold is WALG_TAR_SIZE_THRESHOLD's default (2^30 - 1).
+const DefaultTarSizeThreshold = 1<<30 - 1
+
+// maxNameAttempts bounds the WAL switches backup-push makes to get a
+// backup name no other backup uses.
+const maxNameAttempts = 3
+
+// Options configure one backup-push.
+type Options struct {
+	// DataDir is the data directory given on the command line; it must be
+	// the server's data_directory.
+	DataDir string
+	Store   storage.Storage
+	Method  codec.Method
+	Crypter crypt.Crypter // nil: no encryption
+	// Connect configures the PostgreSQL sessions (PG* variables).
+	Connect pg.ConnectOptions
+
+	// TarSizeThreshold is WALG_TAR_SIZE_THRESHOLD: uncompressed bytes per
+	// data tar (a larger file gets a tar of its own).
+	TarSizeThreshold int64
+	// DiskConcurrency (WALG_UPLOAD_DISK_CONCURRENCY) and UploadConcurrency
+	// (WALG_UPLOAD_CONCURRENCY): tars are read and uploaded together, so
+	// min of the two tars are built at once.
+	DiskConcurrency   int
+	UploadConcurrency int
+	// DiskRateLimit and NetworkRateLimit are bytes per second (0: none).
+	DiskRateLimit    int64
+	NetworkRateLimit int64
+
+	Verify          bool // --verify / WALG_VERIFY_PAGE_CHECKSUMS
+	StoreAllCorrupt bool // --store-all-corrupt / WALG_STORE_ALL_CORRUPT_BLOCKS
+	Permanent       bool
+	// UserData is --add-user-data / WALG_SENTINEL_USER_DATA (valid JSON).
+	UserData              json.RawMessage
+	WithoutFilesMetadata  bool // no files_metadata.json
+	DisablePartialRestore bool // WALG_DISABLE_PARTIAL_RESTORE: no DatabasesByNames
+
+	// StopTimeout is WALG_STOP_BACKUP_TIMEOUT (0: wait as long as it takes).
+	StopTimeout time.Duration
+	// AliveCheckInterval is WALG_ALIVE_CHECK_INTERVAL (0: no checks).
+	AliveCheckInterval time.Duration
+	// WalSegmentSize is WALG_PG_WAL_SIZE in bytes, which wal-push and
+	// wal-fetch use; compared with the server's.
+	WalSegmentSize int64
+	// TempDir holds the (unlinked) files metadata spools; "" = os.TempDir().
+	TempDir string
+	Log     *slog.Logger
+	// Progress, when set, is told every byte read from the data directory.
+	Progress backup.Progress
+	// Delta chooses whether to take a delta backup and from which base
+	// (ignored with WithoutFilesMetadata: a delta needs files metadata).
+	Delta DeltaOptions
+	// DeltaSource is TUSK_DELTA_SOURCE: auto (default), page-scan or
+	// wal-summaries.
+	DeltaSource string
+}
+
+// Result describes a stored backup.
+type Result struct {
+	Name     string
+	Sentinel *backup.Sentinel
+}
+
+// ceilMicro is WAL-G's CeilTimeUpToMicroseconds: timestamps and labels
+// carry whole microseconds, rounded up.
+func ceilMicro(t time.Time) time.Time {
+	if t.Nanosecond()%1000 != 0 {
+		t = t.Add(time.Microsecond)
+		t = t.Add(-time.Duration(t.Nanosecond() % 1000))
+	}
+	return t
+}
+
+func (o *Options) defaults() {
+	if o.TarSizeThreshold <= 0 {
+		o.TarSizeThreshold = DefaultTarSizeThreshold
+	}
+	o.DiskConcurrency = max(o.DiskConcurrency, 1)
+	o.UploadConcurrency = max(o.UploadConcurrency, 1)
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Connect.Log == nil {
+		o.Connect.Log = o.Log
+	}
+	if o.TempDir == "" {
+		o.TempDir = os.TempDir()
+	}
+}
+
+// Builders is how many tars are built and uploaded at once.
+func (o *Options) Builders() int { return max(1, min(o.DiskConcurrency, o.UploadConcurrency)) }
+
+// Run takes an online base backup of the server whose data directory is
+// o.DataDir and stores it in WAL-G's layout: data tars, pg_control.tar,
+// backup_label.tar, metadata.json, files_metadata.json, and the stop
+// sentinel last. A backup without its sentinel does not exist; on any
+// failure no sentinel is written and the server's backup is aborted.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	o.defaults()
+	log := o.Log
+	startTime := ceilMicro(time.Now().UTC())
+
+	dataDir, err := filepath.Abs(o.DataDir)
+	if err == nil {
+		dataDir, err = filepath.EvalSymlinks(dataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", o.DataDir, err)
+	}
+
+	conn, err := pg.Connect(ctx, o.Connect)
+	if err != nil {
+		return nil, err
+	}
+	// Closing the session ends a backup still running on it: the clean-up
+	// for every failure below.
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	info, err := conn.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.Version < pg.MinVersion {
+		return nil, fmt.Errorf("PostgreSQL server_version_num %d: tusk backs up PostgreSQL 10 and later (tested: 13 to 18)", info.Version)
+	}
+	if dataDir != info.DataDirectory {
+		return nil, fmt.Errorf("data directory from command line '%s' is not the same as Postgres' one '%s'", dataDir, info.DataDirectory)
+	}
+	for _, f := range []string{"global/pg_control", "PG_VERSION"} {
+		if _, err := os.Stat(filepath.Join(dataDir, f)); err != nil {
+			return nil, fmt.Errorf("it looks like you are trying to backup not pg_data: %w", err)
+		}
+	}
+	if o.WalSegmentSize > 0 && info.WalSegmentSize != o.WalSegmentSize {
+		msg := fmt.Sprintf("the server's wal_segment_size is %d MiB but WALG_PG_WAL_SIZE is %d MiB", info.WalSegmentSize>>20, o.WalSegmentSize>>20)
+		if info.InRecovery {
+			// WAL-G refuses too: the standby backup name depends on it.
+			return nil, errors.New(msg + "; set WALG_PG_WAL_SIZE to match")
+		}
+		log.Warn(msg + "; set WALG_PG_WAL_SIZE to match, wal-push and wal-fetch depend on it")
+	}
+	verify := o.Verify
+	if verify && !info.DataChecksums {
+		log.Warn("data_checksums is disabled in the database; skipping checksum validation, which may result in undetected data corruption")
+		verify = false
+	}
+	if !info.InRecovery {
+		checkArchiving(log, info)
+	}
+	if o.WithoutFilesMetadata {
+		log.Info("files metadata tracking is disabled: files_metadata.json will not be uploaded")
+	}
+
+	var delta *deltaBase
+	if !o.WithoutFilesMetadata {
+		if delta, err = chooseDeltaBase(ctx, o.Store, o.Delta, o.Permanent, log); err != nil {
+			return nil, err
+		}
+	}
+	if delta != nil && info.HasSystemIdentifier && delta.sentinel.SystemIdentifier != nil && *delta.sentinel.SystemIdentifier != info.SystemIdentifier {
+		log.Warn("the delta base is a backup of another cluster (system identifier differs): taking a full backup",
+			"base", delta.name, "base_system_identifier", *delta.sentinel.SystemIdentifier, "system_identifier", info.SystemIdentifier)
+		delta = nil
+	}
+	if delta != nil && info.BlockSize != backup.IncrementBlockSize {
+		log.Warn("page increments need 8 KiB pages: taking a full backup", "block_size", info.BlockSize)
+		delta = nil
+	}
+	baseName := ""
+	if delta != nil {
+		baseName = delta.name
+	}
+
+	start, name, tli, err := startUnique(ctx, conn, o, info, baseName)
+	if err != nil {
+		return nil, err
+	}
+	if delta != nil && start.LSN <= delta.sentinel.LSN {
+		return nil, fmt.Errorf("backup %s: starts at %s, not after its delta base %s (%s)", name, start.LSN, delta.name, delta.sentinel.LSN)
+	}
+	log.Info("backup started", "name", name, "lsn", start.LSN.String(), "standby", start.InRecovery)
+	var summary *changedBlocks
+	if delta != nil {
+		log.Info("delta backup", "base", delta.name, "base_lsn", delta.sentinel.LSN, "delta_count", delta.count)
+		if summary, err = deltaFromSummaries(ctx, conn, o.DeltaSource, info.Version, delta.sentinel.LSN, start.LSN, log); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", name, err)
+		}
+	}
+
+	// A dead session means PostgreSQL aborted the backup: stop at once
+	// rather than upload a backup that cannot be completed.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopAlive := watchAlive(ctx, conn, o.AliveCheckInterval, cancel, log)
+
+	p := &packer{
+		store: o.Store, backupName: name, ext: o.Method.Ext(), threshold: o.TarSizeThreshold,
+		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
+		verify: verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(start.LSN),
+		blockSize: info.BlockSize, relSegBlocks: info.RelSegmentBlocks, log: log,
+		progress: o.Progress, delta: delta, summary: summary,
+	}
+	n := o.Builders()
+	builders := make([]*builder, n)
+	var recs []*fileRecorder
+	defer func() {
+		for _, r := range recs {
+			r.close()
+		}
+	}()
+	for i := range builders {
+		var rec *fileRecorder
+		if !o.WithoutFilesMetadata {
+			if rec, err = newFileRecorder(o.TempDir); err != nil {
+				return nil, err
+			}
+			recs = append(recs, rec)
+		}
+		builders[i] = p.newBuilder(&streamEncoder{method: o.Method, crypter: o.Crypter}, rec)
+	}
+	w := &walker{root: dataDir, log: log}
+	if err := p.packAll(ctx, w, builders); err != nil {
+		stopAlive()
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+	if w.pgControl == nil {
+		stopAlive()
+		return nil, fmt.Errorf("backup %s: global/pg_control vanished from %s", name, dataDir)
+	}
+	last := builders[0]
+	if err := p.storeFile(ctx, last.enc, last.buf, backup.PgControlTarName(p.ext), *w.pgControl); err != nil {
+		stopAlive()
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+	stopAlive()
+	if err := context.Cause(ctx); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+
+	log.Info("stopping the backup (waits until PostgreSQL has archived the WAL it needs)")
+	stop, err := conn.StopBackup(ctx, true, o.StopTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+	labelTar := backup.BackupLabelTarName(p.ext)
+	if err := p.storeLabelFiles(ctx, last.enc, labelTar, stop.Label, stop.TablespaceMap); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+	if start.InRecovery {
+		// WAL-G's pessimistic check: a standby promoted (or following a
+		// new timeline) during the backup invalidates it.
+		now, _, err := conn.Timeline(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("backup %s: unable to check timeline change, the sentinel will not be uploaded: %w", name, err)
+		}
+		if now != tli {
+			return nil, fmt.Errorf("backup %s: timeline has changed since backup start (%d → %d), the sentinel will not be uploaded", name, tli, now)
+		}
+	}
+	if c, b := p.corruptFiles.Load(), p.corruptBlocks.Load(); c > 0 {
+		log.Warn("page checksum verification found corrupt blocks (recorded in files_metadata.json)", "files", c, "blocks", b)
+	}
+	if c := p.changedFiles.Load(); c > 0 {
+		log.Info("files shrank while they were read (zero-padded; WAL replay restores them)", "files", c)
+	}
+
+	hostname, _ := os.Hostname()
+	s := &backup.Sentinel{
+		LSN:                   start.LSN,
+		PgVersion:             info.Version,
+		FinishLSN:             stop.LSN,
+		UncompressedSize:      p.uncompressed.Load(),
+		CompressedSize:        p.compressed.Load(),
+		DataCatalogSize:       w.catalogSize,
+		UserData:              o.UserData,
+		FilesMetadataDisabled: o.WithoutFilesMetadata,
+		Version:               backup.SentinelVersion,
+		StartTime:             startTime,
+		FinishTime:            ceilMicro(time.Now().UTC()),
+		DateFmt:               backup.DateFmt,
+		Hostname:              hostname,
+		DataDir:               info.DataDirectory,
+		IsPermanent:           o.Permanent,
+	}
+	if delta != nil {
+		s.DeltaLSN = delta.sentinel.LSN
+		s.DeltaFrom = delta.name
+		s.DeltaFullName = delta.fullName()
+		s.DeltaCount = delta.count
+		if o.Permanent {
+			if err := markAncestorsPermanent(ctx, o.Store, delta); err != nil {
+				return nil, fmt.Errorf("backup %s: %w", name, err)
+			}
+		}
+	}
+	if info.HasSystemIdentifier {
+		id := info.SystemIdentifier
+		s.SystemIdentifier = &id
+	}
+	if len(w.spec) > 0 {
+		s.Spec = &backup.TablespaceSpec{BasePrefix: strings.TrimRight(info.DataDirectory, "/"), Tablespaces: w.spec}
+	}
+	if err := putJSON(ctx, o.Store, backup.MetadataKey(name), func() ([]byte, error) { return backup.EncodeMetadata(backup.MetadataFromSentinel(s)) }); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+	if !o.WithoutFilesMetadata {
+		var dbs databaseSource
+		if !o.DisablePartialRestore {
+			dbs = collectDatabases(conn, o.Connect)
+		}
+		extra := []extraTarSet{{tar: labelTar, members: labelMembers()}}
+		if err := putStream(ctx, o.Store, backup.FilesMetadataKey(name), func(w io.Writer) error {
+			return writeFilesMetadata(ctx, w, recs, extra, dbs)
+		}); err != nil {
+			return nil, fmt.Errorf("backup %s: %w", name, err)
+		}
+	}
+	// The commit point.
+	if err := putJSON(ctx, o.Store, backup.SentinelKey(name), func() ([]byte, error) { return backup.EncodeSentinel(s) }); err != nil {
+		return nil, fmt.Errorf("backup %s: %w", name, err)
+	}
+	log.Info("wrote backup", "name", name, "storage", o.Store.String(),
+		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", start.LSN.String(), "finish_lsn", stop.LSN.String(),
+		"data_read", p.dataRead.Load())
+	return &Result{Name: name, Sentinel: s}, nil
+}
+
+// checkArchiving warns, as WAL-G does, when the primary does not archive
+// WAL: the backup cannot be restored without the WAL written during it.
+func checkArchiving(log *slog.Logger, info pg.ServerInfo) {
+	if info.ArchiveMode != "on" && info.ArchiveMode != "always" {
+		log.Warn("archive_mode is not enabled. This may cause inconsistent backups. Please consider configuring WAL archiving.")
+		return
+	}
+	if (info.ArchiveCommand == "" || info.ArchiveCommand == "(disabled)") && info.ArchiveLibrary == "" {
+		log.Warn("archive_command is not configured. This may cause inconsistent backups. Please consider configuring WAL archiving.")
+	}
+}
+
+// startUnique starts the backup and makes sure its name is not taken: two
+// backups started in the same WAL segment get the same name, and the second
+// would silently overwrite the first's objects (WAL-G's behaviour). On a
+// primary tusk ends the backup, switches to a new WAL segment and starts
+// again; on a standby, where WAL cannot be switched, it refuses.
+func startUnique(ctx context.Context, conn *pg.Conn, o Options, info pg.ServerInfo, deltaBase string) (pg.BackupStart, string, uint32, error) {
+	for attempt := 1; ; attempt++ {
+		label := ceilMicro(time.Now()).String()
+		start, err := conn.StartBackup(ctx, label)
+		if err != nil {
+			return start, "", 0, err
+		}
+		var name string
+		var tli uint32
+		if start.InRecovery {
+			// WAL-G: the timeline of the last restartpoint and the segment
+			// of the byte before the start LSN.
+			t, seg, err := conn.Timeline(ctx)
+			if err != nil {
+				return start, "", 0, err
+			}
+			if seg != info.WalSegmentSize {
+				return start, "", 0, fmt.Errorf("bytes_per_wal_segment %d does not match wal_segment_size %d", seg, info.WalSegmentSize)
+			}
+			tli = t
+			name = backup.FullName(wal.Segment{Timeline: t, No: (uint64(start.LSN) - 1) / uint64(seg)}.Name(seg))
+		} else {
+			if !wal.IsSegmentName(start.WalFileName) {
+				return start, "", 0, fmt.Errorf("pg_walfile_name_offset returned %q", start.WalFileName)
+			}
+			name = backup.FullName(start.WalFileName)
+		}
+		if deltaBase != "" {
+			if name, err = backup.DeltaName(backup.WalFileName(name), deltaBase); err != nil {
+				return start, "", 0, err
+			}
+		}
+		taken, what, err := nameTaken(ctx, o.Store, name)
+		if err != nil {
+			return start, "", 0, err
+		}
+		if !taken {
+			return start, name, tli, nil
+		}
+		if _, err := conn.StopBackup(ctx, false, o.StopTimeout); err != nil {
+			return start, "", 0, err
+		}
+		if start.InRecovery {
+			return start, "", 0, fmt.Errorf("backup name %s is already used (%s) and a standby cannot switch WAL to get a new one; "+
+				"wait for the next restartpoint or delete the other backup", name, what)
+		}
+		if attempt >= maxNameAttempts {
+			return start, "", 0, fmt.Errorf("backup name %s is already used (%s), even after %d WAL switches", name, what, attempt-1)
+		}
+		o.Log.Warn("backup name already used; switching WAL and starting again", "name", name, "found", what)
+		if _, err := conn.SwitchWAL(ctx); err != nil {
+			return start, "", 0, err
+		}
+	}
+}
+
+// errFound stops a listing at its first object.
+var errFound = errors.New("found")
+
+// nameTaken reports whether a backup called name exists (its sentinel) or
+// has left objects behind (an incomplete backup whose tars a restore
+// would mix with ours, since restores list the tar folder).
+func nameTaken(ctx context.Context, store storage.Storage, name string) (bool, string, error) {
+	ok, err := storage.Exists(ctx, store, backup.SentinelKey(name))
+	if err != nil {
+		return false, "", fmt.Errorf("check for an existing backup %s: %w", name, err)
+	}
+	if ok {
+		return true, "a complete backup of that name exists", nil
+	}
+	var found string
+	err = store.List(ctx, backup.FolderKey(name), func(oi storage.ObjectInfo) error {
+		found = oi.Key
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return false, "", fmt.Errorf("check for objects of a backup %s: %w", name, err)
+	}
+	if found != "" {
+		return true, "objects of an incomplete backup of that name exist, e.g. " + found, nil
+	}
+	return false, "", nil
+}
+
+// watchAlive pings the backup session every interval; a failure cancels the
+// backup. The returned function stops the checks and waits for them.
+func watchAlive(ctx context.Context, conn *pg.Conn, interval time.Duration, cancel context.CancelCauseFunc, log *slog.Logger) func() {
+	if interval <= 0 {
+		return func() {}
+	}
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			log.Debug("checking that PostgreSQL is still alive")
+			if err := conn.Ping(ctx); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("PG alive check failed, PostgreSQL aborted the backup: %w", err))
+				return
+			}
+		}
+	})
+	return func() {
+		stop()
+		wg.Wait()
+	}
+}
+
+// putJSON stores a small plain JSON document (sentinel, metadata.json):
+// never compressed nor encrypted, so listing works without keys.
+func putJSON(ctx context.Context, store storage.Storage, key string, encode func() ([]byte, error)) error {
+	b, err := encode()
+	if err != nil {
+		return err
+	}
+	if err := store.Put(ctx, key, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	return nil
+}
+
+// putStream stores what write produces, streamed (files_metadata.json).
+func putStream(ctx context.Context, store storage.Storage, key string, write func(io.Writer) error) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := store.Put(ctx, key, pr, -1)
+		if err != nil {
+			pr.CloseWithError(err) // the writer sees why the upload stopped
+		} else {
+			pr.CloseWithError(errPutReturned)
+		}
+		done <- err
+	}()
+	if werr := write(pw); werr != nil {
+		pw.CloseWithError(werr)
+		if perr := <-done; perr != nil && !errors.Is(werr, perr) {
+			return fmt.Errorf("upload %s: %w", key, perr)
+		}
+		return fmt.Errorf("write %s: %w", key, werr)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		return fmt.Errorf("upload %s: %w", key, err)
+	}
+	return nil
+}

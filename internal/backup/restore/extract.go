@@ -1,0 +1,501 @@
+package restore
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/fsutil"
+)
+
+// PgControlPath is where pg_control lives in a data directory.
+const PgControlPath = "global/pg_control"
+
+// pgControlTemp holds pg_control until every other file is in place, so a
+// restore that fails midway leaves a directory PostgreSQL refuses to start
+// instead of one it would crash-recover from the wrong checkpoint.
+const pgControlTemp = PgControlPath + ".tusk-restore"
+
+// ExtractBufferSize is the copy buffer each extracting worker reuses.
+const ExtractBufferSize = 64 << 10
+
+// Extractor writes the members of backup tars into a restore destination.
+// Storage may be hostile, so every member name is confined: names are
+// relative to the data directory (WAL-G writes them with a leading '/'),
+// may not climb out of it, and are resolved through os.Root, which refuses
+// any path that would leave the directory through a symlink. Tar members
+// cannot create symlinks or hard links; the only symlinks are the
+// pg_tblspc/<oid> links the Extractor makes from the tablespace spec, and
+// files under them are written through a root opened at the tablespace's
+// location instead.
+//
+// Extract may be called from several goroutines at once (one per tar).
+type Extractor struct {
+	dest        string
+	root        *os.Root
+	tablespaces map[string]*tablespaceRoot
+	fsync       bool
+	// skip names members not to restore (e.g. tablespace_map when the
+	// tablespaces are remapped).
+	skip     map[string]bool
+	progress backup.Progress
+	// layer describes the backup whose tars are being extracted; it
+	// changes only between layers of a delta chain, never during one.
+	layer extractLayer
+	// blockLists reuses the block lists of page increments (*[]uint32),
+	// up to 512 KiB each for a 1 GiB segment, across files and workers.
+	blockLists sync.Pool
+
+	mu       sync.Mutex
+	dirModes map[dirKey]fs.FileMode // directories named in the tars
+
+	files, bytes atomic.Int64
+}
+
+type tablespaceRoot struct {
+	backup.Tablespace
+	root *os.Root
+}
+
+type dirKey struct {
+	tablespace string // "" for the data directory
+	rel        string
+}
+
+// ExtractorOptions configure NewExtractor.
+type ExtractorOptions struct {
+	// Tablespaces to restore outside the data directory; nil for none.
+	Tablespaces *backup.TablespaceSpec
+	// NoFsync skips fsync of files and directories (WALG_TAR_DISABLE_FSYNC).
+	NoFsync bool
+	// Skip lists member names (without leading '/') not to restore.
+	Skip []string
+	// Progress, when set, is told every byte written to a restored file.
+	Progress backup.Progress
+}
+
+// extractLayer says how to extract one backup of a delta chain.
+type extractLayer struct {
+	// increments are the members (cleaned names) stored as wi1 page
+	// increments, applied onto the file an older layer restored.
+	increments map[string]bool
+	// only, when non-nil, are the regular files to restore from this
+	// layer: an ancestor of the requested backup supplies only the files
+	// the requested backup still has.
+	only map[string]bool
+}
+
+// setLayer switches to the next backup of a chain; no Extract may run.
+func (e *Extractor) setLayer(l extractLayer) { e.layer = l }
+
+// NewExtractor prepares dest for a restore: dest must be absent or an empty
+// directory; every tablespace location must be absent or empty; the
+// pg_tblspc/<oid> links are created.
+func NewExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
+	if err := prepareEmptyDir(dest); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(dest)
+	if err != nil {
+		return nil, fmt.Errorf("open restore destination: %w", err)
+	}
+	e := &Extractor{
+		dest:        dest,
+		root:        root,
+		tablespaces: map[string]*tablespaceRoot{},
+		fsync:       !opts.NoFsync,
+		skip:        map[string]bool{},
+		dirModes:    map[dirKey]fs.FileMode{},
+		progress:    opts.Progress,
+	}
+	for _, s := range opts.Skip {
+		e.skip[s] = true
+	}
+	if opts.Tablespaces != nil {
+		if err := opts.Tablespaces.Validate(); err != nil {
+			e.Close()
+			return nil, err
+		}
+		for _, ts := range opts.Tablespaces.Tablespaces {
+			if err := e.addTablespace(ts); err != nil {
+				e.Close()
+				return nil, err
+			}
+		}
+	}
+	return e, nil
+}
+
+// prepareEmptyDir creates dir (mode 0700) or checks that it is an empty
+// directory.
+func prepareEmptyDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("restore destination: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("restore destination: %w", err)
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if err != nil && err != io.EOF {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("%s is not empty (it holds %q): restore into an empty or new directory", dir, names[0])
+	}
+	return nil
+}
+
+func (e *Extractor) addTablespace(ts backup.Tablespace) error {
+	if err := prepareEmptyDir(ts.Location); err != nil {
+		return fmt.Errorf("tablespace %s location (use --restore-spec to restore it elsewhere): %w", ts.Name, err)
+	}
+	r, err := os.OpenRoot(ts.Location)
+	if err != nil {
+		return fmt.Errorf("tablespace %s: %w", ts.Name, err)
+	}
+	e.tablespaces[ts.Name] = &tablespaceRoot{Tablespace: ts, root: r}
+	if err := e.root.MkdirAll("pg_tblspc", 0o700); err != nil {
+		return fmt.Errorf("create %s/pg_tblspc: %w", e.dest, err)
+	}
+	if err := e.root.Symlink(ts.Location, ts.Link); err != nil {
+		return fmt.Errorf("link tablespace %s: %w", ts.Name, err)
+	}
+	return nil
+}
+
+// Close releases the directory handles.
+func (e *Extractor) Close() error {
+	for _, ts := range e.tablespaces {
+		ts.root.Close()
+	}
+	return e.root.Close()
+}
+
+// Stats reports the regular files and bytes written so far.
+func (e *Extractor) Stats() (files, bytes int64) { return e.files.Load(), e.bytes.Load() }
+
+// target is where one member goes: a root and a path inside it.
+type target struct {
+	root       *os.Root
+	tablespace string
+	rel        string // "." for the root itself
+}
+
+// CleanMemberName turns a tar member name into a path relative to the data
+// directory: leading slashes (WAL-G's convention) removed, cleaned, and
+// refused if it is empty, contains NUL or climbs out with "..".
+func CleanMemberName(name string) (string, error) {
+	if name == "" {
+		return "", fmt.Errorf("tar member with an empty name")
+	}
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("tar member name %q contains NUL", name)
+	}
+	rel := path.Clean(strings.TrimLeft(name, "/"))
+	if rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("tar member %q points outside the restore directory", name)
+	}
+	return rel, nil
+}
+
+// resolve maps a cleaned member name to its root. isLink reports the
+// pg_tblspc/<oid> entry of a known tablespace itself.
+func (e *Extractor) resolve(rel string) (t target, isLink bool) {
+	if rest, ok := strings.CutPrefix(rel, "pg_tblspc/"); ok {
+		oid, inner, _ := strings.Cut(rest, "/")
+		if ts, ok := e.tablespaces[oid]; ok {
+			if inner == "" {
+				return target{root: ts.root, tablespace: oid, rel: "."}, true
+			}
+			return target{root: ts.root, tablespace: oid, rel: inner}, false
+		}
+	}
+	return target{root: e.root, rel: rel}, false
+}
+
+// Extract restores every member of the tar stream r. buf is the caller's
+// reusable copy buffer. It reads r to the end of the tar archive only.
+func (e *Extractor) Extract(r io.Reader, buf []byte) error {
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		if err := e.member(hdr, tr, buf); err != nil {
+			return err
+		}
+	}
+}
+
+func (e *Extractor) member(hdr *tar.Header, r io.Reader, buf []byte) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	if isSparse(hdr) {
+		// A sparse member expands to its declared size without input:
+		// hostile storage could fill the disk. WAL-G never writes them.
+		return fmt.Errorf("refusing sparse tar member %q", hdr.Name)
+	}
+	rel, err := CleanMemberName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if e.skip[rel] {
+		return nil
+	}
+	t, isLink := e.resolve(rel)
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		return e.dir(t, hdr)
+	case tar.TypeReg: // archive/tar reports old-style '\x00' entries as TypeReg too
+		if t.rel == "." || isLink {
+			return fmt.Errorf("tar member %q: a regular file cannot replace a directory or tablespace link", hdr.Name)
+		}
+		if e.layer.only != nil && !e.layer.only[rel] {
+			return nil
+		}
+		if e.layer.increments[rel] {
+			return e.increment(t, hdr, r, buf)
+		}
+		return e.file(t, rel, hdr, r, buf)
+	case tar.TypeSymlink:
+		// PostgreSQL's own base tars carry pg_tblspc/<oid> as symlinks;
+		// the links come from the tablespace spec instead.
+		if isLink {
+			return nil
+		}
+		if strings.HasPrefix(rel, "pg_tblspc/") && !strings.Contains(strings.TrimPrefix(rel, "pg_tblspc/"), "/") {
+			return fmt.Errorf("tar member %q links tablespace to %q, which the tablespace spec does not list: restore with --restore-spec naming it", hdr.Name, hdr.Linkname)
+		}
+		return fmt.Errorf("refusing symlink %q -> %q in backup: only pg_tblspc tablespace links are restored", hdr.Name, hdr.Linkname)
+	case tar.TypeLink:
+		return fmt.Errorf("refusing hard link %q -> %q in backup", hdr.Name, hdr.Linkname)
+	default:
+		return fmt.Errorf("refusing tar member %q of type %q", hdr.Name, hdr.Typeflag)
+	}
+}
+
+func (e *Extractor) dir(t target, hdr *tar.Header) error {
+	if t.rel != "." {
+		if err := t.root.MkdirAll(t.rel, 0o700); err != nil {
+			return fmt.Errorf("create directory %s: %w", e.display(t), err)
+		}
+	}
+	e.mu.Lock()
+	e.dirModes[dirKey{t.tablespace, t.rel}] = dirMode(hdr.Mode)
+	e.mu.Unlock()
+	return nil
+}
+
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
+}
+
+// dirMode keeps the archived permission bits but always lets the owner
+// (PostgreSQL) in; special bits from storage are never applied.
+func dirMode(m int64) fs.FileMode { return fs.FileMode(m)&0o777 | 0o700 }
+
+// fileMode keeps the archived permission bits, owner read/write always on.
+func fileMode(m int64) fs.FileMode { return fs.FileMode(m)&0o777 | 0o600 }
+
+func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf []byte) error {
+	name := t.rel
+	if t.tablespace == "" && rel == PgControlPath {
+		name = pgControlTemp
+	}
+	if dir := path.Dir(name); dir != "." {
+		if err := t.root.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create directory for %s: %w", e.display(t), err)
+		}
+	}
+	// O_TRUNC rather than O_EXCL: a retried tar rewrites its own files.
+	f, err := t.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", e.display(t), err)
+	}
+	// The wrappers hide ReadFrom/WriteTo so the copy uses buf rather than
+	// a buffer allocated per file.
+	var w io.Writer = struct{ io.Writer }{f}
+	if e.progress != nil {
+		w = progressWriter{f, e.progress}
+	}
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{r}, buf)
+	if err == nil && n != hdr.Size {
+		err = fmt.Errorf("tar member is %d bytes, header says %d", n, hdr.Size)
+	}
+	if err == nil {
+		err = f.Chmod(fileMode(hdr.Mode))
+	}
+	if err == nil && e.fsync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return err // already names the file
+		}
+		return fmt.Errorf("write %s: %w", e.display(t), err)
+	}
+	e.files.Add(1)
+	e.bytes.Add(n)
+	return nil
+}
+
+// increment applies a wi1 member onto the file an older layer restored.
+func (e *Extractor) increment(t target, hdr *tar.Header, r io.Reader, buf []byte) error {
+	f, err := t.root.OpenFile(t.rel, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("page increment %s: the base backups did not restore the file it applies to", hdr.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("open %s for its page increment: %w", e.display(t), err)
+	}
+	var w backup.IncrementTarget = f
+	if e.progress != nil {
+		w = progressWriterAt{f, e.progress}
+	}
+	lr := &io.LimitedReader{R: r, N: hdr.Size}
+	bl, _ := e.blockLists.Get().(*[]uint32)
+	if bl == nil {
+		bl = new([]uint32)
+	}
+	*bl, err = backup.ApplyIncrement(w, lr, buf, (*bl)[:0])
+	e.blockLists.Put(bl)
+	if err == nil && lr.N != 0 {
+		err = fmt.Errorf("%d bytes of the tar member left after the increment", lr.N)
+	}
+	if err == nil && e.fsync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("apply page increment %s to %s: %w", hdr.Name, e.display(t), err)
+	}
+	e.files.Add(1)
+	e.bytes.Add(hdr.Size)
+	return nil
+}
+
+// progressWriterAt reports the pages an increment writes.
+type progressWriterAt struct {
+	*os.File
+	p backup.Progress
+}
+
+func (w progressWriterAt) WriteAt(b []byte, off int64) (int, error) {
+	n, err := w.File.WriteAt(b, off)
+	if n > 0 {
+		w.p.Add(int64(n))
+	}
+	return n, err
+}
+
+func (e *Extractor) display(t target) string {
+	if t.tablespace == "" {
+		return filepath.Join(e.dest, filepath.FromSlash(t.rel))
+	}
+	return filepath.Join(e.tablespaces[t.tablespace].Location, filepath.FromSlash(t.rel))
+}
+
+// Finish completes a restore once every tar is extracted: pg_control moves
+// into place, archived directory modes are applied, and (unless disabled)
+// every directory is fsynced, including the parents of the destination
+// and of the tablespace locations.
+func (e *Extractor) Finish() error {
+	if _, err := e.root.Lstat(pgControlTemp); err != nil {
+		return fmt.Errorf("the backup holds no %s: %w", PgControlPath, err)
+	}
+	if err := e.root.Rename(pgControlTemp, PgControlPath); err != nil {
+		return fmt.Errorf("move %s into place: %w", PgControlPath, err)
+	}
+	e.mu.Lock()
+	keys := make([]dirKey, 0, len(e.dirModes))
+	for k := range e.dirModes {
+		keys = append(keys, k)
+	}
+	e.mu.Unlock()
+	// Deepest first, so no directory loses its owner's access before its
+	// children are done.
+	sort.Slice(keys, func(i, j int) bool { return strings.Count(keys[i].rel, "/") > strings.Count(keys[j].rel, "/") })
+	for _, k := range keys {
+		root := e.root
+		if k.tablespace != "" {
+			root = e.tablespaces[k.tablespace].root
+		}
+		if err := root.Chmod(k.rel, e.dirModes[k]); err != nil {
+			return fmt.Errorf("chmod directory %s: %w", e.display(target{root, k.tablespace, k.rel}), err)
+		}
+	}
+	if !e.fsync {
+		return nil
+	}
+	if err := syncTree(e.dest); err != nil {
+		return err
+	}
+	parents := []string{filepath.Dir(e.dest)}
+	for _, ts := range e.tablespaces {
+		if err := syncTree(ts.Location); err != nil {
+			return err
+		}
+		parents = append(parents, filepath.Dir(ts.Location))
+	}
+	for _, p := range parents {
+		if err := fsutil.SyncDir(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// syncTree fsyncs every directory under dir (not following symlinks); files
+// were synced as they were written.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", p, err)
+		}
+		if d.IsDir() {
+			return fsutil.SyncDir(p)
+		}
+		return nil
+	})
+}
