@@ -17,10 +17,15 @@ const CopyBufferSize = 64 << 10
 // Encoder compresses and encrypts streams. It keeps its compressor and copy
 // buffer between calls, so a long-lived worker allocates them once. It is not
 // safe for concurrent use: give each worker its own.
+//
+// A stream is either copied whole (Encode) or written by the caller between
+// Begin and Finish, as a tar builder does; both paths share the one
+// compressor, so WAL and backups encode alike.
 type Encoder struct {
 	method  codec.Method
 	crypter crypt.Crypter // nil: no encryption
 	cw      io.WriteCloser
+	enc     io.WriteCloser // the current stream's encryption, nil without
 	buf     []byte
 }
 
@@ -32,46 +37,64 @@ func NewEncoder(method codec.Method, crypter crypt.Crypter) *Encoder {
 // Method is the encoder's compression method (its Ext names objects).
 func (e *Encoder) Method() codec.Method { return e.method }
 
+// Begin starts a stream into dst and returns the writer for its raw bytes.
+// Finish completes it; a stream abandoned without Finish (its dst failed)
+// needs nothing more, the next Begin resets the compressor.
+func (e *Encoder) Begin(dst io.Writer) (io.Writer, error) {
+	out := dst
+	e.enc = nil
+	if e.crypter != nil {
+		enc, err := e.crypter.Encrypt(dst)
+		if err != nil {
+			return nil, fmt.Errorf("start %s encryption: %w", e.crypter.Name(), err)
+		}
+		e.enc, out = enc, enc
+	}
+	if r, ok := e.cw.(codec.Resetter); ok {
+		r.Reset(out)
+		return e.cw, nil
+	}
+	cw, err := e.method.NewWriter(out)
+	if err != nil {
+		return nil, fmt.Errorf("start %s compression: %w", e.method.Name(), err)
+	}
+	e.cw = cw
+	return cw, nil
+}
+
+// Finish flushes the compressor and the encryption of the stream Begin
+// started.
+func (e *Encoder) Finish() error {
+	if err := e.cw.Close(); err != nil {
+		return fmt.Errorf("finish %s compression: %w", e.method.Name(), err)
+	}
+	if e.enc != nil {
+		enc := e.enc
+		e.enc = nil
+		if err := enc.Close(); err != nil {
+			return fmt.Errorf("finish %s encryption: %w", e.crypter.Name(), err)
+		}
+	}
+	return nil
+}
+
 // Encode reads src to EOF and writes its compressed, encrypted form to dst.
 // It returns the number of raw bytes read.
 func (e *Encoder) Encode(dst io.Writer, src io.Reader) (int64, error) {
 	if e.buf == nil {
 		e.buf = make([]byte, CopyBufferSize)
 	}
-	out := dst
-	var enc io.WriteCloser
-	if e.crypter != nil {
-		var err error
-		enc, err = e.crypter.Encrypt(dst)
-		if err != nil {
-			return 0, fmt.Errorf("start %s encryption: %w", e.crypter.Name(), err)
-		}
-		out = enc
-	}
-	if r, ok := e.cw.(codec.Resetter); ok {
-		r.Reset(out)
-	} else {
-		cw, err := e.method.NewWriter(out)
-		if err != nil {
-			return 0, fmt.Errorf("start %s compression: %w", e.method.Name(), err)
-		}
-		e.cw = cw
+	w, err := e.Begin(dst)
+	if err != nil {
+		return 0, err
 	}
 	// The anonymous structs hide ReadFrom/WriteTo so the copy goes through
 	// our reused buffer instead of one the library or io.Copy allocates.
-	n, err := io.CopyBuffer(struct{ io.Writer }{e.cw}, struct{ io.Reader }{src}, e.buf)
+	n, err := io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{src}, e.buf)
 	if err != nil {
 		return n, err
 	}
-	if err := e.cw.Close(); err != nil {
-		return n, fmt.Errorf("finish %s compression: %w", e.method.Name(), err)
-	}
-	if enc != nil {
-		if err := enc.Close(); err != nil {
-			return n, fmt.Errorf("finish %s encryption: %w", e.crypter.Name(), err)
-		}
-	}
-	return n, nil
+	return n, e.Finish()
 }
 
 // Decode returns a reader of the raw bytes of an object read from r:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/backup/restore"
+	"github.com/tusk-pg/tusk/internal/pipe"
 
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/storage/file"
@@ -427,7 +428,7 @@ func TestBuilderDelta(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rec.close()
-	b := p.newBuilder(&streamEncoder{method: lz4Method(t)}, rec)
+	b := p.newBuilder(pipe.NewEncoder(lz4Method(t), nil), rec)
 	ctx := context.Background()
 	for _, n := range []string{"base/5/100", "base/5/101", "base/5/102", "base/5/103", "base/5/104_fsm", "base/5/105.1"} {
 		fi, err := os.Lstat(filepath.Join(root, n))

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
@@ -91,7 +92,7 @@ func (c byteCounter) Read(b []byte) (int, error) {
 // builder fills one tar at a time.
 type builder struct {
 	p   *packer
-	enc *streamEncoder
+	enc *pipe.Encoder
 	buf []byte
 	cur *tarObject
 	rec *fileRecorder // nil: files metadata disabled
@@ -99,7 +100,7 @@ type builder struct {
 	blocks []uint32
 }
 
-func (p *packer) newBuilder(enc *streamEncoder, rec *fileRecorder) *builder {
+func (p *packer) newBuilder(enc *pipe.Encoder, rec *fileRecorder) *builder {
 	return &builder{p: p, enc: enc, buf: make([]byte, readBufferSize), rec: rec}
 }
 
@@ -331,7 +332,7 @@ func (p *packer) packAll(ctx context.Context, w *walker, builders []*builder) er
 
 // storeFile writes one file alone into its own tar object tarName, reading
 // at most size bytes (pg_control).
-func (p *packer) storeFile(ctx context.Context, enc *streamEncoder, buf []byte, tarName string, e walkEntry) error {
+func (p *packer) storeFile(ctx context.Context, enc *pipe.Encoder, buf []byte, tarName string, e walkEntry) error {
 	f, err := os.Open(e.path)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", e.path, err)
@@ -367,7 +368,7 @@ func (p *packer) storeFile(ctx context.Context, enc *streamEncoder, buf []byte, 
 // storeLabelFiles writes backup_label and tablespace_map, as returned by
 // pg_backup_stop, into tarName: members without a leading slash, mode 0600,
 // no owner and no mtime, exactly as WAL-G writes them.
-func (p *packer) storeLabelFiles(ctx context.Context, enc *streamEncoder, tarName, label, tablespaceMap string) error {
+func (p *packer) storeLabelFiles(ctx context.Context, enc *pipe.Encoder, tarName, label, tablespaceMap string) error {
 	p.parts.next()
 	t, err := openTar(ctx, p.store, backup.TarKey(p.backupName, tarName), enc, p.netLimit)
 	if err != nil {

@@ -151,7 +151,7 @@ func TestPartitioning(t *testing.T) {
 				}
 				defer rec.close()
 				recs = append(recs, rec)
-				bs = append(bs, p.newBuilder(&streamEncoder{method: lz4Method(t)}, rec))
+				bs = append(bs, p.newBuilder(pipe.NewEncoder(lz4Method(t), nil), rec))
 			}
 			w := &walker{root: root, log: p.log}
 			if err := p.packAll(context.Background(), w, bs); err != nil {
@@ -343,7 +343,7 @@ func TestBuilderChangingFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rec.close()
-	b := p.newBuilder(&streamEncoder{method: lz4Method(t)}, rec)
+	b := p.newBuilder(pipe.NewEncoder(lz4Method(t), nil), rec)
 	ctx := context.Background()
 	var entries []walkEntry
 	for _, n := range []string{"gone", "grows", "same", "shrinks"} {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pipe"
 )
 
 type countingProgress struct{ n, calls atomic.Int64 }
@@ -73,7 +74,7 @@ func TestPushReportsBytesRead(t *testing.T) {
 	p := newTestPacker(t, store, 1<<20)
 	var prog countingProgress
 	p.progress = &prog
-	bs := []*builder{p.newBuilder(&streamEncoder{method: lz4Method(t)}, nil), p.newBuilder(&streamEncoder{method: lz4Method(t)}, nil)}
+	bs := []*builder{p.newBuilder(pipe.NewEncoder(lz4Method(t), nil), nil), p.newBuilder(pipe.NewEncoder(lz4Method(t), nil), nil)}
 	w := &walker{root: root, log: p.log}
 	ctx := context.Background()
 	if err := p.packAll(ctx, w, bs); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/wal"
 )
@@ -121,54 +122,145 @@ func (o *Options) Builders() int { return max(1, min(o.DiskConcurrency, o.Upload
 // backup_label.tar, metadata.json, files_metadata.json, and the stop
 // sentinel last. A backup without its sentinel does not exist; on any
 // failure no sentinel is written and the server's backup is aborted.
+//
+// The phases run in order: connect (check the server and the data
+// directory), chooseBase (full or delta), start (pg_backup_start under a
+// name no other backup uses), copyFiles (data tars, then pg_control),
+// stop (pg_backup_stop, backup_label), commit (metadata, then the
+// sentinel).
 func Run(ctx context.Context, o Options) (*Result, error) {
 	o.defaults()
-	log := o.Log
-	startTime := ceilMicro(time.Now().UTC())
+	j := &job{o: o, log: o.Log, startTime: ceilMicro(time.Now().UTC())}
+	defer j.close(ctx)
+	if err := j.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := j.chooseBase(ctx); err != nil {
+		return nil, err
+	}
+	if err := j.start(ctx); err != nil {
+		return nil, err
+	}
+	s, err := j.finish(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", j.name, err)
+	}
+	j.log.Info("wrote backup", "name", j.name, "storage", o.Store.String(),
+		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", s.LSN.String(), "finish_lsn", s.FinishLSN.String(),
+		"data_read", j.pack.dataRead.Load())
+	return &Result{Name: j.name, Sentinel: s}, nil
+}
 
+// job is one backup-push as it moves through Run's phases.
+type job struct {
+	o         Options
+	log       *slog.Logger
+	startTime time.Time
+
+	// Set by connect.
+	conn    *pg.Conn
+	info    pg.ServerInfo
+	dataDir string
+	verify  bool // page checksums are verified (asked for and enabled)
+
+	// Set by chooseBase: nil for a full backup.
+	delta *deltaBase
+
+	// Set by start.
+	name    string
+	begin   pg.BackupStart
+	tli     uint32         // the standby's timeline at the start
+	summary *changedBlocks // delta from WAL summaries; nil: page scan
+
+	// Set by copyFiles.
+	pack   *packer
+	walker *walker
+	recs   []*fileRecorder
+	last   *builder // stores pg_control and the backup label
+}
+
+// close ends the session, which aborts a backup still running on it: the
+// clean-up for every failure.
+func (j *job) close(ctx context.Context) {
+	for _, r := range j.recs {
+		r.close()
+	}
+	if j.conn != nil {
+		j.conn.Close(context.WithoutCancel(ctx))
+	}
+}
+
+// finish runs the phases after the backup started; their errors are
+// reported under the backup's name.
+func (j *job) finish(ctx context.Context) (*backup.Sentinel, error) {
+	if j.delta != nil && j.begin.LSN <= j.delta.sentinel.LSN {
+		return nil, fmt.Errorf("starts at %s, not after its delta base %s (%s)", j.begin.LSN, j.delta.name, j.delta.sentinel.LSN)
+	}
+	j.log.Info("backup started", "name", j.name, "lsn", j.begin.LSN.String(), "standby", j.begin.InRecovery)
+	if j.delta != nil {
+		j.log.Info("delta backup", "base", j.delta.name, "base_lsn", j.delta.sentinel.LSN, "delta_count", j.delta.count)
+		var err error
+		if j.summary, err = deltaFromSummaries(ctx, j.conn, j.o.DeltaSource, j.info.Version, j.delta.sentinel.LSN, j.begin.LSN, j.log); err != nil {
+			return nil, err
+		}
+	}
+	if err := j.copyFiles(ctx); err != nil {
+		return nil, err
+	}
+	stop, err := j.stop(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := j.sentinel(stop)
+	if err := j.commit(ctx, s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// connect opens the session and checks that the server is one tusk backs
+// up and that its data directory is the one given.
+func (j *job) connect(ctx context.Context) error {
+	o, log := j.o, j.log
 	dataDir, err := filepath.Abs(o.DataDir)
 	if err == nil {
 		dataDir, err = filepath.EvalSymlinks(dataDir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("data directory %s: %w", o.DataDir, err)
+		return fmt.Errorf("data directory %s: %w", o.DataDir, err)
 	}
-
-	conn, err := pg.Connect(ctx, o.Connect)
+	j.dataDir = dataDir
+	if j.conn, err = pg.Connect(ctx, o.Connect); err != nil {
+		return err
+	}
+	info, err := j.conn.Info(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// Closing the session ends a backup still running on it: the clean-up
-	// for every failure below.
-	defer conn.Close(context.WithoutCancel(ctx))
-
-	info, err := conn.Info(ctx)
-	if err != nil {
-		return nil, err
-	}
+	j.info = info
 	if info.Version < pg.MinVersion {
-		return nil, fmt.Errorf("PostgreSQL server_version_num %d: tusk backs up PostgreSQL 10 and later (tested: 13 to 18)", info.Version)
+		return fmt.Errorf("PostgreSQL server_version_num %d: tusk backs up PostgreSQL 10 and later (tested: 13 to 18)", info.Version)
 	}
 	if dataDir != info.DataDirectory {
-		return nil, fmt.Errorf("data directory from command line '%s' is not the same as Postgres' one '%s'", dataDir, info.DataDirectory)
+		return fmt.Errorf("data directory from command line '%s' is not the same as Postgres' one '%s'", dataDir, info.DataDirectory)
 	}
 	for _, f := range []string{"global/pg_control", "PG_VERSION"} {
 		if _, err := os.Stat(filepath.Join(dataDir, f)); err != nil {
-			return nil, fmt.Errorf("it looks like you are trying to backup not pg_data: %w", err)
+			return fmt.Errorf("it looks like you are trying to backup not pg_data: %w", err)
 		}
 	}
 	if o.WalSegmentSize > 0 && info.WalSegmentSize != o.WalSegmentSize {
 		msg := fmt.Sprintf("the server's wal_segment_size is %d MiB but WALG_PG_WAL_SIZE is %d MiB", info.WalSegmentSize>>20, o.WalSegmentSize>>20)
 		if info.InRecovery {
 			// WAL-G refuses too: the standby backup name depends on it.
-			return nil, errors.New(msg + "; set WALG_PG_WAL_SIZE to match")
+			return errors.New(msg + "; set WALG_PG_WAL_SIZE to match")
 		}
 		log.Warn(msg + "; set WALG_PG_WAL_SIZE to match, wal-push and wal-fetch depend on it")
 	}
-	verify := o.Verify
-	if verify && !info.DataChecksums {
+	j.verify = o.Verify
+	if j.verify && !info.DataChecksums {
 		log.Warn("data_checksums is disabled in the database; skipping checksum validation, which may result in undetected data corruption")
-		verify = false
+		j.verify = false
 	}
 	if !info.InRecovery {
 		checkArchiving(log, info)
@@ -176,179 +268,184 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.WithoutFilesMetadata {
 		log.Info("files metadata tracking is disabled: files_metadata.json will not be uploaded")
 	}
+	return nil
+}
 
-	var delta *deltaBase
-	if !o.WithoutFilesMetadata {
-		if delta, err = chooseDeltaBase(ctx, o.Store, o.Delta, o.Permanent, log); err != nil {
-			return nil, err
-		}
+// chooseBase decides between a full and a delta backup.
+func (j *job) chooseBase(ctx context.Context) error {
+	if j.o.WithoutFilesMetadata {
+		return nil // a delta needs the base's files metadata
 	}
-	if delta != nil && info.HasSystemIdentifier && delta.sentinel.SystemIdentifier != nil && *delta.sentinel.SystemIdentifier != info.SystemIdentifier {
-		log.Warn("the delta base is a backup of another cluster (system identifier differs): taking a full backup",
+	delta, err := chooseDeltaBase(ctx, j.o.Store, j.o.Delta, j.o.Permanent, j.log)
+	if err != nil || delta == nil {
+		return err
+	}
+	info := j.info
+	if info.HasSystemIdentifier && delta.sentinel.SystemIdentifier != nil && *delta.sentinel.SystemIdentifier != info.SystemIdentifier {
+		j.log.Warn("the delta base is a backup of another cluster (system identifier differs): taking a full backup",
 			"base", delta.name, "base_system_identifier", *delta.sentinel.SystemIdentifier, "system_identifier", info.SystemIdentifier)
-		delta = nil
+		return nil
 	}
-	if delta != nil && info.BlockSize != backup.IncrementBlockSize {
-		log.Warn("page increments need 8 KiB pages: taking a full backup", "block_size", info.BlockSize)
-		delta = nil
+	if info.BlockSize != backup.IncrementBlockSize {
+		j.log.Warn("page increments need 8 KiB pages: taking a full backup", "block_size", info.BlockSize)
+		return nil
 	}
+	j.delta = delta
+	return nil
+}
+
+// start starts the backup on the server under a name no other backup uses.
+func (j *job) start(ctx context.Context) error {
 	baseName := ""
-	if delta != nil {
-		baseName = delta.name
+	if j.delta != nil {
+		baseName = j.delta.name
 	}
+	var err error
+	j.begin, j.name, j.tli, err = startUnique(ctx, j.conn, j.o, j.info, baseName)
+	return err
+}
 
-	start, name, tli, err := startUnique(ctx, conn, o, info, baseName)
-	if err != nil {
-		return nil, err
-	}
-	if delta != nil && start.LSN <= delta.sentinel.LSN {
-		return nil, fmt.Errorf("backup %s: starts at %s, not after its delta base %s (%s)", name, start.LSN, delta.name, delta.sentinel.LSN)
-	}
-	log.Info("backup started", "name", name, "lsn", start.LSN.String(), "standby", start.InRecovery)
-	var summary *changedBlocks
-	if delta != nil {
-		log.Info("delta backup", "base", delta.name, "base_lsn", delta.sentinel.LSN, "delta_count", delta.count)
-		if summary, err = deltaFromSummaries(ctx, conn, o.DeltaSource, info.Version, delta.sentinel.LSN, start.LSN, log); err != nil {
-			return nil, fmt.Errorf("backup %s: %w", name, err)
-		}
-	}
-
-	// A dead session means PostgreSQL aborted the backup: stop at once
-	// rather than upload a backup that cannot be completed.
+// copyFiles stores the data tars and then pg_control, while a watch on the
+// session stops the copy at once if PostgreSQL aborted the backup, rather
+// than upload a backup that cannot be completed.
+func (j *job) copyFiles(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stopAlive := watchAlive(ctx, conn, o.AliveCheckInterval, cancel, log)
-
-	p := &packer{
-		store: o.Store, backupName: name, ext: o.Method.Ext(), threshold: o.TarSizeThreshold,
-		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
-		verify: verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(start.LSN),
-		blockSize: info.BlockSize, relSegBlocks: info.RelSegmentBlocks, log: log,
-		progress: o.Progress, delta: delta, summary: summary,
+	stopAlive := watchAlive(ctx, j.conn, j.o.AliveCheckInterval, cancel, j.log)
+	err := j.packFiles(ctx)
+	stopAlive()
+	if err != nil {
+		return err
 	}
-	n := o.Builders()
-	builders := make([]*builder, n)
-	var recs []*fileRecorder
-	defer func() {
-		for _, r := range recs {
-			r.close()
-		}
-	}()
+	return context.Cause(ctx)
+}
+
+func (j *job) packFiles(ctx context.Context) error {
+	o := j.o
+	j.pack = &packer{
+		store: o.Store, backupName: j.name, ext: o.Method.Ext(), threshold: o.TarSizeThreshold,
+		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
+		verify: j.verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(j.begin.LSN),
+		blockSize: j.info.BlockSize, relSegBlocks: j.info.RelSegmentBlocks, log: j.log,
+		progress: o.Progress, delta: j.delta, summary: j.summary,
+	}
+	builders := make([]*builder, o.Builders())
 	for i := range builders {
 		var rec *fileRecorder
 		if !o.WithoutFilesMetadata {
+			var err error
 			if rec, err = newFileRecorder(o.TempDir); err != nil {
-				return nil, err
+				return err
 			}
-			recs = append(recs, rec)
+			j.recs = append(j.recs, rec)
 		}
-		builders[i] = p.newBuilder(&streamEncoder{method: o.Method, crypter: o.Crypter}, rec)
+		builders[i] = j.pack.newBuilder(pipe.NewEncoder(o.Method, o.Crypter), rec)
 	}
-	w := &walker{root: dataDir, log: log}
-	if err := p.packAll(ctx, w, builders); err != nil {
-		stopAlive()
-		return nil, fmt.Errorf("backup %s: %w", name, err)
+	j.walker = &walker{root: j.dataDir, log: j.log}
+	if err := j.pack.packAll(ctx, j.walker, builders); err != nil {
+		return err
 	}
-	if w.pgControl == nil {
-		stopAlive()
-		return nil, fmt.Errorf("backup %s: global/pg_control vanished from %s", name, dataDir)
+	if j.walker.pgControl == nil {
+		return fmt.Errorf("global/pg_control vanished from %s", j.dataDir)
 	}
-	last := builders[0]
-	if err := p.storeFile(ctx, last.enc, last.buf, backup.PgControlTarName(p.ext), *w.pgControl); err != nil {
-		stopAlive()
-		return nil, fmt.Errorf("backup %s: %w", name, err)
-	}
-	stopAlive()
-	if err := context.Cause(ctx); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", name, err)
-	}
+	j.last = builders[0]
+	return j.pack.storeFile(ctx, j.last.enc, j.last.buf, backup.PgControlTarName(j.pack.ext), *j.walker.pgControl)
+}
 
-	log.Info("stopping the backup (waits until PostgreSQL has archived the WAL it needs)")
-	stop, err := conn.StopBackup(ctx, true, o.StopTimeout)
+// stop ends the backup on the server, stores backup_label and
+// tablespace_map, and refuses a standby backup whose timeline changed.
+func (j *job) stop(ctx context.Context) (pg.BackupStop, error) {
+	j.log.Info("stopping the backup (waits until PostgreSQL has archived the WAL it needs)")
+	stop, err := j.conn.StopBackup(ctx, true, j.o.StopTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", name, err)
+		return stop, err
 	}
-	labelTar := backup.BackupLabelTarName(p.ext)
-	if err := p.storeLabelFiles(ctx, last.enc, labelTar, stop.Label, stop.TablespaceMap); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", name, err)
+	if err := j.pack.storeLabelFiles(ctx, j.last.enc, backup.BackupLabelTarName(j.pack.ext), stop.Label, stop.TablespaceMap); err != nil {
+		return stop, err
 	}
-	if start.InRecovery {
+	if j.begin.InRecovery {
 		// WAL-G's pessimistic check: a standby promoted (or following a
 		// new timeline) during the backup invalidates it.
-		now, _, err := conn.Timeline(ctx)
+		now, _, err := j.conn.Timeline(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("backup %s: unable to check timeline change, the sentinel will not be uploaded: %w", name, err)
+			return stop, fmt.Errorf("unable to check timeline change, the sentinel will not be uploaded: %w", err)
 		}
-		if now != tli {
-			return nil, fmt.Errorf("backup %s: timeline has changed since backup start (%d → %d), the sentinel will not be uploaded", name, tli, now)
+		if now != j.tli {
+			return stop, fmt.Errorf("timeline has changed since backup start (%d → %d), the sentinel will not be uploaded", j.tli, now)
 		}
 	}
+	p := j.pack
 	if c, b := p.corruptFiles.Load(), p.corruptBlocks.Load(); c > 0 {
-		log.Warn("page checksum verification found corrupt blocks (recorded in files_metadata.json)", "files", c, "blocks", b)
+		j.log.Warn("page checksum verification found corrupt blocks (recorded in files_metadata.json)", "files", c, "blocks", b)
 	}
 	if c := p.changedFiles.Load(); c > 0 {
-		log.Info("files shrank while they were read (zero-padded; WAL replay restores them)", "files", c)
+		j.log.Info("files shrank while they were read (zero-padded; WAL replay restores them)", "files", c)
 	}
+	return stop, nil
+}
 
+// sentinel describes the finished backup.
+func (j *job) sentinel(stop pg.BackupStop) *backup.Sentinel {
+	o, info := j.o, j.info
 	hostname, _ := os.Hostname()
 	s := &backup.Sentinel{
-		LSN:                   start.LSN,
+		LSN:                   j.begin.LSN,
 		PgVersion:             info.Version,
 		FinishLSN:             stop.LSN,
-		UncompressedSize:      p.uncompressed.Load(),
-		CompressedSize:        p.compressed.Load(),
-		DataCatalogSize:       w.catalogSize,
+		UncompressedSize:      j.pack.uncompressed.Load(),
+		CompressedSize:        j.pack.compressed.Load(),
+		DataCatalogSize:       j.walker.catalogSize,
 		UserData:              o.UserData,
 		FilesMetadataDisabled: o.WithoutFilesMetadata,
 		Version:               backup.SentinelVersion,
-		StartTime:             startTime,
+		StartTime:             j.startTime,
 		FinishTime:            ceilMicro(time.Now().UTC()),
 		DateFmt:               backup.DateFmt,
 		Hostname:              hostname,
 		DataDir:               info.DataDirectory,
 		IsPermanent:           o.Permanent,
 	}
-	if delta != nil {
-		s.DeltaLSN = delta.sentinel.LSN
-		s.DeltaFrom = delta.name
-		s.DeltaFullName = delta.fullName()
-		s.DeltaCount = delta.count
-		if o.Permanent {
-			if err := markAncestorsPermanent(ctx, o.Store, delta); err != nil {
-				return nil, fmt.Errorf("backup %s: %w", name, err)
-			}
-		}
+	if d := j.delta; d != nil {
+		s.DeltaLSN = d.sentinel.LSN
+		s.DeltaFrom = d.name
+		s.DeltaFullName = d.fullName()
+		s.DeltaCount = d.count
 	}
 	if info.HasSystemIdentifier {
 		id := info.SystemIdentifier
 		s.SystemIdentifier = &id
 	}
-	if len(w.spec) > 0 {
-		s.Spec = &backup.TablespaceSpec{BasePrefix: strings.TrimRight(info.DataDirectory, "/"), Tablespaces: w.spec}
+	if len(j.walker.spec) > 0 {
+		s.Spec = &backup.TablespaceSpec{BasePrefix: strings.TrimRight(info.DataDirectory, "/"), Tablespaces: j.walker.spec}
 	}
-	if err := putJSON(ctx, o.Store, backup.MetadataKey(name), func() ([]byte, error) { return backup.EncodeMetadata(backup.MetadataFromSentinel(s)) }); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", name, err)
+	return s
+}
+
+// commit stores metadata.json and files_metadata.json, then the sentinel:
+// the point from which the backup exists.
+func (j *job) commit(ctx context.Context, s *backup.Sentinel) error {
+	o := j.o
+	if j.delta != nil && o.Permanent {
+		if err := markAncestorsPermanent(ctx, o.Store, j.delta); err != nil {
+			return err
+		}
+	}
+	if err := putJSON(ctx, o.Store, backup.MetadataKey(j.name), func() ([]byte, error) { return backup.EncodeMetadata(backup.MetadataFromSentinel(s)) }); err != nil {
+		return err
 	}
 	if !o.WithoutFilesMetadata {
 		var dbs databaseSource
 		if !o.DisablePartialRestore {
-			dbs = collectDatabases(conn, o.Connect)
+			dbs = collectDatabases(j.conn, o.Connect)
 		}
-		extra := []extraTarSet{{tar: labelTar, members: labelMembers()}}
-		if err := putStream(ctx, o.Store, backup.FilesMetadataKey(name), func(w io.Writer) error {
-			return writeFilesMetadata(ctx, w, recs, extra, dbs)
+		extra := []extraTarSet{{tar: backup.BackupLabelTarName(j.pack.ext), members: labelMembers()}}
+		if err := putStream(ctx, o.Store, backup.FilesMetadataKey(j.name), func(w io.Writer) error {
+			return writeFilesMetadata(ctx, w, j.recs, extra, dbs)
 		}); err != nil {
-			return nil, fmt.Errorf("backup %s: %w", name, err)
+			return err
 		}
 	}
-	// The commit point.
-	if err := putJSON(ctx, o.Store, backup.SentinelKey(name), func() ([]byte, error) { return backup.EncodeSentinel(s) }); err != nil {
-		return nil, fmt.Errorf("backup %s: %w", name, err)
-	}
-	log.Info("wrote backup", "name", name, "storage", o.Store.String(),
-		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", start.LSN.String(), "finish_lsn", stop.LSN.String(),
-		"data_read", p.dataRead.Load())
-	return &Result{Name: name, Sentinel: s}, nil
+	return putJSON(ctx, o.Store, backup.SentinelKey(j.name), func() ([]byte, error) { return backup.EncodeSentinel(s) })
 }
 
 // checkArchiving warns, as WAL-G does, when the primary does not archive

@@ -8,57 +8,9 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/tusk-pg/tusk/internal/codec"
-	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
-
-// streamEncoder is the push-side twin of pipe.Encoder: a writer chain
-// compress → encrypt into a destination, reused from one object to the next
-// so a long-lived tar builder keeps one compressor.
-type streamEncoder struct {
-	method  codec.Method
-	crypter crypt.Crypter // nil: no encryption
-	cw      io.WriteCloser
-	enc     io.WriteCloser
-}
-
-// begin starts a new object into dst and returns the writer for its raw
-// bytes.
-func (e *streamEncoder) begin(dst io.Writer) (io.Writer, error) {
-	out := dst
-	e.enc = nil
-	if e.crypter != nil {
-		enc, err := e.crypter.Encrypt(dst)
-		if err != nil {
-			return nil, fmt.Errorf("start %s encryption: %w", e.crypter.Name(), err)
-		}
-		e.enc, out = enc, enc
-	}
-	if r, ok := e.cw.(codec.Resetter); ok {
-		r.Reset(out)
-		return e.cw, nil
-	}
-	cw, err := e.method.NewWriter(out)
-	if err != nil {
-		return nil, fmt.Errorf("start %s compression: %w", e.method.Name(), err)
-	}
-	e.cw = cw
-	return cw, nil
-}
-
-// finish flushes the compressor and the encryption of the current object.
-func (e *streamEncoder) finish() error {
-	if err := e.cw.Close(); err != nil {
-		return fmt.Errorf("finish %s compression: %w", e.method.Name(), err)
-	}
-	if e.enc != nil {
-		if err := e.enc.Close(); err != nil {
-			return fmt.Errorf("finish %s encryption: %w", e.crypter.Name(), err)
-		}
-	}
-	return nil
-}
 
 // countingWriter counts what passes through.
 type countingWriter struct {
@@ -83,7 +35,7 @@ var errPutReturned = errors.New("storage upload returned before the end of the t
 type tarObject struct {
 	key         string
 	tw          *tar.Writer
-	enc         *streamEncoder
+	enc         *pipe.Encoder
 	pw          *io.PipeWriter
 	out         countingWriter // bytes uploaded (after compression and encryption)
 	contentSize int64          // sum of member sizes: WAL-G's tar size
@@ -91,7 +43,7 @@ type tarObject struct {
 }
 
 // openTar starts the upload of key. The caller's ctx cancels the upload.
-func openTar(ctx context.Context, store storage.Storage, key string, enc *streamEncoder, limit *rateLimiter) (*tarObject, error) {
+func openTar(ctx context.Context, store storage.Storage, key string, enc *pipe.Encoder, limit *rateLimiter) (*tarObject, error) {
 	pr, pw := io.Pipe()
 	t := &tarObject{key: key, enc: enc, pw: pw, done: make(chan error, 1)}
 	go func() {
@@ -104,7 +56,7 @@ func openTar(ctx context.Context, store storage.Storage, key string, enc *stream
 		t.done <- err
 	}()
 	t.out.w = limit.writer(ctx, pw)
-	raw, err := enc.begin(&t.out)
+	raw, err := enc.Begin(&t.out)
 	if err != nil {
 		t.abort(err)
 		return nil, err
@@ -118,7 +70,7 @@ func openTar(ctx context.Context, store storage.Storage, key string, enc *stream
 func (t *tarObject) close() error {
 	err := t.tw.Close()
 	if err == nil {
-		err = t.enc.finish()
+		err = t.enc.Finish()
 	}
 	if err != nil {
 		t.abort(err)
