@@ -550,12 +550,16 @@ func nameTaken(ctx context.Context, store storage.Storage, name string) (bool, s
 }
 
 // watchAlive pings the backup session every interval; a failure cancels the
-// backup. The returned function stops the checks and waits for them.
+// backup. The returned function stops the checks and waits for them. It
+// lets a ping in flight finish instead of cancelling it: pgx closes a
+// connection whose query is cancelled, and that would end the backup
+// session with it. Only ctx's own end (the backup is cancelled) cuts a
+// ping short.
 func watchAlive(ctx context.Context, conn *pg.Conn, interval time.Duration, cancel context.CancelCauseFunc, log *slog.Logger) func() {
 	if interval <= 0 {
 		return func() {}
 	}
-	ctx, stop := context.WithCancel(ctx)
+	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(interval)
@@ -563,6 +567,8 @@ func watchAlive(ctx context.Context, conn *pg.Conn, interval time.Duration, canc
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-stop:
 				return
 			case <-t.C:
 			}
@@ -574,7 +580,7 @@ func watchAlive(ctx context.Context, conn *pg.Conn, interval time.Duration, canc
 		}
 	})
 	return func() {
-		stop()
+		close(stop)
 		wg.Wait()
 	}
 }
