@@ -152,7 +152,7 @@ func TestRetentionPG15Timelines(t *testing.T) {
 		}
 	}
 	inPermanent := func(s wal.Segment) bool {
-		return s.Timeline == 1 && s.No >= permStart/(16<<20) && s.No <= permEnd/(16<<20)
+		return s.Timeline == 1 && s.No >= permStart.Segment(16<<20) && s.No <= permEnd.Segment(16<<20)
 	}
 	run := func(dir string, args ...string) {
 		t.Helper()

@@ -316,7 +316,7 @@ func (v *Verifier) checkWAL(ctx context.Context, r *Report, name string, s *back
 		return nil
 	}
 	start, finish := pg.LSN(s.LSN).Segment(v.SegmentSize), pg.LSN(s.FinishLSN).Segment(v.SegmentSize)
-	if s.FinishLSN > s.LSN && s.FinishLSN%uint64(v.SegmentSize) == 0 {
+	if s.FinishLSN > s.LSN && uint64(s.FinishLSN)%uint64(v.SegmentSize) == 0 {
 		finish-- // ends exactly at a segment boundary
 	}
 	if s.LSN == 0 || finish < start || start != first.No {
