@@ -340,6 +340,11 @@ func TestWalShowVerifyS3(t *testing.T) {
 	if r.code != 0 || got != times.ReplaceAllString(string(want), `"time":"T"`) {
 		t.Errorf("wal-show --detailed-json on S3: exit %d\n got:\n%s\nwant:\n%s\n%s", r.code, got, want, r.stderr)
 	}
+	// backup-verify reads the same backups from S3: the delta and its base.
+	r = runTuskAs(t, false, tusk, env, "backup-verify", "--json", "LATEST")
+	if r.code != 0 || !strings.Contains(r.stdout, `"status":"OK","chain":["base_000000010000000000000002","base_000000010000000000000004_D_000000010000000000000002"],"tars":6`) {
+		t.Errorf("backup-verify on S3: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
 
 // TestWalVerifyPromotedPG15 archives a PostgreSQL 15 cluster with tusk,
@@ -437,5 +442,13 @@ func TestWalVerifyPromotedPG15(t *testing.T) {
 	check(primary, "1", `"timeline":{"status":"FAILURE","details":{"current_timeline_id":1,"highest_storage_timeline_id":2}}`)
 	if strings.Contains(r.output, "MISSING") {
 		t.Errorf("missing segments after promotion:\n%s", r.output)
+	}
+	// The backup tusk pushed verifies, and names the start of the range.
+	if r := runAsServer(t, tusk, env, "backup-verify", name); r.code != 0 || !strings.Contains(r.output, "backup "+name+": OK") {
+		t.Errorf("backup-verify %s: exit %d\n%s", name, r.code, r.output)
+	}
+	r = runAsServer(t, tusk, append(env, promoted.ConnEnv()...), "wal-verify", "integrity", "--json", "--backup-name", name)
+	if r.code != 0 || !strings.Contains(lastLine(r.output), `{"integrity":{"status":"OK","details":[{"timeline_id":1,"start_segment":"`+backup.WalFileName(name)+`"`) {
+		t.Errorf("wal-verify --backup-name: exit %d\n%s", r.code, r.output)
 	}
 }
