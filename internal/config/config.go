@@ -20,6 +20,12 @@
 // Everything is validated in Load, before any command touches PostgreSQL or
 // storage: a bad value fails with one line naming the variable, so a typo in
 // archive_command's environment is reported instead of half-working.
+// The rules of a value that a package consumes are that package's (codec's
+// method names and zstd level, crypt's key transforms, the file and S3
+// storage options): config calls them in Load rather than restating them,
+// so it imports codec, crypt and storage, and none of those imports config
+// (they take options structs). Commands read settings through the typed
+// accessors only, so a misspelt name does not compile.
 package config
 
 import (
