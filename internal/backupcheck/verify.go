@@ -122,8 +122,14 @@ func (v *Verifier) Verify(ctx context.Context, name string) (*Report, error) {
 	return r, nil
 }
 
+// fault records err against object; a missing object is just "missing"
+// (the error would repeat the key).
 func (r *Report) fault(object string, err error) {
-	r.Faults = append(r.Faults, Fault{Object: object, Problem: err.Error()})
+	p := err.Error()
+	if errors.Is(err, storage.ErrNotFound) {
+		p = "missing"
+	}
+	r.Faults = append(r.Faults, Fault{Object: object, Problem: p})
 }
 
 func (r *Report) faultf(object, format string, args ...any) {
