@@ -40,7 +40,9 @@ Names are resolved against PGDATA, which must be set.
 WALG_UPLOAD_CONCURRENCY upload workers run for the daemon's life; each push also
 queues the following .ready files (at most TOTAL_BG_UPLOADED_LIMIT-1). Memory is
 bounded by the configuration: --memory-plan prints the bound, and the daemon
-sets GOMEMLIMIT from it unless GOMEMLIMIT is set.
+sets GOMEMLIMIT and GOGC from it unless they are set (GOGC so that the heap
+goal stays within the limit at the plan's live bound). Two seconds after the
+last request it returns what a burst used to the system.
 
 With NOTIFY_SOCKET set it sends READY=1, WATCHDOG=1 every 30 s and STOPPING=1;
 with systemd socket activation (LISTEN_FDS) it serves the inherited socket.
@@ -115,6 +117,11 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(plan.HeapLimit())
 	}
+	gogc := os.Getenv("GOGC")
+	if gogc == "" {
+		gogc = strconv.Itoa(plan.GCPercent())
+		debug.SetGCPercent(plan.GCPercent())
+	}
 	w, err := a.newWAL(ctx)
 	if err != nil {
 		return err
@@ -155,6 +162,14 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 		PushTimeout:    a.cfg.DaemonWALUploadTimeout(),
 		Log:            a.log,
 		Work:           work,
+		// After a burst, give back what it used: the heap to the
+		// collector's floor, pages to the system, the code only the
+		// burst ran out of the resident set.
+		OnIdle: func() {
+			debug.FreeOSMemory()
+			rss.DropFilePages()
+		},
+		IdleAfter: 2 * time.Second,
 	}
 	if metricsAddr != "" {
 		ms := &http.Server{Addr: metricsAddr, Handler: metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -167,7 +182,7 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	}
 	a.log.Info("daemon: serving", "socket", socketPath, "storage", w.store.String(),
 		"workers", h.Workers, "buffering", w.archiver.Buffering,
-		"memory_plan_committed_mib", plan.Committed()>>20, "gomemlimit_mib", plan.HeapLimit()>>20)
+		"memory_plan_committed_mib", plan.Committed()>>20, "gomemlimit_mib", plan.HeapLimit()>>20, "gogc", gogc)
 
 	stopNotify := notifySystemd(ctx, a)
 	defer stopNotify()

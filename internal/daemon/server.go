@@ -59,12 +59,19 @@ type Server struct {
 	// context given to Serve, so a stopping daemon (Serve's context done:
 	// no new connections) can still finish the requests in flight.
 	Work context.Context
+	// OnIdle, when set, runs once IdleAfter has passed since the last
+	// request ended with none in flight: the moment to give memory a
+	// burst used back to the system.
+	OnIdle    func()
+	IdleAfter time.Duration
 
 	bufs  sync.Pool     // frame buffers, at most MaxConnections live
 	slots chan struct{} // one per request in flight
 
-	mu    sync.Mutex
-	conns map[*serverConn]struct{}
+	mu       sync.Mutex
+	conns    map[*serverConn]struct{}
+	inFlight int
+	idle     *time.Timer
 }
 
 // DefaultMaxOpen bounds open connections when Server.MaxOpen is 0: far
@@ -208,6 +215,36 @@ func (s *Server) closeIdle(oldest bool) {
 	}
 }
 
+func (s *Server) requestStarts() {
+	s.mu.Lock()
+	s.inFlight++
+	if s.idle != nil {
+		s.idle.Stop()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) requestEnds() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
+	if s.inFlight > 0 || s.OnIdle == nil {
+		return
+	}
+	if s.idle == nil {
+		s.idle = time.AfterFunc(s.IdleAfter, func() {
+			s.mu.Lock()
+			busy := s.inFlight > 0
+			s.mu.Unlock()
+			if !busy {
+				s.OnIdle()
+			}
+		})
+		return
+	}
+	s.idle.Reset(s.IdleAfter)
+}
+
 // setIdle marks c quiet (waiting for a header) or busy; it reports false
 // when the server is stopping and c should close instead of waiting.
 func (s *Server) setIdle(ctx context.Context, c *serverConn, idle bool) bool {
@@ -257,7 +294,9 @@ func (s *Server) serveConn(ctx, work context.Context, conn *serverConn) {
 		case <-work.Done():
 			return
 		}
+		s.requestStarts()
 		more := s.serveRequest(work, conn, hdr)
+		s.requestEnds()
 		<-s.slots
 		if !more {
 			return

@@ -364,3 +364,37 @@ func TestMaxOpenClosesQuietestConnection(t *testing.T) {
 		}
 	}
 }
+
+// OnIdle runs once after a burst of requests, IdleAfter after the last one
+// ended, and not while requests keep coming.
+func TestServerOnIdle(t *testing.T) {
+	dir, err := os.MkdirTemp("", "tusk-daemon-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "d.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idle atomic.Int32
+	s := &Server{Handler: &fakeHandler{}, PGData: "/data/pg", MaxConnections: 2,
+		OnIdle: func() { idle.Add(1) }, IdleAfter: 300 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Serve(ctx, l)
+	for range 5 {
+		if r := request(t, sock, wire.TypeWalPush, "000000010000000000000009"); r != wire.ReplyOK {
+			t.Fatalf("push: %q", r)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := idle.Load(); n != 0 {
+		t.Fatalf("OnIdle ran %d times during the burst", n)
+	}
+	time.Sleep(time.Second)
+	if n := idle.Load(); n != 1 {
+		t.Fatalf("OnIdle ran %d times after the burst, want 1", n)
+	}
+}

@@ -72,6 +72,19 @@ func (p *Plan) HeapLimit() int64 {
 	return live + max(live/4, 8*MiB) + RuntimeSlack
 }
 
+// GCPercent is the collector's target (GOGC) that puts the heap goal at
+// HeapLimit when the live heap is at the plan's bound: the default 100
+// would let garbage double a live heap, far beyond the limit. Below the
+// bound the goal is smaller still, so a burst leaves a smaller high-water
+// mark. Between 10 and 100.
+func (p *Plan) GCPercent() int {
+	live := p.Live()
+	if live <= 0 {
+		return 100
+	}
+	return int(min(max(100*(p.HeapLimit()-live)/live, 10), 100))
+}
+
 // Committed is the bound on private writable memory (what Linux charges
 // under vm.overcommit_memory=2): the runtime floor plus the heap limit.
 func (p *Plan) Committed() int64 { return RuntimeCommitted + p.HeapLimit() }

@@ -64,3 +64,22 @@ func TestPlansUseTheFacts(t *testing.T) {
 		}
 	}
 }
+
+// The GC target puts the goal at the limit at the plan's live bound, and
+// stays within sane bounds for tiny and huge plans.
+func TestGCPercent(t *testing.T) {
+	p := &Plan{}
+	p.Add("x", 1, 64*MiB, "")
+	// 64 MiB live: headroom 16 MiB + 6 MiB slack = 34%.
+	if g := p.GCPercent(); g != 34 {
+		t.Errorf("GCPercent %d for 64 MiB live, want 34", g)
+	}
+	small := &Plan{}
+	small.Add("x", 1, MiB, "")
+	if g := small.GCPercent(); g != 100 {
+		t.Errorf("GCPercent %d for 1 MiB live, want 100", g)
+	}
+	if g := (&Plan{}).GCPercent(); g != 100 {
+		t.Errorf("empty plan: %d", g)
+	}
+}

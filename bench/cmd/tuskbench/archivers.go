@@ -79,8 +79,14 @@ func (h *harness) builtinArchivers() map[string]*archiver {
 			name: report.KindTuskDaemon, kind: report.KindTuskDaemon,
 			daemon:     func(r *runDir) string { return shellQuote(r.h.tusk) + " daemon " + shellQuote(r.sock) },
 			waitSocket: true,
-			command:    func(r *runDir) string { return r.h.tusk + " daemon-client " + r.sock + " wal-push %f" },
-			names:      []string{"tusk"},
+			command: func(r *runDir) string {
+				if r.h.tuskClient != "" {
+					return r.h.tuskClient + " " + r.sock + " wal-push %f"
+				}
+				return r.h.tusk + " daemon-client " + r.sock + " wal-push %f"
+			},
+			// comm is at most 15 bytes: "tusk-daemon-cli".
+			names: []string{"tusk", "tusk-daemon-cli"},
 		},
 		report.KindTuskWalPush: {
 			name: report.KindTuskWalPush, kind: report.KindTuskWalPush,

@@ -232,8 +232,23 @@ func (h *harness) buildTusk(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.tusk, "./cmd/tusk")
 	cmd.Dir = h.root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	_, err := run(ctx, cmd)
-	return err
+	if _, err := run(ctx, cmd); err != nil {
+		return err
+	}
+	// The small client binary, for the daemon's archive_command, when this
+	// tree has it.
+	if _, err := os.Stat(filepath.Join(h.root, "cmd", "tusk-daemon-client")); err != nil {
+		return nil
+	}
+	client := filepath.Join(dir, "tusk-daemon-client")
+	cmd = exec.CommandContext(ctx, "go", "build", "-o", client, "./cmd/tusk-daemon-client")
+	cmd.Dir = h.root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if _, err := run(ctx, cmd); err != nil {
+		return err
+	}
+	h.tuskClient = client
+	return nil
 }
 
 // tuskHas reports whether the tusk binary has a command (tusk daemon is

@@ -182,7 +182,9 @@ type harness struct {
 	managed pidSet
 
 	tusk, timed string
-	s3          *s3server.Server
+	// tuskClient is the small tusk-daemon-client binary, when built.
+	tuskClient string
+	s3         *s3server.Server
 }
 
 func main() {
