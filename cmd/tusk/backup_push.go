@@ -12,9 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup/push"
-	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/pg"
-	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
 type backupPushFlags struct {
@@ -136,11 +134,11 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		WalSegmentSize:        cfg.WalSegmentSize(),
 		Log:                   a.log,
 	}
-	up, err := a.uploadBuffers()
+	facts, err := a.memoryFacts(opts.Method, opts.Crypter)
 	if err != nil {
 		return err
 	}
-	plan := push.MemoryPlan(opts, up)
+	plan := push.MemoryPlan(opts, facts)
 	if fl.memoryPlan {
 		return plan.Table(cmd.OutOrStdout())
 	}
@@ -204,31 +202,4 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	}
 	rep.Finish()
 	return nil
-}
-
-// uploadBuffers describes what the configured storage holds per upload of
-// unknown size, for the memory plan, without contacting it.
-func (a *app) uploadBuffers() (push.UploadBuffers, error) {
-	kind, _, err := a.cfg.StorageKind()
-	if err != nil {
-		return push.UploadBuffers{}, err
-	}
-	switch kind {
-	case config.StorageS3:
-		o, err := a.cfg.S3Options()
-		if err != nil {
-			return push.UploadBuffers{}, err
-		}
-		part := o.PartSize
-		if part == 0 {
-			part = s3.DefaultPartSize
-		}
-		return push.UploadBuffers{
-			PerUpload: s3.DefaultPartsInFlight * part,
-			Total:     s3.DefaultMaxBuffers * part,
-			Note:      fmt.Sprintf("S3 multipart parts of %d MiB (S3_MAX_PART_SIZE), pool of %d", part>>20, s3.DefaultMaxBuffers),
-		}, nil
-	default:
-		return push.UploadBuffers{PerUpload: 128 << 10, Note: "file storage copy buffer"}, nil
-	}
 }

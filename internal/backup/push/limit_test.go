@@ -10,6 +10,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/memplan"
 )
 
 // fakeClock advances only when the limiter sleeps.
@@ -71,11 +72,17 @@ func TestMemoryPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := Options{Method: lz4, Crypter: cr, DiskConcurrency: 4, UploadConcurrency: 2, Verify: true, TempDir: "/var/tmp"}
-	plan := MemoryPlan(o, UploadBuffers{PerUpload: 40 << 20, Total: 60 << 20, Note: "S3"})
-	// Two builders (min of 4 and 2): two read buffers, two lz4 writers,
-	// the 60 MiB S3 pool (less than 2 × 40).
 	w, _ := codec.MemoryEstimate(lz4)
-	min := int64(2*readBufferSize + 2*w + 60<<20)
+	ew, _ := crypt.MemoryEstimate(cr)
+	facts := memplan.Facts{
+		Codec:   memplan.Codec{Name: "lz4", Writer: w},
+		Crypter: memplan.Crypter{Name: cr.Name(), Writer: ew},
+		Storage: memplan.Storage{Name: "S3", Upload: 256 << 10, UnknownSize: 40 << 20, UnknownSizeTotal: 60 << 20, Note: "S3"},
+	}
+	plan := MemoryPlan(o, facts)
+	// Two builders (min of 4 and 2): two read buffers, two lz4 writers,
+	// two S3 requests, the 60 MiB S3 pool (less than 2 × 40).
+	min := int64(2*readBufferSize + 2*w + 2*256<<10 + 60<<20)
 	if live := plan.Live(); live < min || live > min+2<<20 {
 		t.Errorf("live %d, want about %d", live, min)
 	}
@@ -91,7 +98,8 @@ func TestMemoryPlan(t *testing.T) {
 	// The spools and the verifier only when used; no pool cap: per upload.
 	o.WithoutFilesMetadata, o.Verify = true, false
 	out.Reset()
-	MemoryPlan(o, UploadBuffers{PerUpload: 128 << 10}).Table(&out)
+	facts.Storage = memplan.Storage{Name: "file", Upload: 128 << 10}
+	MemoryPlan(o, facts).Table(&out)
 	if strings.Contains(out.String(), "spool") || strings.Contains(out.String(), "verify") || strings.Contains(out.String(), "shared pool") {
 		t.Errorf("plan:\n%s", out.String())
 	}
