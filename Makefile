@@ -1,4 +1,4 @@
-.PHONY: test build demo bench
+.PHONY: test build demo bench dist
 
 test:
 	scripts/test.sh
@@ -16,6 +16,11 @@ GOBUILDFLAGS ?= -trimpath
 build:
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tusk
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(dir $(BIN))tusk-daemon-client ./cmd/tusk-daemon-client
+
+# Release files in $(DIST): a static tarball, a .deb and SHA256SUMS.
+DIST ?= dist
+dist:
+	DIST="$(DIST)" VERSION="$(VERSION)" LDFLAGS="$(LDFLAGS)" GOBUILDFLAGS="$(GOBUILDFLAGS)" scripts/dist.sh
 
 demo:
 	scripts/demo.sh
