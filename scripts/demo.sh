@@ -94,9 +94,15 @@ step "initdb (as $pguser) and a copy of the fresh, shut-down cluster as the rest
 pg "$PG_BIN/initdb" -D "$work/primary" -U postgres --auth=trust -E UTF8 --locale=C --no-sync --no-instructions >"$work/initdb.log"
 as_pg cp -a "$work/primary" "$work/restored"
 pgconf "$work/primary"
+# GNU time records each wal-push's peak RSS, for the summary.
+timed=
+if [[ -x /usr/bin/time ]]; then
+	as_pg touch "$work/archive-rss.log"
+	timed="/usr/bin/time -a -o $work/archive-rss.log -f %M "
+fi
 cat >>"$work/primary/postgresql.conf" <<EOF
 archive_mode = on
-archive_command = '$tusk --config $work/walg.json wal-push %p'
+archive_command = '$timed$tusk --config $work/walg.json wal-push %p'
 EOF
 
 step "starting the primary with archive_command = 'tusk --config walg.json wal-push %p'"
@@ -150,12 +156,34 @@ done
 	exit 1
 }
 got=$(psql -c "$digest_sql")
-restored_segments=$(grep -c 'restored log file' "$work/restored.log" || true)
+# Each "restored log file" line is one wal-fetch that found its file.
+restored=$(grep -o 'restored log file "[0-9A-F]*"' "$work/restored.log" | cut -d'"' -f2 || true)
+restored_count=$(grep -c . <<<"$restored" || true)
+restored_unique=$(sort -u <<<"$restored" | grep -c . || true)
+restored_twice=$(sort <<<"$restored" | uniq -d | paste -sd' ' -)
 pg "$PG_BIN/pg_ctl" -D "$work/restored" -m fast -w stop >/dev/null
 restored_up=
 
 segments=$(find "$storage/wal_005" -type f | wc -l)
 bytes=$(du -sb "$storage" | cut -f1)
+# Compression: the segments' size (16 MiB each, initdb's default) against
+# what they take in storage.
+wal_stored=$(find "$storage/wal_005" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}')
+wal_raw=$((segments * 16 * 1024 * 1024))
+method=$(find "$storage/wal_005" -type f -name '*.*' | head -n1 | sed 's/.*\.//')
+ratio=$(awk -v r="$wal_raw" -v s="$wal_stored" 'BEGIN { if (s > 0) printf "%.1f", r / s; else print "n/a" }')
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+peak="not measured (no /usr/bin/time)"
+if [[ -s $work/archive-rss.log ]]; then
+	peak=$(awk '/^[0-9]+$/ { n++; if ($1 > m) m = $1 } END { printf "%.1f MiB (the highest of %d wal-push runs, by GNU time)", m / 1024, n }' "$work/archive-rss.log")
+fi
+why="each archived segment once"
+if [[ -n $restored_twice ]]; then
+	# At the end of archive recovery PostgreSQL reads the last segment
+	# again (restore_command fetched it into a temporary file, now gone) to
+	# find the end of WAL and start its new timeline.
+	why="the $restored_unique archived segments, and $restored_twice once more: PostgreSQL reads the last segment again when recovery ends, to start its new timeline"
+fi
 match=no
 [[ $got == "$want" ]] && match=yes
 cat <<EOF
@@ -163,7 +191,9 @@ cat <<EOF
 tusk demo summary
   WAL segments archived by PostgreSQL: $archived_count (failures: $failed_count), last $last
   objects in storage:                  $segments ($bytes bytes, $((bytes / 1024 / 1024)) MiB)
-  WAL files restored from storage:     $restored_segments
+  WAL compression:                     $method, $(mib "$wal_raw") of segments stored in $(mib "$wal_stored"), ratio $ratio:1
+  archiver peak memory (RSS):          $peak
+  WAL files restored from storage:     $restored_count ($why)
   accounts on the primary:             $want
   accounts after restore:              $got
   restored rows match:                 $match
