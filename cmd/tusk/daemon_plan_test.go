@@ -170,6 +170,19 @@ func TestDaemonPlanCoversPush(t *testing.T) {
 					for _, err := range errs {
 						t.Error(err)
 					}
+					// One decision: the plan names the mode the archiver
+					// runs with, and counts a spool exactly when it spools.
+					var planned string
+					spool := false
+					for _, it := range plan.Items {
+						if it.Component == "upload worker" {
+							planned = it.Note
+						}
+						spool = spool || strings.HasPrefix(it.Component, "upload spool")
+					}
+					if !strings.Contains(planned, ", "+w.archiver.Buffering) || spool != (w.archiver.Buffering == "memory") {
+						t.Errorf("archiver buffers with %q; the plan says %q (spool counted: %v)", w.archiver.Buffering, planned, spool)
+					}
 					used := int64(peak) - int64(base)
 					bound := plan.Live() + memplan.RuntimeSlack
 					t.Logf("buffering %s: live heap +%.1f MiB; plan %.1f MiB + slack %.1f MiB",
