@@ -60,6 +60,16 @@ func TestDebPackage(t *testing.T) {
 			t.Skipf("skipped: %s not installed", tool)
 		}
 	}
+	// One package test per machine at a time: test runs of several
+	// checkouts would install and purge the same package.
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "tusk-deb-test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() }) // registered first: released last
 	if out, _ := exec.Command("dpkg-query", "-W", "-f=${Status}", "tusk").Output(); strings.Contains(string(out), "installed") {
 		t.Skip("skipped: a tusk package is already installed on this machine; the test does not replace it")
 	}
@@ -123,7 +133,8 @@ func TestDebPackage(t *testing.T) {
 		startUnderSystemd(t, env, archive, pg.DataDir())
 	} else {
 		t.Log("systemd is not running: starting the daemon as its socket unit would")
-		startAsSocketUnit(t, socket, env)
+		daemon := startAsSocketUnit(t, socket, env)
+		defer rotateLogs(t, daemon)
 	}
 	pg.Start()
 	pg.Exec("create table t as select g from generate_series(1, 10000) g")
@@ -279,7 +290,7 @@ func unitValue(t *testing.T, unit, key string) string {
 // unit's ExecStart as that user with the socket as fd 3, LISTEN_FDS=1,
 // LISTEN_PID the daemon's pid and NOTIFY_SOCKET, and waits for READY=1
 // (Type=notify). The daemon is stopped with SIGTERM when the test ends.
-func startAsSocketUnit(t *testing.T, sock string, env []string) {
+func startAsSocketUnit(t *testing.T, sock string, env []string) *socketDaemon {
 	t.Helper()
 	if u := unitValue(t, "tusk-daemon.service", "User"); u != "postgres" {
 		t.Fatalf("tusk-daemon.service runs as %q, want postgres", u)
@@ -331,8 +342,16 @@ func startAsSocketUnit(t *testing.T, sock string, env []string) {
 	// LISTEN_PID must be the daemon's own pid, known only after fork: the
 	// shell exports its pid and execs the daemon in its place.
 	cmd := exec.Command("/bin/sh", append([]string{"-c", `export LISTEN_PID=$$; exec "$@"`, "sh"}, argv...)...)
+	// The unit's log file, in a private directory the daemon's user owns
+	// as LogsDirectory= makes it.
+	logDir := filepath.Join(dir, "log")
+	if err := su.Mkdir(logDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	logDest := filepath.Join(logDir, filepath.Base(strings.TrimPrefix(unitValue(t, "tusk-daemon.service", "Environment"), "WALG_LOG_DESTINATION=")))
 	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + dir,
-		"LISTEN_FDS=1", "LISTEN_FDNAMES=tusk-daemon.socket", "NOTIFY_SOCKET=" + notifyPath}, env...)
+		"LISTEN_FDS=1", "LISTEN_FDNAMES=tusk-daemon.socket", "NOTIFY_SOCKET=" + notifyPath,
+		"WALG_LOG_DESTINATION=" + logDest}, env...)
 	cmd.ExtraFiles = []*os.File{lf}
 	su.Apply(cmd)
 	if cmd.SysProcAttr == nil {
@@ -362,8 +381,11 @@ func startAsSocketUnit(t *testing.T, sock string, env []string) {
 			_ = cmd.Process.Kill()
 			t.Errorf("daemon did not stop within 30 s of SIGTERM")
 		}
-		if b, _ := os.ReadFile(logPath); t.Failed() {
-			t.Logf("daemon log:\n%s", b)
+		if t.Failed() {
+			for _, p := range []string{logPath, logDest} {
+				b, _ := os.ReadFile(p)
+				t.Logf("%s:\n%s", p, b)
+			}
 		}
 		// The daemon served the inherited socket, not one of its own.
 		if _, err := os.Stat(unitSock); err == nil {
@@ -380,7 +402,7 @@ func startAsSocketUnit(t *testing.T, sock string, env []string) {
 			t.Fatalf("no READY=1 on NOTIFY_SOCKET from the daemon (Type=notify): %v\n%s", err, b)
 		}
 		if strings.Contains(string(buf[:n]), "READY=1") {
-			return
+			return &socketDaemon{pid: cmd.Process.Pid, logDir: logDir, log: logDest, state: filepath.Join(dir, "logrotate.state")}
 		}
 	}
 }
@@ -418,5 +440,55 @@ func startUnderSystemd(t *testing.T, env []string, archive, pgdata string) {
 	systemctl("start", "tusk-daemon.socket")
 	if t.Failed() {
 		t.FailNow()
+	}
+}
+
+// socketDaemon is the daemon startAsSocketUnit runs.
+type socketDaemon struct {
+	pid         int
+	logDir, log string
+	state       string // logrotate's state file
+}
+
+// rotateLogs runs the installed logrotate snippet on the daemon's log
+// directory, with the daemon's pid in place of its unit in the postrotate
+// command, and checks that the daemon reopened its log (SIGUSR1): the old
+// lines are in daemon.log.1 and the new daemon.log says so.
+func rotateLogs(t *testing.T, d *socketDaemon) {
+	t.Helper()
+	if _, err := exec.LookPath("logrotate"); err != nil {
+		t.Log("no logrotate: the log rotation is not tested")
+		return
+	}
+	b, err := os.ReadFile("/etc/logrotate.d/tusk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(string(b), "/var/log/tusk/", d.logDir+"/", 1)
+	re := regexp.MustCompile(`systemctl kill --kill-whom=main --signal=SIGUSR1 tusk-daemon.service`)
+	if !re.MatchString(conf) || conf == string(b) {
+		t.Fatalf("/etc/logrotate.d/tusk: no /var/log/tusk/ path or no SIGUSR1 to the daemon's main process:\n%s", b)
+	}
+	conf = re.ReplaceAllString(conf, "kill -USR1 "+strconv.Itoa(d.pid))
+	confPath := filepath.Join(filepath.Dir(d.state), "logrotate.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("logrotate", "--force", "--state", d.state, confPath).CombinedOutput(); err != nil {
+		t.Fatalf("logrotate: %v\n%s", err, out)
+	}
+	if old, err := os.ReadFile(d.log + ".1"); err != nil || !strings.Contains(string(old), "daemon: serving") {
+		t.Errorf("rotated log %s.1: %v\n%s", d.log, err, old)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cur, _ := os.ReadFile(d.log)
+		if strings.Contains(string(cur), "log destination reopened") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not reopen %s after logrotate's SIGUSR1; it holds:\n%s", d.log, cur)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

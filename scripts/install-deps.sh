@@ -19,6 +19,8 @@ declare -A want=(
 	[lzop]=/usr/bin/lzop
 	[procps]=/usr/bin/ps
 	[time]=/usr/bin/time
+	# The package test rotates the daemon's log with the packaged snippet.
+	[logrotate]=/usr/sbin/logrotate
 )
 
 missing=()
