@@ -78,24 +78,41 @@ func Targets(sum *Summary, baseline *Summary) []Target {
 		}
 	}
 
-	limit("tusk daemon peak committed ≤ 110 MiB (aim ≤ 64 MiB)", daemons,
-		func(r *ArchiverResult) uint64 { return r.Burst.ResidentCommitted }, 110*MiB, 64*MiB)
-	limit("tusk daemon peak RSS ≤ 64 MiB (aim ≤ 32 MiB)", daemons,
-		func(r *ArchiverResult) uint64 { return max(r.Burst.ResidentHWM, r.Burst.ResidentRSS) }, 64*MiB, 32*MiB)
+	// The memory issue's targets: 72 MiB committed is Go's floor with
+	// crypto linked.
+	limit("tusk daemon peak committed ≤ 85 MiB", daemons,
+		func(r *ArchiverResult) uint64 { return r.Burst.ResidentCommitted }, 85*MiB, 0)
+	limit("tusk daemon peak RSS ≤ 32 MiB", daemons,
+		func(r *ArchiverResult) uint64 { return max(r.Burst.ResidentHWM, r.Burst.ResidentRSS) }, 32*MiB, 0)
+	limit("tusk daemon RSS after the burst ≤ 12 MiB", daemons,
+		func(r *ArchiverResult) uint64 { return r.After.ResidentRSS }, 12*MiB, 0)
+	limit("daemon client max RSS per run ≤ 8 MiB", daemons,
+		func(r *ArchiverResult) uint64 { return r.Invocations.MaxRSS }, 8*MiB, 0)
+	if len(daemons) == 0 {
+		add("daemon client CPU per run ≤ 5 ms", "", NotMeasured)
+	}
+	for _, r := range daemons {
+		if r.Invocations.Count == 0 {
+			add("daemon client CPU per run ≤ 5 ms", r.Name+": no runs", NotMeasured)
+			continue
+		}
+		per := r.Invocations.CPU / float64(r.Invocations.Count) * 1000
+		add("daemon client CPU per run ≤ 5 ms", fmt.Sprintf("%s: %.1f ms", r.Name, per), verdict(per <= 5))
+	}
 
 	idleFound := false
 	for _, id := range sum.Idle {
 		if id.Error != "" {
-			add("idle daemon RSS ≤ 15 MiB", id.Name+": "+id.Error, NotMeasured)
+			add("idle daemon RSS ≤ 12 MiB", id.Name+": "+id.Error, NotMeasured)
 			continue
 		}
 		idleFound = true
-		add("idle daemon RSS ≤ 15 MiB",
+		add("idle daemon RSS ≤ 12 MiB",
 			fmt.Sprintf("%s: %s after %.0f s (max %s, committed %s)", id.Name, mib(id.RSS), id.Seconds, mib(id.MaxRSS), mib(id.Committed)),
-			verdict(id.RSS <= 15*MiB))
+			verdict(id.RSS <= 12*MiB))
 	}
 	if !idleFound && len(sum.Idle) == 0 {
-		add("idle daemon RSS ≤ 15 MiB", "", NotMeasured)
+		add("idle daemon RSS ≤ 12 MiB", "", NotMeasured)
 	}
 
 	tusks := append(append([]*ArchiverResult{}, daemons...), pushes...)

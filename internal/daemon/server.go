@@ -59,9 +59,9 @@ type Server struct {
 	// context given to Serve, so a stopping daemon (Serve's context done:
 	// no new connections) can still finish the requests in flight.
 	Work context.Context
-	// OnIdle, when set, runs once IdleAfter has passed since the last
-	// request ended with none in flight: the moment to give memory a
-	// burst used back to the system.
+	// OnIdle, when set, runs once IdleAfter has passed since Serve began
+	// or the last request ended, with none in flight: the moment to give
+	// memory that start-up or a burst used back to the system.
 	OnIdle    func()
 	IdleAfter time.Duration
 
@@ -139,6 +139,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		s.closeIdle(false)
 	})
 	defer stop()
+	// Start-up's garbage goes back too, if no request comes first.
+	s.mu.Lock()
+	s.armIdle()
+	s.mu.Unlock()
 	var backoff time.Duration
 	for {
 		conn, err := l.Accept()
@@ -228,6 +232,12 @@ func (s *Server) requestEnds() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inFlight--
+	s.armIdle()
+}
+
+// armIdle starts (or restarts) the wait for OnIdle unless a request is in
+// flight. Called with s.mu held.
+func (s *Server) armIdle() {
 	if s.inFlight > 0 || s.OnIdle == nil {
 		return
 	}
