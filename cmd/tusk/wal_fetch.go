@@ -28,9 +28,14 @@ func newWalFetchCommand(a *app) *cobra.Command {
 		Long: `Downloads, decrypts and decompresses one archived WAL file into DESTINATION.
 The file appears there only complete and fsynced; a failed fetch leaves nothing.
 
+A segment must decode to exactly WALG_PG_WAL_SIZE MiB (other WAL files to at
+most that), checked while it streams.
+
 Exit status: 0 done; 74 the file is not in storage (PostgreSQL then knows the
-archive has no more WAL); 1 any other error, after retrying storage errors
-(WALG_DOWNLOAD_FILE_RETRIES, within TUSK_FETCH_RETRY_TIMEOUT).
+archive has no more WAL); 1 any other error, after retrying transient storage
+errors (WALG_DOWNLOAD_FILE_RETRIES times; the whole fetch ends within
+TUSK_FETCH_RETRY_TIMEOUT). On SIGTERM or SIGINT it cleans up and ends as
+killed by that signal.
 
 Caution: PostgreSQL treats exit statuses up to 125 alike, as "not available".
 In archive recovery without a target, that ends recovery and promotes, so a

@@ -15,8 +15,11 @@ wal_005/ in storage. It exits 0 only once the object is durably stored.
 
 With WALG_UPLOAD_CONCURRENCY > 1 it also uploads the following .ready files in
 the background, as WAL-G does, so PostgreSQL's later calls for them return at
-once. With WALG_PREVENT_WAL_OVERWRITE (always for .history files) an existing
-object is compared first: equal content succeeds, different content fails.`,
+once. A segment must be exactly WALG_PG_WAL_SIZE MiB. With
+WALG_PREVENT_WAL_OVERWRITE (always for .history files) an existing object is
+compared first: equal content succeeds, different content fails, and the
+object is created only if its name is still free (atomically on file storage
+and on S3 servers that honour If-None-Match).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
