@@ -181,12 +181,15 @@ func (r *Restorer) Fetch(ctx context.Context, name, dest string) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := r.fetchOnce(ctx, name, dest)
+		if err == nil {
+			return nil
+		}
 		if ctx.Err() != nil {
 			// Cancelled (SIGTERM) or out of time: say which, whatever the
 			// storage client made of it.
 			return fmt.Errorf("wal-fetch %s: %w (after %d attempts; last error: %v)", name, context.Cause(ctx), attempt+1, err)
 		}
-		if err == nil || !isStorageError(err) {
+		if !isStorageError(err) {
 			return err
 		}
 		if attempt >= r.Retries {
