@@ -151,6 +151,13 @@ func (r *Restorer) Prefetch(ctx context.Context, name, prefetchDir string, count
 	if err != nil {
 		return err
 	}
+	if r.RetryTimeout > 0 {
+		// Work ahead of replay is bounded like a fetch: a prefetcher must
+		// not linger for minutes inside the storage client's retries.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.RetryTimeout)
+		defer cancel()
+	}
 	runningDir := filepath.Join(prefetchDir, "running")
 	if err := os.MkdirAll(runningDir, 0o700); err != nil {
 		return fmt.Errorf("create prefetch directory: %w", err)
