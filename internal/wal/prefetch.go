@@ -79,8 +79,8 @@ func (r *Restorer) TakePrefetched(prefetchDir, name, dest string) bool {
 			return false
 		}
 	}
-	st, err := os.Stat(ready)
-	if err != nil || st.Size() != r.SegmentSize || !hasWALMagic(ready) {
+	st, err := os.Lstat(ready)
+	if err != nil || !st.Mode().IsRegular() || st.Size() != r.SegmentSize || !hasWALMagic(ready) {
 		os.Remove(ready)
 		return false
 	}
