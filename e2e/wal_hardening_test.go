@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -195,7 +196,10 @@ func TestWALFetchSegmentSize(t *testing.T) {
 	}
 	for label, putObj := range put {
 		t.Run(label, func(t *testing.T) {
-			env := append(envs[label], "WALG_DOWNLOAD_CONCURRENCY=4", "WALG_DOWNLOAD_FILE_RETRIES=0")
+			// wal-fetch without the detached prefetcher (it would outlive
+			// the checks); the prefetcher is run below in the foreground.
+			env := slices.Concat(envs[label], []string{"WALG_DOWNLOAD_CONCURRENCY=1", "WALG_DOWNLOAD_FILE_RETRIES=0"})
+			prefetchEnv := slices.Concat(envs[label], []string{"WALG_DOWNLOAD_CONCURRENCY=4", "WALG_DOWNLOAD_FILE_RETRIES=0"})
 			putObj("wal_005/"+good+".zst", goodObj)
 			for name, obj := range bad {
 				putObj("wal_005/"+name+".zst", obj)
@@ -210,7 +214,7 @@ func TestWALFetchSegmentSize(t *testing.T) {
 				assertAbsent(t, dest)
 			}
 			// The prefetcher, run in the foreground as wal-fetch starts it.
-			r := runTusk(t, tusk, env, "wal-prefetch", good, dest)
+			r := runTusk(t, tusk, prefetchEnv, "wal-prefetch", good, dest)
 			if r.code != 0 {
 				t.Fatalf("wal-prefetch: exit %d\n%s", r.code, r.output)
 			}
@@ -266,7 +270,7 @@ func TestWALPushOverwriteRace(t *testing.T) {
 		"s3":   srv.Env(),
 	} {
 		t.Run(label, func(t *testing.T) {
-			env = append(env, "WALG_PREVENT_WAL_OVERWRITE=true", "WALG_UPLOAD_CONCURRENCY=1")
+			env = slices.Concat(env, []string{"WALG_PREVENT_WAL_OVERWRITE=true", "WALG_UPLOAD_CONCURRENCY=1"})
 			for round := range 3 {
 				name := fmt.Sprintf("0000000100000000000000%02X", 0x30+round)
 				const n = 4

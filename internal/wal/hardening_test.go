@@ -334,8 +334,8 @@ func TestConcurrentPushesOneWins(t *testing.T) {
 }
 
 // In stream mode a Put that fails mid-stream must not return while the
-// encoder still runs, and a failed encoder is never handed to the next
-// upload. Run with -race.
+// encoder still runs, so the encoder the next upload takes from the pool is
+// idle. Run with -race.
 func TestStreamPutFailureStopsEncoder(t *testing.T) {
 	st, a, _ := setup(t, "zstd")
 	a.Buffering = BufferStream

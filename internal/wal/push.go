@@ -123,15 +123,17 @@ func (a *Archiver) PushFile(ctx context.Context, path string) error {
 		key += "." + ext
 	}
 	in, out, err := a.uploadFile(ctx, enc, path, key, prevent)
+	// uploadFile returns only once the encoder has stopped, whatever
+	// failed, and Encode resets it before each use: it can serve the next
+	// upload (dropping it would cost a new compressor per failure during a
+	// storage outage).
+	a.putEncoder(enc)
 	if err != nil {
-		// uploadFile returns with the encoder idle; one that failed
-		// mid-stream is still not trusted with the next upload.
 		if prevent && errors.Is(err, storage.ErrExists) {
 			return a.lostRace(ctx, name, path)
 		}
 		return err
 	}
-	a.putEncoder(enc)
 	if a.Uploaded != nil {
 		a.Uploaded(in, out)
 	}

@@ -231,6 +231,12 @@ func (a *Archiver) store(ctx context.Context, key string, r io.Reader, size int6
 // archiver's buffering mode (create: only if key is free, see store). It
 // returns raw and stored byte counts. When it returns, the encoder is idle.
 func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key string, create bool) (in, out int64, err error) {
+	// A FIFO or device would block the open or the encoder for ever.
+	if st, err := os.Stat(path); err != nil {
+		return 0, 0, fmt.Errorf("open WAL file: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return 0, 0, fmt.Errorf("%s is not a regular file (mode %v)", path, st.Mode())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, fmt.Errorf("open WAL file: %w", err)
