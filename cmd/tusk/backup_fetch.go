@@ -175,6 +175,12 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		if err := target.Validate(); err != nil {
 			return err
 		}
+		if a.needsRestoreConfig() {
+			// Refuse before the restore, not after it.
+			if err := checkRestoreConfigDir(dest); err != nil {
+				return err
+			}
+		}
 	}
 
 	var spec *backup.TablespaceSpec
@@ -258,10 +264,10 @@ func (a *app) writeRecovery(dest string, res *restore.FetchResult, target restor
 	abort := "TUSK_FETCH_ABORT_ON_STORAGE_ERROR=true"
 	var configFile string
 	var env []string
-	if file := a.cfg.ConfigFileUsed(); file != "" && !a.settingsOutsideFile() {
+	if !a.needsRestoreConfig() {
 		// Everything came from the user's file: refer to it, so later edits
 		// (e.g. rotated credentials) apply to recovery too.
-		if configFile, err = filepath.Abs(file); err != nil {
+		if configFile, err = filepath.Abs(a.cfg.ConfigFileUsed()); err != nil {
 			return err
 		}
 		env = []string{abort}
@@ -274,6 +280,44 @@ func (a *app) writeRecovery(dest string, res *restore.FetchResult, target restor
 	}
 	cmd := restore.RestoreCommand(exe, configFile, env)
 	return restore.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.cfg.TarDisableFsync())
+}
+
+// needsRestoreConfig reports whether restore_command needs a config file
+// written by backup-fetch: unless every setting came from the --config
+// file, which it then names.
+func (a *app) needsRestoreConfig() bool {
+	return a.cfg.ConfigFileUsed() == "" || a.settingsOutsideFile()
+}
+
+// checkRestoreConfigDir refuses a restore whose configuration file (next
+// to dest) would be created in a directory other users may write. A
+// parent that does not exist yet is created private by the restore.
+func checkRestoreConfigDir(dest string) error {
+	parent := filepath.Dir(filepath.Clean(dest))
+	root, err := os.OpenRoot(parent)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("backup-fetch: %w", err)
+	}
+	defer root.Close()
+	return privateConfigDir(root, dest)
+}
+
+// privateConfigDir checks the directory that receives the restore
+// configuration; the owner of dest, who gets the file, may own it.
+func privateConfigDir(root *os.Root, dest string) error {
+	var owners []int
+	if st, err := os.Lstat(dest); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			owners = append(owners, int(sys.Uid))
+		}
+	}
+	if err := fsutil.CheckPrivateDir(root, owners...); err != nil {
+		return fmt.Errorf("backup-fetch: refusing to write the restore configuration, which holds secrets, there: %w; restore below a private directory, or put every setting in the --config file", err)
+	}
+	return nil
 }
 
 // settingsOutsideFile reports whether any setting was given by the
@@ -312,7 +356,15 @@ func (a *app) writeRestoreConfig(path, dest string) error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(path, fsutil.Options{Perm: 0o600}, func(f *os.File) error {
+	root, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer root.Close()
+	if err := privateConfigDir(root, dest); err != nil {
+		return err
+	}
+	return fsutil.Replace(root, filepath.Base(path), fsutil.Options{Perm: 0o600}, func(f *os.File) error {
 		if _, err := f.Write(append(data, '\n')); err != nil {
 			return err
 		}
@@ -321,7 +373,7 @@ func (a *app) writeRestoreConfig(path, dest string) error {
 		}
 		// Run as root, the file must still be readable by the cluster's
 		// owner, who runs restore_command.
-		st, err := os.Stat(dest)
+		st, err := os.Lstat(dest)
 		if err != nil {
 			return err
 		}

@@ -48,3 +48,33 @@ func TestBackupFetchRestoreConfigIgnoresPlantedSymlinks(t *testing.T) {
 		t.Fatalf("restore configuration lacks the settings:\n%s", cfg)
 	}
 }
+
+// The restore configuration holds secrets: backup-fetch refuses, before
+// restoring anything, to write it into a directory others may write, where
+// they could plant, swap or remove it.
+func TestBackupFetchRefusesSharedConfigDirectory(t *testing.T) {
+	prefix := t.TempDir()
+	putProgressBackup(t, prefix)
+	parent := filepath.Join(t.TempDir(), "shared")
+	if err := os.Mkdir(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(parent, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(parent, "restore")
+	env := map[string]string{"WALG_FILE_PREFIX": prefix, "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+	_, stderr, err := runTusk(t, env, "backup-fetch", dest, "LATEST", "--target-immediate")
+	if err == nil {
+		t.Fatalf("backup-fetch wrote its configuration into a world-writable directory\n%s", stderr)
+	}
+	if msg := err.Error(); !strings.Contains(msg, parent) || strings.Contains(msg, "\n") || strings.Contains(msg, "s3cr3t") {
+		t.Errorf("error is not one line naming %s: %q", parent, msg)
+	}
+	if _, err := os.Lstat(dest); err == nil {
+		t.Errorf("%s was restored before the refusal", dest)
+	}
+	if _, err := os.Lstat(dest + restoreConfigSuffix); err == nil {
+		t.Errorf("%s written", dest+restoreConfigSuffix)
+	}
+}

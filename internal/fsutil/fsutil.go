@@ -152,3 +152,86 @@ func randomSuffix() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// OpenRoot opens the directory dir as an os.Root. dir itself must not be
+// a symlink (its parents may be), and a swap of dir between the check and
+// the open is detected, so a link planted at dir by someone who can write
+// its parent is never followed.
+func OpenRoot(dir string) (*os.Root, error) {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, fmt.Errorf("%s is a symlink: give the directory itself", dir)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := r.Stat("."); err != nil || !os.SameFile(fi, st) {
+		r.Close()
+		return nil, fmt.Errorf("%s was replaced while it was opened", dir)
+	}
+	return r, nil
+}
+
+// OpenIn opens the existing regular file name inside root with flag
+// (os.O_RDONLY, os.O_RDWR...), refusing a symlink or any other kind of
+// file at name. os.Root follows a symlink that stays inside the root; this
+// does not, and notices a swap between the check and the open.
+func OpenIn(root *os.Root, name string, flag int) (*os.File, error) {
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(root.Name(), name), Err: errNotRegular}
+	}
+	// O_NONBLOCK: a FIFO swapped in after the check must not hang the open.
+	f, err := root.OpenFile(name, flag|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err != nil || !os.SameFile(fi, st) {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(root.Name(), name), Err: errReplaced}
+	}
+	return f, nil
+}
+
+var (
+	errNotRegular = errors.New("not a regular file (refusing to follow a symlink or open a special file)")
+	errReplaced   = errors.New("replaced while it was opened")
+)
+
+// CheckPrivateDir refuses to let a file holding secrets be created in the
+// directory root: one that group or others may write (sticky or not), or
+// owned by anyone but root, this process's user or one of owners. Another
+// user who can write there could plant, swap or remove the file.
+func CheckPrivateDir(root *os.Root, owners ...int) error {
+	fi, err := root.Stat(".")
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (mode %04o)", root.Name(), fi.Mode().Perm())
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	uid := int(st.Uid)
+	if uid == 0 || uid == os.Geteuid() {
+		return nil
+	}
+	for _, o := range owners {
+		if uid == o {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s belongs to another user (uid %d)", root.Name(), uid)
+}

@@ -141,3 +141,70 @@ func assertOnly(t *testing.T, dir string, names ...string) {
 		}
 	}
 }
+
+// OpenRoot refuses a symlink at the directory's own name.
+func TestOpenRootRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	if err := os.Mkdir(real, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := OpenRoot(link); err == nil {
+		r.Close()
+		t.Fatal("opened a symlinked directory")
+	}
+	r, err := OpenRoot(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+}
+
+// OpenIn does not follow a symlink, even one that stays inside the root.
+func TestOpenInRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "file"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("file", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if f, err := OpenIn(root, "link", os.O_RDWR); err == nil {
+		f.Close()
+		t.Fatal("opened through a symlink")
+	}
+	f, err := OpenIn(root, "file", os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+func TestCheckPrivateDir(t *testing.T) {
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := CheckPrivateDir(root); err != nil {
+		t.Fatalf("own 0700 directory refused: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o770, 0o757, 0o777 | os.ModeSticky} {
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckPrivateDir(root); err == nil {
+			t.Errorf("mode %v accepted", mode)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package restore
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,10 +138,14 @@ func RestoreCommand(exe, configFile string, env []string) string {
 }
 
 // WriteRecoveryConfig makes a restored data directory start archive
-// recovery: the settings are appended to postgresql.auto.conf (as
+// recovery: the settings are added to postgresql.auto.conf (as
 // pg_basebackup -R does; recovery.conf before PostgreSQL 12) and
 // recovery.signal is created. Secrets never go into these files: the
 // restore_command refers to a config file instead.
+//
+// Both files are written through an os.Root of dest as new files renamed
+// into place (fsutil.Replace); a symlink or special file at either name,
+// which a restore never creates, is refused rather than followed.
 func WriteRecoveryConfig(dest string, pgVersion int, restoreCommand string, t RecoveryTarget, fsync bool) error {
 	if err := t.Validate(); err != nil {
 		return err
@@ -156,54 +161,70 @@ func WriteRecoveryConfig(dest string, pgVersion int, restoreCommand string, t Re
 	if legacy {
 		confName, signal = "recovery.conf", ""
 	}
-	confPath := filepath.Join(dest, confName)
-	if err := appendConf(confPath, b.String(), fsync); err != nil {
+	root, err := fsutil.OpenRoot(dest)
+	if err != nil {
+		return fmt.Errorf("restored directory: %w", err)
+	}
+	defer root.Close()
+	if err := appendConf(root, confName, b.String(), !fsync); err != nil {
 		return err
 	}
 	if signal != "" {
-		p := filepath.Join(dest, signal)
-		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o600)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", p, err)
+		if _, err := existingRegular(root, signal); err != nil {
+			return err
 		}
-		if fsync {
-			err = f.Sync()
+		if err := fsutil.Replace(root, signal, fsutil.Options{NoSync: !fsync}, func(*os.File) error { return nil }); err != nil {
+			return err
 		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("write %s: %w", p, err)
-		}
-	}
-	if fsync {
-		return fsutil.SyncDir(dest)
 	}
 	return nil
 }
 
-// appendConf appends text to a configuration file, starting on a new line.
-func appendConf(path, text string, fsync bool) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("read %s: %w", path, err)
+// existingRegular returns the file info of name in root, nil when there
+// is none, and an error when it is anything but a regular file.
+func existingRegular(root *os.Root, name string) (os.FileInfo, error) {
+	fi, err := root.Lstat(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%v): refusing to write recovery settings through it", filepath.Join(root.Name(), name), fi.Mode().Type())
+	}
+	return fi, nil
+}
+
+// appendConf adds text to a configuration file, starting on a new line:
+// the old content and text go into a new file that replaces it.
+func appendConf(root *os.Root, name, text string, noSync bool) error {
+	fi, err := existingRegular(root, name)
+	if err != nil {
+		return err
+	}
+	var old []byte
+	perm := os.FileMode(0o600)
+	if fi != nil {
+		perm = fi.Mode().Perm()
+		f, err := fsutil.OpenIn(root, name, os.O_RDONLY)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", filepath.Join(root.Name(), name), err)
+		}
+		old, err = io.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", filepath.Join(root.Name(), name), err)
+		}
 	}
 	if len(old) > 0 && old[len(old)-1] != '\n' {
 		text = "\n" + text
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
-	}
-	_, err = f.WriteString(text)
-	if err == nil && fsync {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsutil.Replace(root, name, fsutil.Options{Perm: perm, NoSync: noSync}, func(f *os.File) error {
+		if _, err := f.Write(old); err != nil {
+			return err
+		}
+		_, err := f.WriteString(text)
+		return err
+	})
 }

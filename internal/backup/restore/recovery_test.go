@@ -98,3 +98,68 @@ func TestWriteRecoveryConfig(t *testing.T) {
 		t.Error("recovery.signal written for PostgreSQL 11")
 	}
 }
+
+// Recovery settings are never written through a symlink planted in the
+// restored directory: not postgresql.auto.conf (which used to be appended
+// to), not recovery.signal (which used to be created at the link's
+// target).
+func TestWriteRecoveryConfigRefusesPlantedSymlinks(t *testing.T) {
+	for _, name := range []string{"postgresql.auto.conf", "recovery.signal"} {
+		t.Run(name, func(t *testing.T) {
+			dest := t.TempDir()
+			outside := t.TempDir()
+			victim := filepath.Join(outside, "victim")
+			if err := os.WriteFile(victim, []byte("root's file\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			absent := filepath.Join(outside, "created")
+			target := victim
+			if name == "recovery.signal" {
+				target = absent
+			}
+			if err := os.Symlink(target, filepath.Join(dest, name)); err != nil {
+				t.Fatal(err)
+			}
+			err := WriteRecoveryConfig(dest, 150000, "tusk wal-fetch %f %p", RecoveryTarget{Immediate: true}, true)
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Errorf("error %v, want one naming %s", err, name)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "root's file\n" {
+				t.Errorf("written through the symlink: %q", b)
+			}
+			if _, err := os.Lstat(absent); err == nil {
+				t.Errorf("a file was created at the symlink's target %s", absent)
+			}
+		})
+	}
+}
+
+// The settings are added after the restored postgresql.auto.conf, whose
+// mode is kept, and no temporary file is left.
+func TestWriteRecoveryConfigKeepsExistingSettings(t *testing.T) {
+	dest := t.TempDir()
+	conf := filepath.Join(dest, "postgresql.auto.conf")
+	if err := os.WriteFile(conf, []byte("work_mem = '8MB'"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(conf, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteRecoveryConfig(dest, 150000, "cmd", RecoveryTarget{}, true); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "work_mem = '8MB'\n# Recovery settings") || !strings.Contains(string(b), "restore_command = 'cmd'") {
+		t.Errorf("postgresql.auto.conf:\n%s", b)
+	}
+	if fi, err := os.Stat(conf); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v (%v), want 0640", fi.Mode(), err)
+	}
+	ents, _ := os.ReadDir(dest)
+	if len(ents) != 2 {
+		t.Errorf("destination holds %d entries, want postgresql.auto.conf and recovery.signal", len(ents))
+	}
+}
