@@ -105,7 +105,7 @@ func NewExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
 	if err := prepareEmptyDir(dest); err != nil {
 		return nil, err
 	}
-	root, err := os.OpenRoot(dest)
+	root, err := fsutil.OpenRoot(dest)
 	if err != nil {
 		return nil, fmt.Errorf("open restore destination: %w", err)
 	}
@@ -123,6 +123,10 @@ func NewExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
 	}
 	if opts.Tablespaces != nil {
 		if err := opts.Tablespaces.Validate(); err != nil {
+			e.Close()
+			return nil, err
+		}
+		if err := checkLocations(dest, opts.Tablespaces.Tablespaces); err != nil {
 			e.Close()
 			return nil, err
 		}
@@ -149,6 +153,9 @@ func prepareEmptyDir(dir string) error {
 	if err != nil {
 		return fmt.Errorf("restore destination: %w", err)
 	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink: restore into the directory itself", dir)
+	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
@@ -167,11 +174,57 @@ func prepareEmptyDir(dir string) error {
 	return nil
 }
 
+// checkLocations applies DEST's rules to the tablespace locations, which
+// come from the sentinel (storage, so possibly hostile) or --restore-spec:
+// each is an absolute, clean path, and none lies inside DEST or another
+// location, contains DEST, or equals either. Otherwise a tar part could
+// write into the data directory past the Extractor's rules, pg_control
+// included, through a tablespace's root. Paths are compared with the
+// symlinks of their existing parents resolved.
+func checkLocations(dest string, tablespaces []backup.Tablespace) error {
+	seen := []struct{ name, path string }{{"the restore destination", realPath(dest)}}
+	for _, ts := range tablespaces {
+		what := fmt.Sprintf("tablespace %s location %q", ts.Name, ts.Location)
+		if !filepath.IsAbs(ts.Location) || filepath.Clean(ts.Location) != ts.Location || ts.Location == "/" {
+			return fmt.Errorf("%s is not a clean absolute path (use --restore-spec to restore it elsewhere)", what)
+		}
+		p := realPath(ts.Location)
+		for _, o := range seen {
+			if overlaps(p, o.path) {
+				return fmt.Errorf("%s overlaps %s (use --restore-spec to restore it elsewhere)", what, o.name)
+			}
+		}
+		seen = append(seen, struct{ name, path string }{"tablespace " + ts.Name, p})
+	}
+	return nil
+}
+
+// realPath is p with the symlinks of its longest existing prefix resolved.
+func realPath(p string) string {
+	rest := ""
+	for cur := p; ; cur = filepath.Dir(cur) {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		if cur == filepath.Dir(cur) {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+	}
+}
+
+// overlaps reports whether a and b are the same directory or one holds
+// the other.
+func overlaps(a, b string) bool {
+	within := func(x, y string) bool { return x == y || strings.HasPrefix(x, strings.TrimSuffix(y, "/")+"/") }
+	return within(a, b) || within(b, a)
+}
+
 func (e *Extractor) addTablespace(ts backup.Tablespace) error {
 	if err := prepareEmptyDir(ts.Location); err != nil {
 		return fmt.Errorf("tablespace %s location (use --restore-spec to restore it elsewhere): %w", ts.Name, err)
 	}
-	r, err := os.OpenRoot(ts.Location)
+	r, err := fsutil.OpenRoot(ts.Location)
 	if err != nil {
 		return fmt.Errorf("tablespace %s: %w", ts.Name, err)
 	}
@@ -269,6 +322,10 @@ func (e *Extractor) member(hdr *tar.Header, r io.Reader, buf []byte) error {
 	if e.skip[rel] {
 		return nil
 	}
+	if rel == pgControlTemp || (rel == PgControlPath && hdr.Typeflag != tar.TypeReg) {
+		// pg_control appears only through Finish's rename.
+		return fmt.Errorf("refusing tar member %q: only a regular file may be %s", hdr.Name, PgControlPath)
+	}
 	t, isLink := e.resolve(rel)
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -281,6 +338,9 @@ func (e *Extractor) member(hdr *tar.Header, r io.Reader, buf []byte) error {
 			return nil
 		}
 		if e.layer.increments[rel] {
+			if rel == PgControlPath {
+				return fmt.Errorf("refusing tar member %q: %s cannot be a page increment", hdr.Name, PgControlPath)
+			}
 			return e.increment(t, hdr, r, buf)
 		}
 		return e.file(t, rel, hdr, r, buf)
@@ -342,8 +402,7 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 			return fmt.Errorf("create directory for %s: %w", e.display(t), err)
 		}
 	}
-	// O_TRUNC rather than O_EXCL: a retried tar rewrites its own files.
-	f, err := t.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := e.create(t.root, name)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", e.display(t), err)
 	}
@@ -378,9 +437,26 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 	return nil
 }
 
+// create makes name a new, empty regular file. A regular file already
+// there (from a retried tar or an older layer of a delta chain) is
+// replaced; anything else, such as a symlink planted during the restore,
+// is refused, never written through. The new file is created with O_EXCL,
+// so a link planted in between makes the restore fail as well.
+func (e *Extractor) create(root *os.Root, name string) (*os.File, error) {
+	if fi, err := root.Lstat(name); err == nil {
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("a %v is in the way (not created by this restore)", fi.Mode().Type())
+		}
+		if err := root.Remove(name); err != nil {
+			return nil, err
+		}
+	}
+	return fsutil.CreateIn(root, name, 0o600)
+}
+
 // increment applies a wi1 member onto the file an older layer restored.
 func (e *Extractor) increment(t target, hdr *tar.Header, r io.Reader, buf []byte) error {
-	f, err := t.root.OpenFile(t.rel, os.O_RDWR, 0)
+	f, err := fsutil.OpenIn(t.root, t.rel, os.O_RDWR)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("page increment %s: the base backups did not restore the file it applies to", hdr.Name)
 	}
@@ -436,16 +512,18 @@ func (e *Extractor) display(t target) string {
 	return filepath.Join(e.tablespaces[t.tablespace].Location, filepath.FromSlash(t.rel))
 }
 
-// Finish completes a restore once every tar is extracted: pg_control moves
-// into place, archived directory modes are applied, and (unless disabled)
-// every directory is fsynced, including the parents of the destination
-// and of the tablespace locations.
+// Finish completes a restore once every tar is extracted: archived
+// directory modes are applied and (unless disabled) every directory is
+// fsynced, the parents of the destination and of the tablespace locations
+// included; only then does pg_control move into place, so it never
+// exists before everything else of every location is written and synced.
 func (e *Extractor) Finish() error {
-	if _, err := e.root.Lstat(pgControlTemp); err != nil {
+	fi, err := e.root.Lstat(pgControlTemp)
+	if err != nil {
 		return fmt.Errorf("the backup holds no %s: %w", PgControlPath, err)
 	}
-	if err := e.root.Rename(pgControlTemp, PgControlPath); err != nil {
-		return fmt.Errorf("move %s into place: %w", PgControlPath, err)
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: not a regular file", filepath.Join(e.dest, pgControlTemp))
 	}
 	e.mu.Lock()
 	keys := make([]dirKey, 0, len(e.dirModes))
@@ -465,36 +543,41 @@ func (e *Extractor) Finish() error {
 			return fmt.Errorf("chmod directory %s: %w", e.display(target{root, k.tablespace, k.rel}), err)
 		}
 	}
-	if !e.fsync {
-		return nil
-	}
-	if err := syncTree(e.dest); err != nil {
-		return err
-	}
-	parents := []string{filepath.Dir(e.dest)}
-	for _, ts := range e.tablespaces {
-		if err := syncTree(ts.Location); err != nil {
+	if e.fsync {
+		if err := syncTree(e.root); err != nil {
 			return err
 		}
-		parents = append(parents, filepath.Dir(ts.Location))
-	}
-	for _, p := range parents {
-		if err := fsutil.SyncDir(p); err != nil {
-			return err
+		parents := []string{filepath.Dir(e.dest)}
+		for _, ts := range e.tablespaces {
+			if err := syncTree(ts.root); err != nil {
+				return err
+			}
+			parents = append(parents, filepath.Dir(ts.Location))
 		}
+		for _, p := range parents {
+			if err := fsutil.SyncDir(p); err != nil {
+				return err
+			}
+		}
+	}
+	if err := e.root.Rename(pgControlTemp, PgControlPath); err != nil {
+		return fmt.Errorf("move %s into place: %w", PgControlPath, err)
+	}
+	if e.fsync {
+		return fsutil.SyncDirIn(e.root, path.Dir(PgControlPath))
 	}
 	return nil
 }
 
-// syncTree fsyncs every directory under dir (not following symlinks); files
-// were synced as they were written.
-func syncTree(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+// syncTree fsyncs every directory under root (not following symlinks);
+// files were synced as they were written.
+func syncTree(root *os.Root) error {
+	return fs.WalkDir(root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("sync %s: %w", p, err)
+			return fmt.Errorf("sync %s: %w", filepath.Join(root.Name(), p), err)
 		}
 		if d.IsDir() {
-			return fsutil.SyncDir(p)
+			return fsutil.SyncDirIn(root, p)
 		}
 		return nil
 	})

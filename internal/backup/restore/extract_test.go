@@ -328,3 +328,24 @@ func FuzzExtract(f *testing.F) {
 		s.checkConfined(t)
 	})
 }
+
+// A symlink planted at a member's name during the restore, even one that
+// stays inside the destination, is refused, not written through.
+func TestExtractRefusesPlantedSymlinkInside(t *testing.T) {
+	s := newSandbox(t)
+	e := s.extractor(t)
+	buf := make([]byte, 4096)
+	if err := e.Extract(strings.NewReader(string(makeTar(t, entry{name: "/victim", body: "keep"}))), buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("victim", filepath.Join(s.dest, "PG_VERSION")); err != nil {
+		t.Fatal(err)
+	}
+	err := e.Extract(strings.NewReader(string(makeTar(t, entry{name: "/PG_VERSION", body: "15\n"}))), buf)
+	if err == nil || !strings.Contains(err.Error(), "PG_VERSION") {
+		t.Errorf("error %v, want one naming PG_VERSION", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.dest, "victim")); string(b) != "keep" {
+		t.Errorf("written through a planted symlink: victim is %q", b)
+	}
+}

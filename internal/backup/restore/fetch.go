@@ -76,8 +76,10 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 	if err != nil {
 		return nil, fmt.Errorf("restore destination: %w", err)
 	}
-	if resolved, err := filepath.EvalSymlinks(dest); err == nil {
-		dest = resolved
+	// The parents' symlinks are resolved, for the messages and the
+	// tablespace overlap checks; DEST itself must not be one.
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(dest)); err == nil {
+		dest = filepath.Join(parent, filepath.Base(dest))
 	}
 	layers, err := f.planLayers(ctx, name, s)
 	if err != nil {
