@@ -280,7 +280,7 @@ func storageOrder() []string {
 //
 // A default that the consuming package applies to a zero value is not
 // repeated here: the S3 options (s3.Default*), the tar size threshold
-// (backup.DefaultTarSizeThreshold). Lists of accepted values owned by a
+// (push.DefaultTarSizeThreshold). Lists of accepted values owned by a
 // package come from it (codec.Methods, codec.ZstdLevels,
 // crypt.KeyTransforms).
 func catalogue() []Setting {
@@ -303,7 +303,7 @@ func catalogue() []Setting {
 		jsonText("WALG_DELTA_FROM_USER_DATA"),
 		jsonText("WALG_SENTINEL_USER_DATA"),
 		jsonText("WALG_FETCH_TARGET_USER_DATA"),
-		size("WALG_TAR_SIZE_THRESHOLD", "", 1), // default: backup.DefaultTarSizeThreshold
+		size("WALG_TAR_SIZE_THRESHOLD", "", 1), // default: push.DefaultTarSizeThreshold
 		boolean("WALG_TAR_DISABLE_FSYNC", "false"),
 		boolean("WALG_USE_WAL_DELTA", "false").refuse("WAL-delta maps").inert("false"),
 		boolean("WALG_FORCE_WAL_DELTA", "false").refuse("WAL-delta maps").inert("false"),
