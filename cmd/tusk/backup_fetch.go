@@ -61,7 +61,8 @@ one whose user data equals --target-user-data (WALG_FETCH_TARGET_USER_DATA).
 Data tars are restored WALG_DOWNLOAD_CONCURRENCY at a time, then pg_control and
 backup_label; every file and directory is fsynced unless WALG_TAR_DISABLE_FSYNC.
 User tablespaces go to the locations recorded in the backup, which must be empty
-or absent, or where --restore-spec FILE says (WAL-G's JSON:
+or absent, not symlinks, and neither inside DESTINATION nor holding it or each
+other, or where --restore-spec FILE says (WAL-G's JSON:
 {"base_prefix": DEST, "tablespaces": ["16384"],
  "16384": {"loc": "/new/place", "link": "pg_tblspc/16384"}});
 DESTINATION/pg_tblspc/<oid> links to them.
@@ -73,7 +74,8 @@ recovery target and tusk does it: --target-immediate, --target-time,
 --target-timeline, --target-action pause|promote|shutdown; default pause).
 Then postgresql.auto.conf gets a restore_command running this tusk binary with
 this configuration (the --config file, or one written to
-DESTINATION.tusk-restore.json readable only by its owner), with
+DESTINATION.tusk-restore.json readable only by its owner; refused when
+DESTINATION's parent is writable by group or others), with
 TUSK_FETCH_ABORT_ON_STORAGE_ERROR=true so a storage outage stops recovery
 instead of ending it early; recovery.signal is created.
 
@@ -302,19 +304,13 @@ func checkRestoreConfigDir(dest string) error {
 		return fmt.Errorf("backup-fetch: %w", err)
 	}
 	defer root.Close()
-	return privateConfigDir(root, dest)
+	return privateConfigDir(root)
 }
 
 // privateConfigDir checks the directory that receives the restore
-// configuration; the owner of dest, who gets the file, may own it.
-func privateConfigDir(root *os.Root, dest string) error {
-	var owners []int
-	if st, err := os.Lstat(dest); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			owners = append(owners, int(sys.Uid))
-		}
-	}
-	if err := fsutil.CheckPrivateDir(root, owners...); err != nil {
+// configuration.
+func privateConfigDir(root *os.Root) error {
+	if err := fsutil.CheckPrivateDir(root); err != nil {
 		return fmt.Errorf("backup-fetch: refusing to write the restore configuration, which holds secrets, there: %w; restore below a private directory, or put every setting in the --config file", err)
 	}
 	return nil
@@ -361,7 +357,7 @@ func (a *app) writeRestoreConfig(path, dest string) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer root.Close()
-	if err := privateConfigDir(root, dest); err != nil {
+	if err := privateConfigDir(root); err != nil {
 		return err
 	}
 	return fsutil.Replace(root, filepath.Base(path), fsutil.Options{Perm: 0o600}, func(f *os.File) error {
