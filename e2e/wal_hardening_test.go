@@ -5,11 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +46,57 @@ func zstdZeros(t *testing.T, n int64) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// zstdSegment is a zstd frame of one segment of incompressible bytes, so
+// that its object is as large as the segment.
+func zstdSegment(t *testing.T) []byte {
+	t.Helper()
+	seg := make([]byte, segSize)
+	rand.NewChaCha8([32]byte{1}).Read(seg)
+	var buf bytes.Buffer
+	w, err := zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// trickleS3 is an S3 endpoint that holds one object, key suffix, and sends
+// it at about 2 MiB/s; every other key is missing. The fetch of a segment
+// from it lasts seconds whatever the machine's speed, so a signal sent
+// after a moment arrives while the destination is being written.
+func trickleS3(t *testing.T, suffix string, body []byte) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/"+suffix) {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>missing</Message></Error>`)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		for off := 0; off < len(body); off += 32 << 10 {
+			if _, err := w.Write(body[off:min(off+32<<10, len(body))]); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(15 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
 }
 
 type zeroReader struct{}
@@ -315,20 +370,15 @@ func startTusk(t *testing.T, tusk string, env []string, args ...string) (*exec.C
 	return cmd, &out
 }
 
-// TestWALFetchSIGTERM: SIGTERM during a long fetch (a 1 GiB segment being
-// written) or while storage is retried ends tusk within two seconds, as
+// TestWALFetchSIGTERM: SIGTERM during a long fetch (a segment being
+// written while its object trickles in for seconds) or while storage is retried ends tusk within two seconds, as
 // killed by SIGTERM (what PostgreSQL expects of a restore_command during
 // shutdown), with nothing at the destination and no temporary file.
 func TestWALFetchSIGTERM(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
-	root := t.TempDir()
 	name := "000000010000000000000001"
-	os.MkdirAll(filepath.Join(root, "wal_005"), 0o755)
-	if err := os.WriteFile(filepath.Join(root, "wal_005", name+".zst"), zstdZeros(t, 1<<30), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	for label, env := range map[string][]string{
-		"writing":  {"WALG_FILE_PREFIX=" + root, "WALG_PG_WAL_SIZE=1024", "WALG_DOWNLOAD_CONCURRENCY=1"},
+		"writing":  unreachableEnv(trickleS3(t, name+".zst", zstdSegment(t)), "5m"),
 		"retrying": unreachableEnv(blackhole(t), "5m"),
 	} {
 		t.Run(label, func(t *testing.T) {
@@ -336,6 +386,14 @@ func TestWALFetchSIGTERM(t *testing.T) {
 			dest := filepath.Join(pgwal, "RECOVERYXLOG")
 			cmd, out := startTusk(t, tusk, env, "wal-fetch", name, dest)
 			time.Sleep(700 * time.Millisecond)
+			if label == "writing" {
+				// The signal must arrive mid-write: wait for the temporary file.
+				for deadline := time.Now().Add(10 * time.Second); len(filesIn(t, pgwal)) == 0; time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("no temporary file 10 s into the fetch\n%s", out)
+					}
+				}
+			}
 			start := time.Now()
 			cmd.Process.Signal(syscall.SIGTERM)
 			done := make(chan error, 1)
