@@ -277,11 +277,11 @@ func TestOutputHeaders(t *testing.T) {
 		}
 	}
 	// lz4: frame descriptor flags: version 01, independent blocks,
-	// content checksum on; block size 1 MiB (index 6).
+	// content checksum on; block size 256 KiB (index 5).
 	lz, _ := ByName(LZ4)
 	z := compress(t, lz, data)
-	if z[4] != 0x64 || z[5] != 0x60 {
-		t.Errorf("lz4 FLG/BD = %#x/%#x, want 0x64/0x60", z[4], z[5])
+	if z[4] != 0x64 || z[5] != 0x50 {
+		t.Errorf("lz4 FLG/BD = %#x/%#x, want 0x64/0x50", z[4], z[5])
 	}
 	// zstd: checksum flag set, no content size, window 2 MiB, as for
 	// WAL-G's 16 MiB segments. (For input that fits one 128 KiB block the

@@ -10,7 +10,7 @@ package codec
 // with the input length.
 //
 //	method  writer (tusk's settings)                 reader (largest accepted stream)
-//	lz4     2 × 1 MiB block + frame state   2.3 MiB  2 × 4 MiB block (frame maximum, WAL-G)  8.0 MiB
+//	lz4     2 × 256 KiB block + frame state 1.0 MiB  2 × 4 MiB block (frame maximum, WAL-G)  8.0 MiB
 //	zstd    2 MiB window + level's tables            8 MiB window (WAL-G's) + 2 blocks        8.6 MiB
 //	          fastest 2.6, default 3.8,
 //	          better 6.8, best 36.7 MiB
@@ -28,7 +28,7 @@ func MemoryEstimate(m Method) (writer, reader int64) {
 	const MiB = 1 << 20
 	switch m := m.(type) {
 	case lz4Method:
-		return 2*MiB + 512<<10, 2*lz4MaxBlock + 256<<10
+		return MiB, 2*lz4MaxBlock + 256<<10
 	case zstdMethod:
 		w := int64(4 * MiB)
 		switch m.level {
