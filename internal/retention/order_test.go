@@ -32,8 +32,8 @@ func TestPosition(t *testing.T) {
 func TestBackupOfKey(t *testing.T) {
 	for key, want := range map[string]string{
 		"basebackups_005/base_000000010000000000000003_backup_stop_sentinel.json": "base_000000010000000000000003",
-		"basebackups_005/base_000000010000000000000003/tar_partitions/part_1.tar":  "base_000000010000000000000003",
-		"basebackups_005/base_X_D_Y/metadata.json":                                 "base_X_D_Y",
+		"basebackups_005/base_000000010000000000000003/tar_partitions/part_1.tar": "base_000000010000000000000003",
+		"basebackups_005/base_X_D_Y/metadata.json":                                "base_X_D_Y",
 	} {
 		if got, ok := backupOfKey(key); !ok || got != want {
 			t.Errorf("backupOfKey(%q) = %q, %v", key, got, ok)
