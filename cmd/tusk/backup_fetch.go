@@ -94,9 +94,9 @@ seconds. --memory-plan prints the memory bound of this configuration (--json:
 as JSON) and exits without touching DESTINATION or storage.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if fl.memoryPlan {
-				return cobra.MaximumNArgs(2)(cmd, args)
+				return argCount(0, 2)(cmd, args)
 			}
-			return cobra.RangeArgs(1, 2)(cmd, args)
+			return argCount(1, 2)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupFetch(cmd, args, &fl)

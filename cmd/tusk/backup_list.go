@@ -20,7 +20,7 @@ first by the time its sentinel was written; the last one is LATEST.
 Columns, JSON keys, ordering and time formats are WAL-G's: --detail adds the
 fields of each backup's metadata.json (ordered by start time), --json prints a
 JSON array (indented with --pretty), --pretty alone draws a table.`,
-		Args: cobra.NoArgs,
+		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if err := checkTargetStorage(target); err != nil {

@@ -15,7 +15,7 @@ func newBackupMarkCommand(a *app) *cobra.Command {
 delete keeps it and the WAL it needs. -i marks it impermanent again; refused
 while a delta built directly on it is permanent. Only the backup's
 metadata.json changes, as with WAL-G.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			store, err := a.openStorage(ctx)

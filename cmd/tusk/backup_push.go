@@ -60,12 +60,12 @@ pages come from WAL summaries instead of reading every page
 them); the stored backup is the same format either way.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if fl.memoryPlan {
-				return cobra.MaximumNArgs(1)(cmd, args)
+				return argCount(0, 1)(cmd, args)
 			}
 			if len(args) == 0 {
 				return errors.New("backup-push needs the data directory (a backup over a replication connection is not supported yet)")
 			}
-			return cobra.ExactArgs(1)(cmd, args)
+			return exactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupPush(cmd, args, &fl)

@@ -32,7 +32,7 @@ Exit status: 0 no fault, 2 faults found, 1 the check could not run.
 
 Not checked yet: page checksums of the data files (backup-push --verify
 checks them while the backup is taken).`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			w, err := a.newWALReader(ctx)

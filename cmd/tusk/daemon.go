@@ -50,9 +50,9 @@ SIGUSR1 reopens WALG_LOG_DESTINATION (for log rotation), as with WAL-G;
 SIGTERM or SIGINT stops it after the uploads in flight (TUSK_DAEMON_SHUTDOWN_GRACE).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if showPlan {
-				return cobra.MaximumNArgs(1)(cmd, args)
+				return argCount(0, 1)(cmd, args)
 			}
-			return cobra.ExactArgs(1)(cmd, args)
+			return exactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			plan, err := a.daemonPlan()

@@ -34,7 +34,7 @@ unless FORCE; target deletes a permanent backup only when it is named.
 A delete removes the backups' stop sentinels first, then their data, then the
 WAL no kept backup needs: stopped at any point it leaves no listed backup
 without its data, and running it again finishes.`,
-		Args: cobra.NoArgs,
+		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	pf := cmd.PersistentFlags()
@@ -112,7 +112,7 @@ func newDeleteRetainCommand(a *app, run deleteRunner) *cobra.Command {
   retain FULL 5                 keep 5 full backups and all deltas of them
   retain FIND_FULL 5            find the full backup the 5th needs and keep everything after it
   retain 5 --after 2019-12-12T12:12:12Z   keep 5 backups and every backup made after that time`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: argCount(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mod, count, err := modifierArgs(args, "FULL", "FIND_FULL")
 			if err != nil {
@@ -142,7 +142,7 @@ func newDeleteBeforeCommand(a *app, run deleteRunner) *cobra.Command {
 		Example: `  before base_0123              keep everything after base_0123 including itself
   before FIND_FULL base_0123    keep everything after the full backup of base_0123
   before 2024-05-01T00:00:00Z   keep the backups made since then`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: argCount(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mod, arg, err := modifierArgs(args, "FULL", "FIND_FULL")
 			if err != nil {
@@ -163,7 +163,7 @@ func newDeleteEverythingCommand(a *app, run deleteRunner) *cobra.Command {
 	return &cobra.Command{
 		Use:   "everything [FORCE]",
 		Short: "Delete every backup and all WAL (FORCE: permanent backups too)",
-		Args:  cobra.RangeArgs(0, 1),
+		Args:  argCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 && args[0] != "FORCE" {
 				return fmt.Errorf("expected to get one of modifiers: [FORCE] as first argument")
@@ -183,7 +183,7 @@ func newDeleteTargetCommand(a *app, run deleteRunner) *cobra.Command {
   target --target-user-data '{"x": [3]}'     delete the backup with this user data
   target FIND_FULL base_0000000100000000000000C9_D_0000000100000000000000C4
                                              delete the whole chain of its full backup`,
-		Args: cobra.RangeArgs(0, 2),
+		Args: argCount(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec := retention.TargetSpec{}
 			switch {
@@ -220,7 +220,7 @@ func newDeleteGarbageCommand(a *app, run deleteRunner) *cobra.Command {
 		Long: `Deletes the WAL and the leftover backup objects (folders without a sentinel)
 older than the oldest non-permanent backup. ARCHIVES: WAL only; BACKUPS:
 backup objects only.`,
-		Args: cobra.RangeArgs(0, 1),
+		Args: argCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scope := retention.ScopeAll
 			if len(args) == 1 {

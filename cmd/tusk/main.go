@@ -71,6 +71,10 @@ func run(ctx context.Context, args []string) int {
 		return 0
 	}
 	fmt.Fprintf(os.Stderr, "ERROR: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, ue.usageLine())
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

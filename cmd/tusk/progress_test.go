@@ -80,6 +80,30 @@ func putProgressBackup(t *testing.T, prefix string) int64 {
 // restored afterwards, since loading the configuration exports settings.
 func runTusk(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
+	stdout, stderr = inProcess(t, env, func(outF, errF *os.File) {
+		root := newRootCommand()
+		root.SetArgs(args)
+		root.SetOut(outF)
+		root.SetErr(errF)
+		err = root.ExecuteContext(context.Background())
+	})
+	return stdout, stderr, err
+}
+
+// runMain is runTusk through main's run: what a person sees, "ERROR:"
+// lines included, and the exit status.
+func runMain(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	stdout, stderr = inProcess(t, env, func(*os.File, *os.File) {
+		code = run(context.Background(), append([]string{"tusk"}, args...))
+	})
+	return stdout, stderr, code
+}
+
+// inProcess runs fn with env as the whole environment and os.Stdout and
+// os.Stderr sent to files, and returns what they received.
+func inProcess(t *testing.T, env map[string]string, fn func(outF, errF *os.File)) (stdout, stderr string) {
+	t.Helper()
 	saved := os.Environ()
 	os.Clearenv()
 	t.Cleanup(func() {
@@ -106,22 +130,19 @@ func runTusk(t *testing.T, env map[string]string, args ...string) (stdout, stder
 	defer errF.Close()
 	oldOut, oldErr := os.Stdout, os.Stderr
 	os.Stdout, os.Stderr = outF, errF
-	defer func() { os.Stdout, os.Stderr = oldOut, oldErr }()
-
-	root := newRootCommand()
-	root.SetArgs(args)
-	root.SetOut(outF)
-	root.SetErr(errF)
-	err = root.ExecuteContext(context.Background())
-	o, rerr := os.ReadFile(outF.Name())
-	if rerr != nil {
-		t.Fatal(rerr)
+	func() {
+		defer func() { os.Stdout, os.Stderr = oldOut, oldErr }()
+		fn(outF, errF)
+	}()
+	o, err := os.ReadFile(outF.Name())
+	if err != nil {
+		t.Fatal(err)
 	}
-	e, rerr := os.ReadFile(errF.Name())
-	if rerr != nil {
-		t.Fatal(rerr)
+	e, err := os.ReadFile(errF.Name())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return string(o), string(e), err
+	return string(o), string(e)
 }
 
 // Machine-readable output is the JSON alone: no progress, no bar.

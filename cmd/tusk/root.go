@@ -81,6 +81,11 @@ In postgresql.conf:
 		newDaemonClientCommand(),
 		newVersionCommand(),
 	)
+	// Cobra adds its completion command at Execute; add it now so that
+	// the placeholders below see it.
+	root.InitDefaultCompletionCmd()
+	root.AddCommand(missingWALGCommands(root)...)
+	markUsageErrors(root)
 	return root
 }
 

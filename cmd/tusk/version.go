@@ -60,7 +60,7 @@ func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print tusk's version, commit and build date (as --version does)",
-		Args:  cobra.NoArgs,
+		Args:  argCount(0, 0),
 		// No configuration is loaded: the version is printable whatever the
 		// settings say.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },

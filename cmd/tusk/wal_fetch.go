@@ -45,7 +45,7 @@ TUSK_FETCH_ABORT_ON_STORAGE_ERROR=true, any failure other than "not found" exits
 
 After a fetch, the next WALG_DOWNLOAD_CONCURRENCY segments are prefetched in the
 background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			name, dest := args[0], args[1]

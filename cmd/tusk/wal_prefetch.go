@@ -11,7 +11,7 @@ func newWalPrefetchCommand(a *app) *cobra.Command {
 		Use:    "wal-prefetch WAL_NAME PREFETCH_LOCATION",
 		Short:  "Download the segments after WAL_NAME ahead of replay (started by wal-fetch)",
 		Hidden: true,
-		Args:   cobra.ExactArgs(2),
+		Args:   exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			w, err := a.newWAL(ctx)

@@ -20,7 +20,7 @@ WALG_PREVENT_WAL_OVERWRITE (always for .history files) an existing object is
 compared first: equal content succeeds, different content fails, and the
 object is created only if its name is still free (atomically on file storage
 and on S3 servers that honour If-None-Match).`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			w, err := a.newWAL(ctx)

@@ -23,7 +23,7 @@ start to finish lies within each timeline's range.
 --detailed-json prints WAL-G's JSON instead: the same fields, every missing
 segment by name, and each backup with its metadata (as backup-list --detail
 --json shows it).`,
-		Args: cobra.NoArgs,
+		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			w, err := a.newWALReader(ctx)

@@ -197,7 +197,8 @@ func (r *Reporter) Finish() {
 
 // Stop ends the display: the bar is left as it is on its own line, and in
 // Lines mode a last line gives the bytes moved, the time taken and the
-// average rate. Further Adds are still counted. Stop may be called more
+// average rate; when nothing was counted and Finish was not called, the
+// bar is wiped and no last line is logged. Further Adds are still counted. Stop may be called more
 // than once; after Finish it does nothing.
 func (r *Reporter) Stop() {
 	if r == nil {
@@ -207,17 +208,29 @@ func (r *Reporter) Stop() {
 		r.cancel()
 		r.wg.Wait()
 		elapsed := time.Since(r.start)
+		done := r.done.Load()
+		// A transfer that failed before its first byte (a stopped server,
+		// a missing backup) shows nothing: its error says all there is.
+		r.mu.Lock()
+		ran := done > 0 || r.complete
+		r.mu.Unlock()
 		switch r.mode {
 		case Bar:
 			r.mu.Lock()
-			r.redrawLocked()
-			if !r.bar.IsFinished() {
-				_ = r.bar.Exit() // prints the newline that ends the bar's line
-			} // else reaching 100% printed it
+			if ran {
+				r.redrawLocked()
+				if !r.bar.IsFinished() {
+					_ = r.bar.Exit() // prints the newline that ends the bar's line
+				} // else reaching 100% printed it
+			} else {
+				_ = r.bar.Clear()
+			}
 			r.stopped = true
 			r.mu.Unlock()
 		case Lines:
-			done := r.done.Load()
+			if !ran {
+				break
+			}
 			r.log.Info(fmt.Sprintf("%s: %s in %s, %s", r.op, Bytes(done), Duration(elapsed), Rate(float64(done)/max(elapsed.Seconds(), 1e-3))),
 				"bytes", done, "seconds", math.Round(elapsed.Seconds()*10)/10)
 		}
@@ -285,6 +298,10 @@ func (r *Reporter) newBar() *progressbar.ProgressBar {
 		progressbar.OptionShowTotalBytes(true),
 		progressbar.OptionShowCount(),
 		progressbar.OptionUseIECUnits(true),
+		// The library's own spinner goroutine (started for a bar without
+		// a total) reads the bar's state without its lock; the ticker
+		// redraws often enough.
+		progressbar.OptionSetSpinnerChangeInterval(0),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionSpinnerType(14),

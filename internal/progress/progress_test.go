@@ -379,3 +379,31 @@ func BenchmarkAdd(b *testing.B) {
 		}
 	})
 }
+
+// TestStopBeforeAnyByte: a transfer that failed before it moved a byte
+// leaves no summary line and no bar, whatever the display.
+func TestStopBeforeAnyByte(t *testing.T) {
+	var recs records
+	r := New(Options{Op: "backup-push", Mode: Lines, Log: slog.New(&recs), Interval: time.Hour})
+	r.Stop()
+	if msgs, _ := recs.snapshot(); len(msgs) != 0 {
+		t.Errorf("lines logged for a transfer that moved nothing: %q", msgs)
+	}
+
+	var out syncBuffer
+	b := New(Options{Op: "backup-push", Mode: Bar, Out: &out, Total: 4 << 20})
+	waitFor(t, "the bar", func() bool { return strings.Contains(out.String(), "backup-push") })
+	b.Stop()
+	s := out.String()
+	if tail := s[strings.LastIndex(s, "\r")+1:]; tail != "" || strings.Contains(s, "\n") {
+		t.Errorf("the bar of a transfer that moved nothing was left on screen: %q", s)
+	}
+
+	// Finished work that moved nothing still says so.
+	recs = records{}
+	f := New(Options{Op: "backup-fetch", Mode: Lines, Log: slog.New(&recs), Interval: time.Hour})
+	f.Finish()
+	if msgs, _ := recs.snapshot(); len(msgs) != 1 || !strings.HasPrefix(msgs[0], "backup-fetch: 0 B in ") {
+		t.Errorf("finished transfer: %q", msgs)
+	}
+}
