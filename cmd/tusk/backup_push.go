@@ -122,7 +122,6 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		DiskConcurrency:       cfg.UploadDiskConcurrency(),
 		UploadConcurrency:     cfg.UploadConcurrency(),
 		DiskRateLimit:         cfg.DiskRateLimit(),
-		NetworkRateLimit:      cfg.NetworkRateLimit(),
 		Verify:                fl.verify || cfg.VerifyPageChecksums(),
 		StoreAllCorrupt:       fl.storeAllCorrupt || cfg.StoreAllCorruptBlocks(),
 		Permanent:             fl.permanent,

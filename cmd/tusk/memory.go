@@ -4,37 +4,9 @@ import (
 	"fmt"
 
 	"github.com/tusk-pg/tusk/internal/codec"
-	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/memplan"
-	"github.com/tusk-pg/tusk/internal/storage"
-	"github.com/tusk-pg/tusk/internal/storage/file"
 )
-
-// backend is what the configured storage states about itself, known
-// without connecting (a memory plan works offline).
-type backend struct {
-	traits storage.Traits
-	memory memplan.Storage
-}
-
-func (a *app) backend() (backend, error) {
-	kind, _, err := a.cfg.StorageKind()
-	if err != nil {
-		return backend{}, err
-	}
-	switch kind {
-	case config.StorageFile:
-		return backend{file.Traits, file.Memory}, nil
-	case config.StorageS3:
-		opts, err := a.cfg.S3Options()
-		if err != nil {
-			return backend{}, err
-		}
-		return backend{opts.Traits(), opts.Memory()}, nil
-	}
-	return backend{}, fmt.Errorf("storage %q is not supported", kind)
-}
 
 // memoryFacts gathers what each configured component states about its
 // memory: every process's memory plan is built from these.
@@ -57,10 +29,10 @@ func (a *app) memoryFacts(method codec.Method, cr crypt.Crypter) (memplan.Facts,
 		ew, er := crypt.MemoryEstimate(cr)
 		f.Crypter = memplan.Crypter{Name: cr.Name(), Writer: ew, Reader: er}
 	}
-	b, err := a.backend()
+	b, err := a.cfg.Storage()
 	if err != nil {
 		return f, err
 	}
-	f.Storage = b.memory
+	f.Storage = b.Memory
 	return f, nil
 }

@@ -2,51 +2,38 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/tusk-pg/tusk/internal/bufpool"
 	"github.com/tusk-pg/tusk/internal/codec"
-	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/rss"
 	"github.com/tusk-pg/tusk/internal/storage"
-	"github.com/tusk-pg/tusk/internal/storage/file"
-	"github.com/tusk-pg/tusk/internal/storage/s3"
 	"github.com/tusk-pg/tusk/internal/wal"
 )
 
-// openStorage builds the backend the configuration selects.
+// openStorage connects the backend the configuration selects, with the
+// wrappers every backend gets (storage.Open): the one way commands reach
+// storage.
 func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
-	kind, prefix, err := a.cfg.StorageKind()
+	c, err := a.cfg.Storage()
 	if err != nil {
 		return nil, err
 	}
-	switch kind {
-	case config.StorageFile:
-		return file.New(prefix)
-	case config.StorageS3:
-		opts, err := a.cfg.S3Options()
-		if err != nil {
-			return nil, err
-		}
-		opts.Logger = a.log
-		return s3.New(ctx, opts)
-	}
-	return nil, fmt.Errorf("storage %q is not supported", kind)
+	return storage.Open(ctx, c, storage.Wrappers{NetworkRateLimit: a.cfg.NetworkRateLimit()}, a.log)
 }
 
 // walBuffering is how WAL uploads reach storage with this configuration
 // (see wal.ChooseBuffering): the archiver and the daemon's memory plan
 // both take it from here.
 func (a *app) walBuffering(cr crypt.Crypter) (mode, why string, err error) {
-	b, err := a.backend()
+	b, err := a.cfg.Storage()
 	if err != nil {
 		return "", "", err
 	}
-	mode, why = wal.ChooseBuffering(a.cfg.WALUploadBuffer(), b.traits, cr)
+	mode, why = wal.ChooseBuffering(a.cfg.WALUploadBuffer(), b.Traits, cr)
 	return mode, why, nil
 }
 

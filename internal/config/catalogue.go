@@ -213,11 +213,12 @@ func foreign(key string) Setting {
 }
 
 // prefix declares WALG_<T>_PREFIX, looked up as WALG_ then WALE_ (WAL-G does
-// not consult a bare <T>_PREFIX).
-func prefix(t, kind string, supported bool) Setting {
+// not consult a bare <T>_PREFIX). It is supported when a backend of its
+// kind is registered (see registry).
+func prefix(t, kind string) Setting {
 	s := str("WALG_"+t+"_PREFIX").lookup("WALG_"+t+"_PREFIX", "WALE_"+t+"_PREFIX")
 	s.Storage = kind
-	if !supported {
+	if !registered(kind) {
 		s.Status, s.Risky, s.Feature = NotYet, true, storageName(kind)+" storage"
 	}
 	return s
@@ -423,13 +424,13 @@ func catalogue() []Setting {
 		duration("TUSK_DAEMON_SHUTDOWN_GRACE", "30s"),
 
 		// Storage prefixes, in WAL-G's adapter order.
-		prefix("OSS", StorageOSS, false),
-		prefix("S3", StorageS3, true).rule(storageURL("s3://bucket/path")),
-		prefix("FILE", StorageFile, true),
-		prefix("GS", StorageGS, false),
-		prefix("AZ", StorageAzure, false),
-		prefix("SWIFT", StorageSwift, false),
-		prefix("SSH", StorageSSH, false),
+		prefix("OSS", StorageOSS),
+		prefix("S3", StorageS3).rule(storageURL("s3://bucket/path")),
+		prefix("FILE", StorageFile),
+		prefix("GS", StorageGS),
+		prefix("AZ", StorageAzure),
+		prefix("SWIFT", StorageSwift),
+		prefix("SSH", StorageSSH),
 
 		// S3 (pkg/storages/s3/configure.go SettingList).
 		str("AWS_ACCESS_KEY_ID").secret().lookup(append(walCompat("AWS_ACCESS_KEY_ID"), walCompat("AWS_ACCESS_KEY")...)...),

@@ -38,7 +38,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
-	"github.com/tusk-pg/tusk/internal/storage/s3"
+	"github.com/tusk-pg/tusk/internal/storage"
 )
 
 // Source says where a value came from.
@@ -100,8 +100,8 @@ type Config struct {
 	file     string
 	turbo    bool
 	method   codec.Method // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
-	s3       s3.Options   // with s3Err: the S3 options, read once in Load
-	s3Err    error
+	store    storage.Configured // with storeErr: the selected storage, read in Load
+	storeErr error
 }
 
 // Load resolves and validates the configuration. Warnings (unknown names,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/file"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
@@ -52,48 +53,105 @@ func (c *Config) StorageKind() (kind, prefix string, err error) {
 	return sel.Storage, prefix, nil
 }
 
-// checkStorage checks the selected storage's settings as opening it will,
-// without I/O, so that every command (a memory plan included) refuses them
-// in Load, naming the variable. The S3 options are kept for S3Options.
-func (c *Config) checkStorage(sel *Setting) []string {
-	key := c.from[sel.Name]
-	switch sel.Storage {
-	case StorageFile:
-		_, prefix, err := c.StorageKind()
-		if err == nil {
-			_, err = file.New(prefix) // parses the prefix; no I/O
-		}
-		if err != nil {
-			return []string{fmt.Sprintf("%s: %v%s", key, err, c.where(key))}
-		}
-	case StorageS3:
-		c.s3, c.s3Err = c.s3Options()
-		if c.s3Err != nil {
-			// Lines start with the canonical name; show the spelling the
-			// user set (S3_SSE, WALE_S3_PREFIX, ...).
-			var problems []string
-			for _, line := range strings.Split(c.s3Err.Error(), "\n") {
-				if name, rest, ok := strings.Cut(line, ":"); ok && c.from[name] != "" {
-					line = c.from[name] + ":" + rest + c.where(c.from[name])
-				}
-				problems = append(problems, line)
+// backend is one entry of the storage registry: a backend's registration
+// and the adapter from this configuration to its options.
+type backend struct {
+	reg storage.Registration
+	// configure reads the backend's options through typed accessors and
+	// checks them without I/O; prefix has WALG_STORAGE_PREFIX applied.
+	configure func(c *Config, prefix string) (storage.Configured, error)
+}
+
+// registry lists every backend tusk opens: the one place that knows them
+// by name. A backend is its folder, one entry here, and its settings in
+// the catalogue (its prefix is supported once registered).
+func registry() []backend {
+	return []backend{
+		{file.Registration(), func(_ *Config, prefix string) (storage.Configured, error) {
+			return file.Configure(prefix)
+		}},
+		{s3.Registration(), func(c *Config, _ string) (storage.Configured, error) {
+			o, err := c.s3Options()
+			if err != nil {
+				return storage.Configured{}, err
 			}
-			return problems
+			return s3.Configure(o), nil
+		}},
+	}
+}
+
+// Backends returns the registrations of every backend tusk opens.
+func Backends() []storage.Registration {
+	var out []storage.Registration
+	for _, b := range registry() {
+		out = append(out, b.reg)
+	}
+	return out
+}
+
+// registered reports whether a backend of this kind is in the registry.
+func registered(kind string) bool {
+	for _, b := range registry() {
+		if b.reg.Kind == kind {
+			return true
 		}
 	}
-	return nil
+	return false
+}
+
+// Storage returns the selected backend with its options read and checked,
+// not connected (storage.Open connects it).
+func (c *Config) Storage() (storage.Configured, error) {
+	if c.storeErr != nil || c.store.Connect != nil {
+		return c.store, c.storeErr
+	}
+	return c.configureStorage()
+}
+
+func (c *Config) configureStorage() (storage.Configured, error) {
+	kind, prefix, err := c.StorageKind()
+	if err != nil {
+		return storage.Configured{}, err
+	}
+	for _, b := range registry() {
+		if b.reg.Kind == kind {
+			return b.configure(c, prefix)
+		}
+	}
+	return storage.Configured{}, fmt.Errorf("%s storage is not supported", storageName(kind))
+}
+
+// checkStorage checks the selected storage's settings as opening it will,
+// without I/O, so that every command (a memory plan included) refuses them
+// in Load, naming the variable. The result is kept for Storage.
+func (c *Config) checkStorage(sel *Setting) []string {
+	c.store, c.storeErr = c.configureStorage()
+	if c.storeErr == nil {
+		return nil
+	}
+	// A line naming a setting shows the spelling the user set (S3_SSE,
+	// WALE_S3_PREFIX, ...); any other line is about the prefix.
+	key := c.from[sel.Name]
+	var problems []string
+	for _, line := range strings.Split(c.storeErr.Error(), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		_, known := c.index[name]
+		switch {
+		case ok && c.from[name] != "":
+			line = c.from[name] + ":" + rest + c.where(c.from[name])
+		case !ok || !known:
+			line = key + ": " + line + c.where(key)
+		}
+		problems = append(problems, line)
+	}
+	return problems
 }
 
 // S3Options returns the options of the S3 storage the configuration
 // selects, with WALG_STORAGE_PREFIX applied, without contacting S3. The
 // s3 package reads its settings by their canonical names
 // (s3.SettingNames), which TestS3SettingNames keeps in the catalogue.
-func (c *Config) S3Options() (s3.Options, error) {
-	if kind, _, err := c.StorageKind(); err != nil || kind != StorageS3 {
-		return c.s3Options() // names the problem
-	}
-	return c.s3, c.s3Err
-}
+func (c *Config) S3Options() (s3.Options, error) { return c.s3Options() }
 
 func (c *Config) s3Options() (s3.Options, error) {
 	kind, prefix, err := c.StorageKind()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/ratelimit"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
@@ -30,8 +31,7 @@ type packer struct {
 	backupName   string
 	ext          string
 	threshold    int64
-	diskLimit    *rateLimiter
-	netLimit     *rateLimiter
+	diskLimit    *ratelimit.Limiter
 	verify       bool
 	storeAll     bool
 	startLSN     uint64
@@ -62,12 +62,12 @@ type packer struct {
 // source is how every file of the data directory is read: rate-limited,
 // counted in dataRead and reported to the progress display.
 func (p *packer) source(ctx context.Context, f io.Reader) io.Reader {
-	return counted(p.diskLimit.reader(ctx, byteCounter{f, &p.dataRead}), p.progress)
+	return counted(p.diskLimit.Reader(ctx, byteCounter{f, &p.dataRead}), p.progress)
 }
 
 // readAt reads one page of a page increment as source reads whole files.
 func (p *packer) readAt(ctx context.Context, f io.ReaderAt, b []byte, off int64) (int, error) {
-	if err := p.diskLimit.take(ctx, len(b)); err != nil {
+	if err := p.diskLimit.Take(ctx, len(b)); err != nil {
 		return 0, err
 	}
 	n, err := f.ReadAt(b, off)
@@ -133,7 +133,7 @@ func (b *builder) ensureTar(ctx context.Context) error {
 		return nil
 	}
 	tarName := backup.PartTarName(b.p.parts.next(), b.p.ext)
-	t, err := openTar(ctx, b.p.store, backup.TarKey(b.p.backupName, tarName), b.enc, b.p.netLimit)
+	t, err := openTar(ctx, b.p.store, backup.TarKey(b.p.backupName, tarName), b.enc)
 	if err != nil {
 		return err
 	}
@@ -343,7 +343,7 @@ func (p *packer) storeFile(ctx context.Context, enc *pipe.Encoder, buf []byte, t
 		return fmt.Errorf("stat %s: %w", e.path, err)
 	}
 	p.parts.next() // WAL-G's part counter counts this tar too
-	t, err := openTar(ctx, p.store, backup.TarKey(p.backupName, tarName), enc, p.netLimit)
+	t, err := openTar(ctx, p.store, backup.TarKey(p.backupName, tarName), enc)
 	if err != nil {
 		return err
 	}
@@ -370,7 +370,7 @@ func (p *packer) storeFile(ctx context.Context, enc *pipe.Encoder, buf []byte, t
 // no owner and no mtime, exactly as WAL-G writes them.
 func (p *packer) storeLabelFiles(ctx context.Context, enc *pipe.Encoder, tarName, label, tablespaceMap string) error {
 	p.parts.next()
-	t, err := openTar(ctx, p.store, backup.TarKey(p.backupName, tarName), enc, p.netLimit)
+	t, err := openTar(ctx, p.store, backup.TarKey(p.backupName, tarName), enc)
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/pipe"
+	"github.com/tusk-pg/tusk/internal/ratelimit"
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/wal"
 )
@@ -49,9 +50,10 @@ type Options struct {
 	// min of the two tars are built at once.
 	DiskConcurrency   int
 	UploadConcurrency int
-	// DiskRateLimit and NetworkRateLimit are bytes per second (0: none).
-	DiskRateLimit    int64
-	NetworkRateLimit int64
+	// DiskRateLimit bounds reads of the data directory in bytes per
+	// second (0: none). WALG_NETWORK_RATE_LIMIT is the storage's own
+	// wrapper (storage.Wrappers).
+	DiskRateLimit int64
 
 	Verify          bool // --verify / WALG_VERIFY_PAGE_CHECKSUMS
 	StoreAllCorrupt bool // --store-all-corrupt / WALG_STORE_ALL_CORRUPT_BLOCKS
@@ -324,8 +326,8 @@ func (j *job) packFiles(ctx context.Context) error {
 	o := j.o
 	j.pack = &packer{
 		store: o.Store, backupName: j.name, ext: o.Method.Ext(), threshold: o.TarSizeThreshold,
-		diskLimit: newRateLimiter(o.DiskRateLimit), netLimit: newRateLimiter(o.NetworkRateLimit),
-		verify: j.verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(j.begin.LSN),
+		diskLimit: ratelimit.New(o.DiskRateLimit),
+		verify:    j.verify, storeAll: o.StoreAllCorrupt, startLSN: uint64(j.begin.LSN),
 		blockSize: j.info.BlockSize, relSegBlocks: j.info.RelSegmentBlocks, log: j.log,
 		progress: o.Progress, delta: j.delta, summary: j.summary,
 	}

@@ -29,7 +29,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 var errPutReturned = errors.New("storage upload returned before the end of the tar stream")
 
 // tarObject is one tar being written straight into storage: tar → compress →
-// encrypt → (network limit) → an io.Pipe read by storage.Put with size -1.
+// encrypt → an io.Pipe read by storage.Put with size -1.
 // Nothing of it is buffered beyond the codec's state and the backend's part
 // buffers. Exactly one of close or abort must be called.
 type tarObject struct {
@@ -43,7 +43,7 @@ type tarObject struct {
 }
 
 // openTar starts the upload of key. The caller's ctx cancels the upload.
-func openTar(ctx context.Context, store storage.Storage, key string, enc *pipe.Encoder, limit *rateLimiter) (*tarObject, error) {
+func openTar(ctx context.Context, store storage.Storage, key string, enc *pipe.Encoder) (*tarObject, error) {
 	pr, pw := io.Pipe()
 	t := &tarObject{key: key, enc: enc, pw: pw, done: make(chan error, 1)}
 	go func() {
@@ -55,7 +55,7 @@ func openTar(ctx context.Context, store storage.Storage, key string, enc *pipe.E
 		}
 		t.done <- err
 	}()
-	t.out.w = limit.writer(ctx, pw)
+	t.out.w = pw
 	raw, err := enc.Begin(&t.out)
 	if err != nil {
 		t.abort(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/ratelimit"
 )
 
 // TUSK_DELTA_SOURCE values: where a delta learns which pages changed.
@@ -106,7 +107,7 @@ func readSummaries(ctx context.Context, conn *pg.Conn, from, to pg.LSN, log *slo
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%w: the WAL summarizer reached only %s of %s after %v", errNoSummaries, done, to, summaryWait)
 		}
-		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+		if err := ratelimit.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return nil, err
 		}
 	}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -524,3 +525,26 @@ var Traits = storage.Traits{StreamsUnknownSize: true}
 var Memory = memplan.Storage{Name: "file", Upload: copyBufferSize, Note: "file storage copy buffer"}
 
 var _ storage.Creator = (*Storage)(nil)
+
+// Registration declares the backend: WALG_FILE_PREFIX selects it, and a
+// local directory has no transient failures worth retrying.
+func Registration() storage.Registration {
+	return storage.Registration{Kind: "file", Name: "file", Prefix: "WALG_FILE_PREFIX", SkipRetry: true}
+}
+
+// Configure checks prefix (a path or file://localhost/path) without I/O.
+func Configure(prefix string) (storage.Configured, error) {
+	s, err := New(prefix)
+	if err != nil {
+		return storage.Configured{}, err
+	}
+	return storage.Configured{
+		Registration: Registration(),
+		Root:         s.String(),
+		Traits:       Traits,
+		Memory:       Memory,
+		Connect: func(context.Context, *slog.Logger) (storage.Storage, error) {
+			return New(prefix)
+		},
+	}, nil
+}

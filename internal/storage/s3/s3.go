@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -442,4 +443,29 @@ func (s *Storage) Delete(ctx context.Context, keys ...string) error {
 		}
 	}
 	return flush()
+}
+
+// Registration declares the backend: WALG_S3_PREFIX selects it,
+// SettingNames configure it, and the SDK retries by itself (S3_MAX_RETRIES).
+func Registration() storage.Registration {
+	return storage.Registration{Kind: "s3", Name: "S3", Prefix: "WALG_S3_PREFIX", Settings: SettingNames()[1:], SkipRetry: true}
+}
+
+// Configure states what a Storage with these options is, without I/O;
+// Connect creates its client, logging to the process's logger.
+func Configure(o Options) storage.Configured {
+	root := "s3://" + o.Bucket
+	if p := strings.Trim(o.Prefix, "/"); p != "" {
+		root += "/" + p
+	}
+	return storage.Configured{
+		Registration: Registration(),
+		Root:         root,
+		Traits:       o.Traits(),
+		Memory:       o.Memory(),
+		Connect: func(ctx context.Context, log *slog.Logger) (storage.Storage, error) {
+			o.Logger = log
+			return New(ctx, o)
+		},
+	}
 }
