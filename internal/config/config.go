@@ -99,7 +99,7 @@ type Config struct {
 	settings []Setting
 	file     string
 	turbo    bool
-	method   codec.Method // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
+	method   codec.Method       // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
 	store    storage.Configured // with storeErr: the selected storage, read in Load
 	storeErr error
 }
