@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,5 +93,84 @@ func TestFetchDestinationConfinedToPGDATA(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(pgdata, "pg_wal", "RECOVERYXLOG")); err != nil || st.Size() != testSegSize {
 		t.Fatalf("fetched file: %v", err)
+	}
+}
+
+// lockedBuffer is a log sink the workers and the test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// With PG_READY_RENAME, a background upload whose .ready cannot be renamed
+// to .done is reported, as the one-shot look-ahead reports it: the file is
+// stored, but PostgreSQL will push it again, and the operator must see why.
+func TestBackgroundReadyRenameFailureIsReported(t *testing.T) {
+	base := t.TempDir()
+	walDir := filepath.Join(base, "pg_wal")
+	status := filepath.Join(walDir, "archive_status")
+	if err := os.MkdirAll(status, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	store, err := file.New(filepath.Join(base, "archive"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := codec.ByName("lz4")
+	r := &wal.Restorer{Store: store, SegmentSize: testSegSize, RetryTimeout: time.Minute}
+	a := &wal.Archiver{Store: store, Buffering: wal.BufferStream, SegmentSize: testSegSize, Restorer: r,
+		NewEncoder: func() *pipe.Encoder { return pipe.NewEncoder(m, nil) }}
+	first, next := "000000010000000000000001", "000000010000000000000002"
+	seg := make([]byte, testSegSize)
+	seg[0], seg[1] = 0x10, 0xD1
+	for _, n := range []string{first, next} {
+		if err := os.WriteFile(filepath.Join(walDir, n), seg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(status, n+".ready"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A non-empty directory at next's .done name: rename(2) onto it fails
+	// for any user, root included.
+	if err := os.MkdirAll(filepath.Join(status, next+".done", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs lockedBuffer
+	h := &WALHandler{Archiver: a, Restorer: r, Workers: 2, LookAhead: 4, ReadyRename: true,
+		PGData: base, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	h.Start(ctx)
+	t.Cleanup(func() { cancel(); h.Wait() })
+
+	if err := h.Push(ctx, filepath.Join(walDir, first)); err != nil {
+		t.Fatal(err)
+	}
+	// The look-ahead queued next; its push waits for that background job.
+	if err := h.Push(ctx, filepath.Join(walDir, next)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Stat(ctx, wal.Folder+next+".lz4"); err != nil {
+		t.Fatalf("%s not stored: %v", next, err)
+	}
+	if _, err := os.Stat(filepath.Join(status, next+".ready")); err != nil {
+		t.Fatalf("%s.ready should remain when the rename fails: %v", next, err)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, next) || !strings.Contains(out, ".done") {
+		t.Fatalf("the failed rename of %s.ready was not reported; log:\n%s", next, out)
 	}
 }

@@ -38,14 +38,36 @@ func SyncDirIn(root *os.Root, name string) error {
 }
 
 func syncClose(d *os.File, name string) error {
-	err := d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := SyncClose(d); err != nil {
 		return fmt.Errorf("sync directory %s: %w", name, err)
 	}
 	return nil
+}
+
+// SyncClose fsyncs f, then closes it, and returns the first error: a
+// write-back error reported only at close (network file systems) is not
+// lost. f is closed whatever happens.
+func SyncClose(f *os.File) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Commit gives a fully written temporary file f its final name: fsync,
+// close, rename over final, fsync of final's directory, so a reader of
+// final sees the whole file or none of it, even after a crash. Nothing is
+// renamed when the fsync or the close fails. f is closed whatever happens;
+// on error the temporary file is left for the caller to remove.
+func Commit(f *os.File, final string) error {
+	if err := SyncClose(f); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), final); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(final))
 }
 
 // createFlags create a new file and fail if anything, a symlink included,
@@ -114,15 +136,15 @@ func Replace(root *os.Root, name string, opts Options, write func(f *os.File) er
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
-	if !opts.NoSync {
-		if err = f.Sync(); err != nil {
-			return err
-		}
-	}
 	// Close before the rename: a close error (write-back on a network
 	// file system) must not be published under the final name.
-	if err = f.Close(); err != nil {
-		f = nil
+	if opts.NoSync {
+		err = f.Close()
+	} else {
+		err = SyncClose(f)
+	}
+	if err != nil {
+		f = nil // closed already
 		return err
 	}
 	if err = root.Rename(tmp, name); err != nil {

@@ -2,6 +2,7 @@ package fsutil
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -206,5 +207,52 @@ func TestCheckPrivateDir(t *testing.T) {
 		if err := CheckPrivateDir(root); err == nil {
 			t.Errorf("mode %v accepted", mode)
 		}
+	}
+}
+
+func TestCommit(t *testing.T) {
+	dir := t.TempDir()
+	tmp, final := filepath.Join(dir, "running"), filepath.Join(dir, "final")
+	if err := os.WriteFile(final, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := Create(tmp, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("new and whole"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Commit(f, final); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(final); err != nil || string(got) != "new and whole" {
+		t.Fatalf("final = %q, %v", got, err)
+	}
+	if _, err := os.Lstat(tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("temporary file still there: %v", err)
+	}
+	if err := f.Close(); err == nil {
+		t.Fatal("Commit left the file open")
+	}
+}
+
+// A file that cannot be synced or closed is never published.
+func TestCommitFailureRenamesNothing(t *testing.T) {
+	dir := t.TempDir()
+	tmp, final := filepath.Join(dir, "running"), filepath.Join(dir, "final")
+	f, err := Create(tmp, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close() // the fsync fails now
+	if err := Commit(f, final); err == nil {
+		t.Fatal("Commit of a file that failed to sync succeeded")
+	}
+	if _, err := os.Lstat(final); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("final published after a failed sync: %v", err)
+	}
+	if _, err := os.Lstat(tmp); err != nil {
+		t.Fatalf("the temporary file is the caller's to remove: %v", err)
 	}
 }

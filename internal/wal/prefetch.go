@@ -217,20 +217,17 @@ func (r *Restorer) prefetchOne(ctx context.Context, name, prefetchDir, runningDi
 	if err != nil {
 		return err
 	}
-	// fsync before the rename: a file under its final name must be whole,
-	// or replay could stop early at a hole and end recovery too soon.
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	ok = true
 	if _, err := os.Lstat(final); err == nil {
-		os.Remove(running)
-		return nil
+		return nil // prefetched meanwhile by another run
 	}
-	return os.Rename(running, final)
+	// A file under its final name must be whole, or replay could stop early
+	// at a hole and end recovery too soon.
+	ok = true
+	if err := fsutil.Commit(f, final); err != nil {
+		os.Remove(running)
+		return err
+	}
+	return nil
 }
 
 // cleanPrefetch removes files for segments before cur.

@@ -34,6 +34,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/tusk-pg/tusk/internal/fsutil"
 	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
@@ -200,15 +201,12 @@ func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, 
 	if size >= 0 && n != size {
 		return s.objectError(k, "put", fmt.Errorf("source yielded %d bytes, expected %d", n, size))
 	}
-	if err := f.Sync(); err != nil {
-		return s.objectError(k, "put", fmt.Errorf("fsync %s: %w", tmp, err))
-	}
 	// Close before rename so a close error (e.g. deferred write-back failure on
 	// a network file system) is not silently published.
 	done = true
-	if err := f.Close(); err != nil {
+	if err := fsutil.SyncClose(f); err != nil {
 		_ = os.Remove(tmp)
-		return s.objectError(k, "put", fmt.Errorf("close %s: %w", tmp, err))
+		return s.objectError(k, "put", fmt.Errorf("fsync and close %s: %w", tmp, err))
 	}
 	if err := ctx.Err(); err != nil {
 		_ = os.Remove(tmp)
@@ -227,7 +225,7 @@ func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, 
 		_ = os.Remove(tmp)
 		return s.objectError(k, "put", err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return s.objectError(k, "put", fmt.Errorf("object renamed into place but directory not synced: %w", err))
 	}
 	return nil
@@ -324,22 +322,7 @@ func mkdirAllSync(dir string) error {
 		}
 		return err
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(parent)
 }
 
 // Get opens the object for reading.
