@@ -49,6 +49,19 @@ func (r *Repo) Sweep(ctx context.Context, p *Plan) (Result, error) {
 		}
 		return nil
 	}
+	// sweep deletes the keys under prefix that del accepts.
+	sweep := func(prefix string, del func(key string) bool) error {
+		err := r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
+			if !del(o.Key) {
+				return nil
+			}
+			return add(o.Key)
+		})
+		if err != nil {
+			return fmt.Errorf("list %s/%s: %w", r.store, prefix, err)
+		}
+		return flush()
+	}
 
 	// 1. Sentinels: the backups leave the listing before any data goes.
 	for _, k := range p.Sentinels {
@@ -69,16 +82,11 @@ func (r *Repo) Sweep(ctx context.Context, p *Plan) (Result, error) {
 			}
 		}
 		for _, prefix := range prefixes {
-			err := r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
-				if _, isSentinel := backup.NameFromSentinelKey(o.Key); isSentinel || !p.Match(o.Key) {
-					return nil
-				}
-				return add(o.Key)
+			err := sweep(prefix, func(key string) bool {
+				_, isSentinel := backup.NameFromSentinelKey(key)
+				return !isSentinel && p.Match(key)
 			})
 			if err != nil {
-				return res, fmt.Errorf("list %s/%s: %w", r.store, prefix, err)
-			}
-			if err := flush(); err != nil {
 				return res, err
 			}
 		}
@@ -90,16 +98,10 @@ func (r *Repo) Sweep(ctx context.Context, p *Plan) (Result, error) {
 		if p.Scope == ScopeWAL {
 			prefix = wal.Folder
 		}
-		err := r.store.List(ctx, prefix, func(o storage.ObjectInfo) error {
-			if strings.HasPrefix(o.Key, backup.Prefix) || !p.Scope.includes(o.Key) || !p.Match(o.Key) {
-				return nil
-			}
-			return add(o.Key)
+		err := sweep(prefix, func(key string) bool {
+			return !strings.HasPrefix(key, backup.Prefix) && p.Scope.includes(key) && p.Match(key)
 		})
 		if err != nil {
-			return res, fmt.Errorf("list %s/%s: %w", r.store, prefix, err)
-		}
-		if err := flush(); err != nil {
 			return res, err
 		}
 	}
