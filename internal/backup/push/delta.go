@@ -3,7 +3,6 @@ package push
 import (
 	"archive/tar"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
@@ -161,28 +161,16 @@ func isIncrementable(name string, size int64) bool {
 	}
 	base := path.Base(name)
 	node, seg, hasSeg := strings.Cut(base, ".")
-	if _, ok := parseDigits(node); !ok {
+	if _, ok := pgdata.ParseDigits(node); !ok {
 		return false
 	}
 	if hasSeg {
-		if _, ok := parseDigits(seg); !ok {
+		if _, ok := pgdata.ParseDigits(seg); !ok {
 			return false
 		}
 	}
 	return true
 }
-
-// Page header fields WAL-G checks before trusting a page's LSN.
-const (
-	pageFlagsOffset       = 10
-	pageLowerOffset       = 12
-	pageSpecialOffset     = 16
-	pageSizeVersionOffset = 18
-	pageValidFlags        = 0x7
-	// pageMaxLayoutVersion is the newest page layout WAL-G accepts (4 is
-	// PostgreSQL's since 8.3; 5 is a 64-bit-xid fork's, which keeps pd_lsn).
-	pageMaxLayoutVersion = 5
-)
 
 // pageVerdict is what a delta does with one page.
 type pageVerdict int
@@ -198,22 +186,13 @@ const (
 // stored instead; a valid page is stored when its LSN is at or after the
 // base backup's start.
 func classifyPage(p []byte, baseLSN uint64) pageVerdict {
-	le := binary.LittleEndian
-	upper := le.Uint16(p[pageUpperOffset:])
-	if upper == 0 {
+	if pgdata.PageIsNew(p) {
 		return pageChanged
 	}
-	flags := le.Uint16(p[pageFlagsOffset:])
-	lower := le.Uint16(p[pageLowerOffset:])
-	special := le.Uint16(p[pageSpecialOffset:])
-	sizeVersion := le.Uint16(p[pageSizeVersionOffset:])
-	lsn := uint64(le.Uint32(p[pageLSNOffset:]))<<32 | uint64(le.Uint32(p[pageLSNOffset+4:]))
-	if flags&pageValidFlags != flags || lower < pageHeaderSize || lower > upper || upper > special ||
-		int(special) > backup.IncrementBlockSize || lsn == 0 ||
-		int(sizeVersion&0xFF00) != backup.IncrementBlockSize || sizeVersion&0xFF > pageMaxLayoutVersion {
+	if !pgdata.PageHeaderValid(p, backup.IncrementBlockSize) {
 		return pageInvalid
 	}
-	if lsn >= baseLSN {
+	if pgdata.PageLSN(p) >= baseLSN {
 		return pageChanged
 	}
 	return pageUnchanged
@@ -303,10 +282,10 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 	}
 	// --verify checks the pages the increment stores; the others were
 	// checked, if at all, by the backups that stored them.
-	var v *pageVerifier
+	var v *pgdata.PageVerifier
 	if p.verify && e.paged && p.blockSize == backup.IncrementBlockSize {
-		v = &pageVerifier{blockSize: p.blockSize, firstBlock: e.segment * p.relSegBlocks,
-			startLSN: p.startLSN, reread: readAtFunc(f)}
+		v = &pgdata.PageVerifier{BlockSize: p.blockSize, FirstBlock: e.segment * p.relSegBlocks,
+			StartLSN: p.startLSN, Reread: readAtFunc(f)}
 	}
 	page := b.buf[:backup.IncrementBlockSize]
 	shrank := false
@@ -324,7 +303,7 @@ func (b *builder) addIncrement(ctx context.Context, e walkEntry, f *os.File, fi 
 			shrank = true
 		}
 		if v != nil && n == backup.IncrementBlockSize {
-			v.inspect(int64(blk)*backup.IncrementBlockSize, page)
+			v.Inspect(int64(blk)*backup.IncrementBlockSize, page)
 		}
 		if _, err := b.cur.tw.Write(page); err != nil {
 			return false, fmt.Errorf("write increment of %s into %s: %w", e.name, b.cur.key, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/backup/restore"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 	"github.com/tusk-pg/tusk/internal/pipe"
 
 	"github.com/tusk-pg/tusk/internal/pg"
@@ -52,10 +53,10 @@ func testPage(lsn uint64) []byte {
 	le := binary.LittleEndian
 	le.PutUint32(p[0:], uint32(lsn>>32))
 	le.PutUint32(p[4:], uint32(lsn))
-	le.PutUint16(p[pageLowerOffset:], 40)
-	le.PutUint16(p[pageUpperOffset:], 8000)
-	le.PutUint16(p[pageSpecialOffset:], backup.IncrementBlockSize)
-	le.PutUint16(p[pageSizeVersionOffset:], backup.IncrementBlockSize+4)
+	le.PutUint16(p[pgdata.PageLowerOffset:], 40)
+	le.PutUint16(p[pgdata.PageUpperOffset:], 8000)
+	le.PutUint16(p[pgdata.PageSpecialOffset:], backup.IncrementBlockSize)
+	le.PutUint16(p[pgdata.PageSizeVersionOffset:], backup.IncrementBlockSize+4)
 	return p
 }
 
@@ -74,25 +75,25 @@ func TestClassifyPage(t *testing.T) {
 		t.Errorf("new (zero) page: %v", v)
 	}
 	bad := testPage(base - 1)
-	binary.LittleEndian.PutUint16(bad[pageLowerOffset:], 9000) // lower > upper
+	binary.LittleEndian.PutUint16(bad[pgdata.PageLowerOffset:], 9000) // lower > upper
 	if v := classifyPage(bad, base); v != pageInvalid {
 		t.Errorf("torn page: %v", v)
 	}
 	bad = testPage(base - 1)
-	binary.LittleEndian.PutUint16(bad[pageSizeVersionOffset:], 4096+4)
+	binary.LittleEndian.PutUint16(bad[pgdata.PageSizeVersionOffset:], 4096+4)
 	if v := classifyPage(bad, base); v != pageInvalid {
 		t.Errorf("wrong page size: %v", v)
 	}
 	// WAL-G accepts layout versions up to 5 and refuses later ones.
 	for version, want := range map[uint16]pageVerdict{3: pageUnchanged, 5: pageUnchanged, 6: pageInvalid} {
 		p := testPage(base - 1)
-		binary.LittleEndian.PutUint16(p[pageSizeVersionOffset:], backup.IncrementBlockSize+version)
+		binary.LittleEndian.PutUint16(p[pgdata.PageSizeVersionOffset:], backup.IncrementBlockSize+version)
 		if v := classifyPage(p, base); v != want {
 			t.Errorf("layout version %d: %v, want %v", version, v, want)
 		}
 	}
 	bad = testPage(base - 1)
-	binary.LittleEndian.PutUint16(bad[pageFlagsOffset:], 0x8)
+	binary.LittleEndian.PutUint16(bad[pgdata.PageFlagsOffset:], 0x8)
 	if v := classifyPage(bad, base); v != pageInvalid {
 		t.Errorf("unknown flag bits: %v", v)
 	}
@@ -391,7 +392,7 @@ func TestBuilderDelta(t *testing.T) {
 	const baseLSN = 0x5000028
 	old, changed := testPage(baseLSN-0x100), testPage(baseLSN+0x100)
 	torn := testPage(baseLSN - 0x100)
-	binary.LittleEndian.PutUint16(torn[pageLowerOffset:], 9000)
+	binary.LittleEndian.PutUint16(torn[pgdata.PageLowerOffset:], 9000)
 	zero := make([]byte, backup.IncrementBlockSize)
 	files := map[string][]byte{
 		"base/5/100":     bytes.Join([][]byte{old, changed, old, zero}, nil),

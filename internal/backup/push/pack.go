@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/ratelimit"
 	"github.com/tusk-pg/tusk/internal/storage"
@@ -249,12 +250,12 @@ func (b *builder) addFile(ctx context.Context, e walkEntry) error {
 	if err := b.cur.tw.WriteHeader(hdr); err != nil {
 		return fmt.Errorf("write tar header %s into %s: %w", e.name, b.cur.key, err)
 	}
-	var v *pageVerifier
+	var v *pgdata.PageVerifier
 	var inspect func(int64, []byte)
 	if p.verify && e.paged && p.blockSize > 0 && size%int64(p.blockSize) == 0 {
-		v = &pageVerifier{blockSize: p.blockSize, firstBlock: e.segment * p.relSegBlocks,
-			startLSN: p.startLSN, reread: readAtFunc(f)}
-		inspect = v.inspect
+		v = &pgdata.PageVerifier{BlockSize: p.blockSize, FirstBlock: e.segment * p.relSegBlocks,
+			StartLSN: p.startLSN, Reread: readAtFunc(f)}
+		inspect = v.Inspect
 	}
 	if p.beforeCopy != nil {
 		p.beforeCopy(e.path)
@@ -281,13 +282,13 @@ func (b *builder) addFile(ctx context.Context, e walkEntry) error {
 }
 
 // noteCorrupt records in d and in the log the pages v found corrupt.
-func (p *packer) noteCorrupt(name string, d *backup.FileDescription, v *pageVerifier) {
-	if v == nil || len(v.corrupt) == 0 {
+func (p *packer) noteCorrupt(name string, d *backup.FileDescription, v *pgdata.PageVerifier) {
+	if v == nil || len(v.Corrupt) == 0 {
 		return
 	}
-	d.CorruptBlocks = corruptBlocks(v.corrupt, p.storeAll)
+	d.CorruptBlocks = corruptBlocks(v.Corrupt, p.storeAll)
 	p.corruptFiles.Add(1)
-	p.corruptBlocks.Add(int64(len(v.corrupt)))
+	p.corruptBlocks.Add(int64(len(v.Corrupt)))
 	p.log.Warn("page checksum failures", "file", name, "blocks", d.CorruptBlocks.CorruptBlocksCount,
 		"first", d.CorruptBlocks.SomeCorruptBlocks)
 }

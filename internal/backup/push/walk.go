@@ -12,6 +12,7 @@ import (
 	"sort"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 )
 
 // entryKind says what a walked object becomes in the tar.
@@ -96,17 +97,15 @@ func (w *walker) visit(ctx context.Context, p, rel string, info fs.FileInfo, unl
 			return nil
 		}
 		e := walkEntry{path: p, name: name, info: info, kind: entryFile}
-		if dir := path.Dir(rel); isDatabaseDir(dir) || dir == "global" {
+		if dir := path.Dir(rel); pgdata.IsDatabaseDir(dir) || dir == "global" {
 			if isTempRelation(base) {
 				return nil
 			}
-			if rf, ok := parseRelFile(base); ok {
-				if unlogged[rf.node] && rf.fork != "init" {
-					return nil
-				}
-				e.paged, e.segment = rf.fork == "", rf.segment
+			if rf, ok := pgdata.ParseRelFile(base); ok && unlogged[rf.Node] && rf.Fork != "init" {
+				return nil
 			}
 		}
+		e.segment, e.paged = pgdata.PagedFile(rel)
 		if rel == "global/pg_control" {
 			w.pgControl = &e
 			return nil
@@ -158,7 +157,7 @@ func (w *walker) walkDir(ctx context.Context, p, rel string) error {
 		return fmt.Errorf("read directory %s: %w", p, err)
 	}
 	var unlogged map[string]bool
-	if isDatabaseDir(rel) {
+	if pgdata.IsDatabaseDir(rel) {
 		unlogged = unloggedNodes(names)
 	}
 	for _, n := range names {

@@ -191,32 +191,7 @@ func TestWalkVanishingDirectory(t *testing.T) {
 	}
 }
 
-func TestParseRelFile(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-		want relFile
-	}{
-		{"16384", true, relFile{node: "16384"}},
-		{"16384.12", true, relFile{node: "16384", segment: 12}},
-		{"16384_fsm", true, relFile{node: "16384", fork: "fsm"}},
-		{"16384_vm.3", true, relFile{node: "16384", fork: "vm", segment: 3}},
-		{"16384_init", true, relFile{node: "16384", fork: "init"}},
-		{"16384.0", false, relFile{}},
-		{"16384.0001", false, relFile{}},
-		{"016384", false, relFile{}},
-		{"16384_foo", false, relFile{}},
-		{"16384.", false, relFile{}},
-		{"_fsm", false, relFile{}},
-		{"pg_filenode.map", false, relFile{}},
-		{"99999999999", false, relFile{}},
-		{"1a", false, relFile{}},
-	} {
-		got, ok := parseRelFile(tc.name)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("parseRelFile(%q) = %+v, %v", tc.name, got, ok)
-		}
-	}
+func TestIsTempRelation(t *testing.T) {
 	for name, want := range map[string]bool{
 		"t3_16500": true, "t3_16500_fsm": true, "t12_16501.2": true,
 		"t_1": false, "tx_1": false, "t3": false, "t3_": false, "16500": false, "t3_16500_x": false,
@@ -225,48 +200,4 @@ func TestParseRelFile(t *testing.T) {
 			t.Errorf("isTempRelation(%q) = %v", name, got)
 		}
 	}
-	for rel, want := range map[string]bool{
-		"base/1": true, "base/16384": true, "base": false, "base/pgsql_tmp": false, "base/1/2": false,
-		"pg_tblspc/16384/PG_15_202209061/5": true, "pg_tblspc/16384/PG_15_202209061": false, "global": false,
-	} {
-		if got := isDatabaseDir(rel); got != want {
-			t.Errorf("isDatabaseDir(%q) = %v", rel, got)
-		}
-	}
-}
-
-func FuzzParseRelFile(f *testing.F) {
-	for _, s := range []string{"16384", "16384_vm.3", "t3_16500_fsm", "pg_internal.init", "1.0"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, name string) {
-		rf, ok := parseRelFile(name)
-		if !ok {
-			return
-		}
-		// Whatever parses formats back to the same name.
-		back := rf.node
-		if rf.fork != "" {
-			back += "_" + rf.fork
-		}
-		if rf.segment != 0 {
-			back += "." + itoa(rf.segment)
-		}
-		if back != name {
-			t.Fatalf("%q parsed as %+v, formats back as %q", name, rf, back)
-		}
-		_ = isTempRelation("t1_" + name)
-	})
-}
-
-func itoa(n uint32) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for n > 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
 }

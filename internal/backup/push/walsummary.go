@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 	"github.com/tusk-pg/tusk/internal/ratelimit"
 )
 
@@ -188,27 +189,27 @@ func relationOf(name string) (relKey, uint32, bool) {
 	switch {
 	case len(parts) == 3 && parts[0] == "base":
 		spc = defaultTablespaceOID
-		if db, ok = parseDigits(parts[1]); !ok {
+		if db, ok = pgdata.ParseDigits(parts[1]); !ok {
 			return relKey{}, 0, false
 		}
 	case len(parts) == 5 && parts[0] == "pg_tblspc":
-		if spc, ok = parseDigits(parts[1]); !ok {
+		if spc, ok = pgdata.ParseDigits(parts[1]); !ok {
 			return relKey{}, 0, false
 		}
-		if db, ok = parseDigits(parts[3]); !ok {
+		if db, ok = pgdata.ParseDigits(parts[3]); !ok {
 			return relKey{}, 0, false
 		}
 	default:
 		return relKey{}, 0, false
 	}
 	node, segStr, hasSeg := strings.Cut(parts[len(parts)-1], ".")
-	rel, ok := parseDigits(node)
+	rel, ok := pgdata.ParseDigits(node)
 	if !ok {
 		return relKey{}, 0, false
 	}
 	var seg uint64
 	if hasSeg {
-		if seg, ok = parseDigits(segStr); !ok {
+		if seg, ok = pgdata.ParseDigits(segStr); !ok {
 			return relKey{}, 0, false
 		}
 	}
