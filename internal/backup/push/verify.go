@@ -24,7 +24,7 @@ func corruptBlocks(blocks []uint32, storeAll bool) *backup.CorruptBlocks {
 // maxCorruptBlocks is WAL-G's MaxCorruptBlocksInFileDesc.
 const maxCorruptBlocks = 10
 
-// readAtFunc adapts an io.ReaderAt for pageVerifier.reread.
+// readAtFunc adapts an io.ReaderAt for pgdata.PageVerifier.Reread.
 func readAtFunc(r io.ReaderAt) func(p []byte, off int64) error {
 	return func(p []byte, off int64) error {
 		_, err := r.ReadAt(p, off)
