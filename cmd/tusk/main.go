@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -64,20 +66,35 @@ func run(ctx context.Context, args []string) int {
 	if clientArgs, ok := daemonClientArgs(args); ok {
 		return runDaemonClient(ctx, clientArgs)
 	}
-	root := newRootCommand()
+	root, a := newApp()
 	root.SetArgs(args[1:])
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(os.Stderr, "ERROR: %v\n", err)
-	var ue *usageError
-	if errors.As(err, &ue) {
-		fmt.Fprintln(os.Stderr, ue.usageLine())
-	}
+	reportError(os.Stderr, err, a.jsonLogs())
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code
 	}
 	return 1
+}
+
+// reportError writes the error that ends the command to stderr (never to
+// WALG_LOG_DESTINATION: stderr is what PostgreSQL's log captures from
+// archive_command): one line starting "ERROR: ", as WAL-G's errors start,
+// and the usage line after an argument error. With TUSK_LOG_FORMAT=json it
+// is one JSON record at level ERROR instead, so every line parses; errors
+// found before the configuration is read (arguments, settings) keep the
+// plain form, the format being unknown then.
+func reportError(w io.Writer, err error, asJSON bool) {
+	if asJSON {
+		slog.New(slog.NewJSONHandler(w, nil)).Error(err.Error())
+		return
+	}
+	fmt.Fprintf(w, "ERROR: %v\n", err)
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(w, ue.usageLine())
+	}
 }

@@ -25,6 +25,13 @@ type app struct {
 }
 
 func newRootCommand() *cobra.Command {
+	root, _ := newApp()
+	return root
+}
+
+// newApp returns the command tree and the app its commands share, which
+// run reads after the command to report its error in the log format.
+func newApp() (*cobra.Command, *app) {
 	a := &app{settingFlags: map[string]*string{}}
 	root := &cobra.Command{
 		Use:   "tusk",
@@ -86,7 +93,7 @@ In postgresql.conf:
 	root.InitDefaultCompletionCmd()
 	root.AddCommand(missingWALGCommands(root)...)
 	markUsageErrors(root)
-	return root
+	return root, a
 }
 
 // load resolves the configuration once, before any command touches
@@ -142,13 +149,15 @@ func (a *app) setupLogging() error {
 		a.logFile = f
 		w = f
 	}
-	level := slog.LevelInfo
-	switch a.cfg.LogLevel() {
-	case "DEVEL":
-		level = slog.LevelDebug
-	case "ERROR":
-		level = slog.LevelError
+	opts := &slog.HandlerOptions{Level: a.cfg.LogLevel()}
+	if a.cfg.LogFormat() == "json" {
+		a.log = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		a.log = slog.New(slog.NewTextHandler(w, opts))
 	}
-	a.log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 	return nil
 }
+
+// jsonLogs reports whether the configuration loaded and asks for JSON
+// records (TUSK_LOG_FORMAT=json).
+func (a *app) jsonLogs() bool { return a.cfg != nil && a.cfg.LogFormat() == "json" }

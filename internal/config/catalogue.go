@@ -422,6 +422,8 @@ func catalogue() []Setting {
 		integer("TUSK_DAEMON_MAX_CONNECTIONS", "16", 1),
 		// How long a stopping daemon lets uploads in flight finish.
 		duration("TUSK_DAEMON_SHUTDOWN_GRACE", "30s"),
+		// Log records as key=value text or as JSON lines (log shippers).
+		enum("TUSK_LOG_FORMAT", "text", "text", "json"),
 
 		// Storage prefixes, in WAL-G's adapter order.
 		prefix("OSS", StorageOSS),

@@ -31,6 +31,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"strings"
@@ -412,8 +413,22 @@ func (c *Config) NetworkRateLimit() int64 {
 // WalSegmentSize is WALG_PG_WAL_SIZE converted from MiB to bytes.
 func (c *Config) WalSegmentSize() int64 { return int64(c.intValue("WALG_PG_WAL_SIZE")) << 20 }
 
-// LogLevel is WALG_LOG_LEVEL: NORMAL, DEVEL or ERROR.
-func (c *Config) LogLevel() string { return c.value("WALG_LOG_LEVEL") }
+// LogLevel is the least severe record WALG_LOG_LEVEL lets through, with
+// WAL-G's meaning (tracelog.Setup): NORMAL logs information, warnings and
+// errors; DEVEL adds debugging records; ERROR logs errors only.
+func (c *Config) LogLevel() slog.Level {
+	switch c.value("WALG_LOG_LEVEL") {
+	case "DEVEL":
+		return slog.LevelDebug
+	case "ERROR":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+// LogFormat is TUSK_LOG_FORMAT: "text" (key=value records) or "json" (one
+// JSON object per line).
+func (c *Config) LogFormat() string { return c.value("TUSK_LOG_FORMAT") }
 
 // GoMaxProcs is the GOMAXPROCS to apply, 0 for "leave alone" (unset or
 // --turbo), as WAL-G's SetGoMaxProcs.

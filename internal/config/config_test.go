@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -55,7 +56,8 @@ func TestDefaults(t *testing.T) {
 		{c.intValue("WALG_DOWNLOAD_FILE_RETRIES"), 15, "WALG_DOWNLOAD_FILE_RETRIES"},
 		{c.WalSegmentSize(), int64(16 << 20), "WalSegmentSize"},
 		{c.Compression().Name(), "lz4", "Compression"},
-		{c.LogLevel(), "NORMAL", "LogLevel"},
+		{c.LogLevel(), slog.LevelInfo, "LogLevel"},
+		{c.LogFormat(), "text", "LogFormat"},
 		{c.bytesValue("WALG_TAR_SIZE_THRESHOLD"), int64(0), "WALG_TAR_SIZE_THRESHOLD (backup applies its default)"},
 		{c.boolValue("WALG_PREVENT_WAL_OVERWRITE"), false, "WALG_PREVENT_WAL_OVERWRITE"},
 		{c.boolValue("WALG_S3_SKIP_VALIDATION"), true, "WALG_S3_SKIP_VALIDATION"},
