@@ -59,7 +59,7 @@ func TestLogLevelsAndFormats(t *testing.T) {
 	putProgressBackup(t, prefix)
 	for _, format := range []string{"text", "json"} {
 		for _, tc := range []struct {
-			level      string
+			level     string
 			want, not []string
 		}{
 			{"", []string{"INFO", "WARN"}, []string{"DEBUG"}},
