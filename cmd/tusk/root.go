@@ -78,6 +78,7 @@ In postgresql.conf:
 		newWalPrefetchCommand(a),
 		newWalShowCommand(a),
 		newWalVerifyCommand(a),
+		newWalReceiveCommand(a),
 		newBackupVerifyCommand(a),
 		newBackupListCommand(a),
 		newBackupFetchCommand(a),

@@ -13,6 +13,12 @@ func (c *Config) PGData() string { return c.value("PGDATA") }
 // PGAppName is PGAPPNAME, the application_name of tusk's connections.
 func (c *Config) PGAppName() string { return c.value("PGAPPNAME") }
 
+// SlotName is WALG_SLOTNAME, the physical replication slot of wal-receive.
+func (c *Config) SlotName() string { return c.value("WALG_SLOTNAME") }
+
+// WALReceiveDir is TUSK_WAL_RECEIVE_DIR; "" means a private temp dir.
+func (c *Config) WALReceiveDir() string { return c.value("TUSK_WAL_RECEIVE_DIR") }
+
 // LogDestination is WALG_LOG_DESTINATION: a file path, or "" / "stderr".
 func (c *Config) LogDestination() string { return c.value("WALG_LOG_DESTINATION") }
 

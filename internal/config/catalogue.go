@@ -424,6 +424,9 @@ func catalogue() []Setting {
 		duration("TUSK_DAEMON_SHUTDOWN_GRACE", "30s"),
 		// Log records as key=value text or as JSON lines (log shippers).
 		enum("TUSK_LOG_FORMAT", "text", "text", "json"),
+		// Where wal-receive spools the segment it is receiving; empty: a
+		// private directory under the system temp dir, removed at exit.
+		str("TUSK_WAL_RECEIVE_DIR"),
 
 		// Storage prefixes, in WAL-G's adapter order.
 		prefix("OSS", StorageOSS),

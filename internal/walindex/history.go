@@ -55,15 +55,25 @@ func LoadHistory(ctx context.Context, o Opener, tli uint32) ([]HistoryRecord, er
 	if key == "" {
 		key = wal.Folder + name
 	}
-	recs, err := ParseHistory(rc)
+	recs, err := ParseHistoryOf(rc, tli)
 	if cerr := rc.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
 	}
+	return recs, nil
+}
+
+// ParseHistoryOf parses timeline tli's history file: every record must name
+// a timeline below tli.
+func ParseHistoryOf(r io.Reader, tli uint32) ([]HistoryRecord, error) {
+	recs, err := ParseHistory(r)
+	if err != nil {
+		return nil, err
+	}
 	if n := len(recs); n > 0 && recs[n-1].Timeline >= tli {
-		return nil, fmt.Errorf("%s: names timeline %d, not below the file's own timeline %d", key, recs[n-1].Timeline, tli)
+		return nil, fmt.Errorf("names timeline %d, not below the file's own timeline %d", recs[n-1].Timeline, tli)
 	}
 	return recs, nil
 }
