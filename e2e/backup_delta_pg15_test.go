@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -15,10 +16,18 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
 
+// pgbench is PostgreSQL 15's pgbench against c: the embedded releases
+// ship only the server.
+func pgbench(c *pgcluster.Cluster, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(pgcluster.DefaultBinDir, "pgbench"), args...)
+	cmd.Env = append(os.Environ(), c.ConnEnv()...)
+	return cmd
+}
+
 // startPgbench runs pgbench against c until the returned stop is called.
 func startPgbench(t *testing.T, c *pgcluster.Cluster) (stop func()) {
 	t.Helper()
-	bench := c.Command("pgbench", "-n", "-c", "3", "-j", "1", "-T", "600")
+	bench := pgbench(c, "-n", "-c", "3", "-j", "1", "-T", "600")
 	log, err := os.CreateTemp(t.TempDir(), "pgbench-*.log")
 	if err != nil {
 		t.Fatal(err)

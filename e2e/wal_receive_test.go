@@ -104,19 +104,35 @@ func testWalReceive(t *testing.T, bin string) {
 	repl := []string{"wal_level = replica", "max_wal_senders = 8", "max_replication_slots = 8", "hot_standby = on", "wal_keep_size = 0"}
 	primary := pgcluster.New(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: repl})
 	primary.Start()
-	if out, err := primary.Command("pgbench", "-i", "-q", "-s", "2").CombinedOutput(); err != nil {
+	if out, err := pgbench(primary, "-i", "-q", "-s", "2").CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
 
-	// The standby: pg_basebackup with a slot on the primary.
-	sbase := pgcluster.TempDir(t)
-	sdir := filepath.Join(sbase, "data")
-	bb := primary.Command("pg_basebackup", "-D", sdir, "-X", "stream", "-c", "fast", "-R", "-C", "-S", "standby")
-	pgcluster.AsServerUser(t, bb)
-	if out, err := bb.CombinedOutput(); err != nil {
-		t.Fatalf("pg_basebackup: %v\n%s", err, out)
+	// The standby starts from a first backup; a slot on the primary keeps
+	// its WAL (archive_mode is off).
+	primary.Exec("select pg_create_physical_replication_slot('standby', true)")
+	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
+	backupPush := func() string {
+		res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir())
+		if res.code != 0 {
+			t.Fatalf("backup-push: exit %d\n%s", res.code, res.output)
+		}
+		for _, l := range strings.Split(res.output, "\n") {
+			if i := strings.Index(l, `msg="wrote backup" name=`); i >= 0 {
+				return strings.Fields(l[i+len(`msg="wrote backup" name=`):])[0]
+			}
+		}
+		t.Fatalf("backup-push named no backup:\n%s", res.output)
+		return ""
 	}
-	standby := pgcluster.Open(t, sdir, pgcluster.Options{BinDir: bin, Conf: repl})
+	sdir := filepath.Join(pgcluster.TempDir(t), "data")
+	if res := runAsServer(t, tusk, env, "backup-fetch", sdir, backupPush()); res.code != 0 {
+		t.Fatalf("backup-fetch: exit %d\n%s", res.code, res.output)
+	}
+	standby := pgcluster.Open(t, sdir, pgcluster.Options{BinDir: bin, Conf: append(repl,
+		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
+		"primary_slot_name = 'standby'")})
+	standby.WriteDataFile("standby.signal", nil)
 	standby.Start()
 	step("standby started")
 
@@ -137,21 +153,8 @@ func testWalReceive(t *testing.T, bin string) {
 	}
 
 	step("slot made")
-	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
-	res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir())
-	if res.code != 0 {
-		t.Fatalf("backup-push: exit %d\n%s", res.code, res.output)
-	}
-	name := ""
-	for _, l := range strings.Split(res.output, "\n") {
-		if i := strings.Index(l, `msg="wrote backup" name=`); i >= 0 {
-			name = strings.Fields(l[i+len(`msg="wrote backup" name=`):])[0]
-		}
-	}
-	if name == "" {
-		t.Fatalf("backup-push named no backup:\n%s", res.output)
-	}
-
+	// The backup restored at the end: its WAL is all received.
+	name := backupPush()
 	step("backup pushed")
 	// A burst, wal-receive killed in its middle and started again.
 	stopBench := startPgbench(t, primary)
@@ -202,6 +205,9 @@ func testWalReceive(t *testing.T, bin string) {
 		t.Errorf("timeline 1 partial segments stored: %v, want one at or after %s", partials, lastTL1)
 	}
 	step("objects stored")
+	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), `msg="wal-receive: timeline switch" from=1 to=2`) {
+		t.Errorf("wal-receive logged no switch from timeline 1 to 2:\n%s", tail(string(b), 20))
+	}
 	t.Logf("wal-receive peak RSS %d KiB", vmHWM(t, rcv.cmd.Process.Pid)>>10)
 
 	if err := rcv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
