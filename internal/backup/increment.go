@@ -33,6 +33,12 @@ const (
 	incrementMagic0, incrementMagic1, incrementVersion, incrementMagic3 = 'w', 'i', '1', 0x55
 )
 
+// IsIncrement reports whether head, the first bytes of a file, starts
+// with an increment's signature (any version).
+func IsIncrement(head []byte) bool {
+	return len(head) >= 4 && head[0] == incrementMagic0 && head[1] == incrementMagic1 && head[3] == incrementMagic3
+}
+
 // ErrInvalidIncrement is wrapped by every failure to decode an increment.
 var ErrInvalidIncrement = errors.New("invalid page increment")
 
@@ -94,7 +100,7 @@ func ReadIncrementHeader(r io.Reader, blocks []uint32) (*IncrementHeader, error)
 	if _, err := io.ReadFull(r, fixed[:]); err != nil {
 		return nil, fmt.Errorf("%w: header: %w", ErrInvalidIncrement, eofIsUnexpected(err))
 	}
-	if fixed[0] != incrementMagic0 || fixed[1] != incrementMagic1 || fixed[3] != incrementMagic3 {
+	if !IsIncrement(fixed[:]) {
 		return nil, fmt.Errorf("%w: invalid increment file header % x", ErrInvalidIncrement, fixed[:4])
 	}
 	if fixed[2] != incrementVersion {

@@ -2,14 +2,19 @@
 // it (backup-verify): its sentinel and metadata parse, every backup of its
 // delta chain is there, every tar object decrypts, decompresses and is a
 // well-formed tar holding exactly the members files_metadata.json lists for
-// it, and the WAL from the backup's start to its consistency point is
-// archived, decodes and has the right length and first page.
+// it, pg_control parses, the data pages' checksums hold where the
+// cluster has data checksums (internal/pgdata, as backup-push --verify
+// judges them: pages changed after the backup started are not judged,
+// and a delta's increments are judged for the pages they hold), and the
+// WAL from the backup's start to its consistency point is archived,
+// decodes and has the right length and first page.
 //
 // Memory is bounded like backup-fetch's: objects are streamed one at a time
 // through one decryptor, one decompressor and a tar reader, and contents
-// are discarded as they are read. What is held is per backup: its
-// files_metadata.json (as backup-fetch holds it) and the member names of
-// one tar at a time.
+// are discarded as they are read (data files through one 64 KiB buffer).
+// What is held is per backup: its files_metadata.json (as backup-fetch
+// holds it), the member names of one tar at a time and the block list of
+// one increment.
 package backupcheck
 
 import (
@@ -44,12 +49,15 @@ type Report struct {
 	// Status is OK, or FAILURE when there is any fault.
 	Status string `json:"status"`
 	// Chain lists the backups a restore needs, full backup first.
-	Chain       []string `json:"chain"`
-	Tars        int      `json:"tars"`
-	Files       int64    `json:"files"`
-	Bytes       int64    `json:"bytes"`
-	WALSegments int      `json:"wal_segments"`
-	Faults      []Fault  `json:"faults"`
+	Chain []string `json:"chain"`
+	Tars  int      `json:"tars"`
+	Files int64    `json:"files"`
+	Bytes int64    `json:"bytes"`
+	// Pages counts the data pages read for checksum verification (none
+	// when the cluster has no data checksums).
+	Pages       int64   `json:"pages_checked"`
+	WALSegments int     `json:"wal_segments"`
+	Faults      []Fault `json:"faults"`
 }
 
 // Verifier checks backups in one storage.
@@ -159,7 +167,9 @@ func (v *Verifier) checkData(ctx context.Context, r *Report, l backup.ChainLink)
 	if tars.PgControl == "" {
 		r.faultf(prefix+"pg_control.tar", "missing: the backup has no pg_control tar")
 	}
-	all := append(append([]string{}, tars.Parts...), tars.PgControl, tars.BackupLabel)
+	// pg_control first: it says whether the cluster has data checksums.
+	all := append(append([]string{tars.PgControl}, tars.Parts...), tars.BackupLabel)
+	pc := &pageCheck{startLSN: uint64(l.Sentinel.LSN), fm: fm, delta: l.Sentinel.IsDelta()}
 	stored := map[string]bool{}
 	// Members seen in this backup's tars, to check files_metadata's
 	// non-skipped files against.
@@ -171,7 +181,7 @@ func (v *Verifier) checkData(ctx context.Context, r *Report, l backup.ChainLink)
 		}
 		stored[t] = true
 		r.Tars++
-		members, err := v.readTar(ctx, r, prefix+t, t)
+		members, err := v.readTar(ctx, r, prefix+t, t, pc.memberReader(r, prefix+t, t == tars.PgControl))
 		if err != nil {
 			return err
 		}
@@ -241,10 +251,37 @@ func (v *Verifier) checkData(ctx context.Context, r *Report, l backup.ChainLink)
 // WAL-G writes "/base/5/1259" in part tars and "backup_label" in others.
 func memberName(n string) string { return strings.TrimPrefix(n, "/") }
 
+// memberFunc reads one tar member's contents to their end, returning the
+// bytes read; an error is a failure to read the stream.
+type memberFunc func(h *tar.Header, body io.Reader) (int64, error)
+
+// memberReader returns how the members of the tar at key are read: in
+// pg_control's tar, global/pg_control is parsed into pc; in the others,
+// the pages of data files are judged when the cluster has data checksums.
+func (pc *pageCheck) memberReader(r *Report, key string, control bool) memberFunc {
+	return func(h *tar.Header, body io.Reader) (int64, error) {
+		if control && memberName(h.Name) == "global/pg_control" {
+			ctl, n, problem, err := readControl(body)
+			if problem != nil {
+				r.faultf(key, "%v", problem)
+			}
+			if ctl != nil {
+				pc.ctl = ctl
+			}
+			return n, err
+		}
+		if seg, ok := pc.enabled(h.Name); ok && h.Typeflag == tar.TypeReg {
+			return pc.checkMember(r, key, h.Name, seg, body)
+		}
+		return io.Copy(io.Discard, body)
+	}
+}
+
 // readTar streams one tar object through decryption, decompression and a
-// tar reader, discarding contents, and returns its member names (nil after
-// recording a fault). Only a cancelled context is returned as an error.
-func (v *Verifier) readTar(ctx context.Context, r *Report, key, name string) (map[string]bool, error) {
+// tar reader, reading each member with member, and returns its member
+// names (nil after recording a fault). Only a cancelled context is
+// returned as an error.
+func (v *Verifier) readTar(ctx context.Context, r *Report, key, name string, member memberFunc) (map[string]bool, error) {
 	method, err := backup.TarMethod(name)
 	if err != nil {
 		r.fault(key, err)
@@ -274,7 +311,7 @@ func (v *Verifier) readTar(ctx context.Context, r *Report, key, name string) (ma
 		}
 		if err == nil {
 			var n int64
-			n, err = io.Copy(io.Discard, tr)
+			n, err = member(h, tr)
 			bytes += n
 		}
 		if err != nil {

@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"hash/crc32"
+	"math"
 	"strings"
 	"testing"
 
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/file"
 	"github.com/tusk-pg/tusk/internal/wal"
@@ -33,14 +36,26 @@ func (f fixture) put(key string, b []byte) {
 }
 
 func tarOf(t *testing.T, members ...string) []byte {
+	var files []tarFile
+	for _, m := range members {
+		files = append(files, tarFile{m, []byte("content of " + m)})
+	}
+	return tarFiles(t, files...)
+}
+
+type tarFile struct {
+	name string
+	body []byte
+}
+
+func tarFiles(t *testing.T, files ...tarFile) []byte {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
-	for _, m := range members {
-		body := []byte("content of " + m)
-		if err := tw.WriteHeader(&tar.Header{Name: m, Mode: 0o600, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+	for _, f := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o600, Size: int64(len(f.body)), Typeflag: tar.TypeReg}); err != nil {
 			t.Fatal(err)
 		}
-		tw.Write(body)
+		tw.Write(f.body)
 	}
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
@@ -91,7 +106,7 @@ func newBackup(t *testing.T) fixture {
 	f.put(backup.FilesMetadataKey(name), fm.Bytes())
 	f.put(backup.TarKey(name, "part_001.tar"), tarOf(t, "/base/5/1259", "/PG_VERSION"))
 	f.put(backup.TarKey(name, "backup_label.tar"), tarOf(t, "backup_label"))
-	f.put(backup.TarKey(name, "pg_control.tar"), tarOf(t, "/global/pg_control"))
+	f.put(backup.TarKey(name, "pg_control.tar"), tarFiles(t, tarFile{"/global/pg_control", controlFile(true)}))
 	for no := uint64(2); no <= 3; no++ {
 		f.put(wal.Folder+wal.Segment{Timeline: 1, No: no}.Name(seg1), segment(no*seg1, seg1))
 	}
@@ -175,5 +190,93 @@ func TestVerifyFaults(t *testing.T) {
 				t.Errorf("a fault spans lines:\n%s", got)
 			}
 		})
+	}
+}
+
+// controlFile is a pg_control of PostgreSQL 13-16's layout: 8 KiB pages,
+// 1 GiB segments, data checksums as asked.
+func controlFile(checksums bool) []byte {
+	b := make([]byte, 8192)
+	le := binary.LittleEndian
+	le.PutUint32(b[8:], 1300)
+	le.PutUint64(b[208:], math.Float64bits(1234567.0))
+	le.PutUint32(b[216:], 8192)
+	le.PutUint32(b[220:], 131072)
+	if checksums {
+		le.PutUint32(b[252:], 1)
+	}
+	le.PutUint32(b[288:], crc32.Checksum(b[:288], crc32.MakeTable(crc32.Castagnoli)))
+	return b
+}
+
+// relation is n initialised pages of relation file segment seg, each with
+// its checksum, LSN lsn and distinct contents.
+func relation(n int, seg uint32, lsn uint64) []byte {
+	const bs = 8192
+	var out []byte
+	for i := range n {
+		p := make([]byte, bs)
+		for j := range p {
+			p[j] = byte(i*31 + j*7)
+		}
+		binary.LittleEndian.PutUint32(p[0:], uint32(lsn>>32))
+		binary.LittleEndian.PutUint32(p[4:], uint32(lsn))
+		binary.LittleEndian.PutUint16(p[pgdata.PageUpperOffset:], 0x1000)
+		binary.LittleEndian.PutUint16(p[pgdata.PageChecksumOffset:], pgdata.PageChecksum(p, seg*131072+uint32(i)))
+		out = append(out, p...)
+	}
+	return out
+}
+
+// TestVerifyPages: a page whose bytes changed after its checksum was set
+// is named with its file and block; nothing is judged in a cluster
+// without data checksums, nor a page changed after the backup started.
+func TestVerifyPages(t *testing.T) {
+	tarKey := backup.TarKey(name, "part_001.tar")
+	ctlKey := backup.TarKey(name, "pg_control.tar")
+	const start = 2*seg1 + 0x28
+	pages := 3
+	setup := func(checksums bool, lsn uint64, damage func(p []byte)) fixture {
+		f := newBackup(t)
+		rel := relation(pages, 0, lsn)
+		damage(rel)
+		f.put(tarKey, tarFiles(t, tarFile{"/base/5/1259", rel}, tarFile{"/PG_VERSION", []byte("15\n")}))
+		f.put(ctlKey, tarFiles(t, tarFile{"/global/pg_control", controlFile(checksums)}))
+		return f
+	}
+	flip := func(p []byte) { p[8192+300] ^= 1 }
+	r := setup(true, 0x100, func([]byte) {}).verify()
+	if r.Status != "OK" || r.Pages != 3 {
+		t.Errorf("clean: %+v\n%s", r, faults(r))
+	}
+	r = setup(true, 0x100, flip).verify()
+	if got, want := faults(r), tarKey+": base/5/1259 block 1: page checksum does not match\n"; got != want {
+		t.Errorf("one bad page: faults\n%s want\n%s", got, want)
+	}
+	r = setup(false, 0x100, flip).verify()
+	if r.Status != "OK" || r.Pages != 0 {
+		t.Errorf("checksums off: %+v\n%s", r, faults(r))
+	}
+	r = setup(true, start, flip).verify()
+	if r.Status != "OK" {
+		t.Errorf("page changed during the backup judged: %s", faults(r))
+	}
+	// Every page bad: ten lines, then one counting the rest.
+	pages = 12
+	r = setup(true, 0x100, func(p []byte) {
+		for i := 0; i < len(p); i += 8192 {
+			p[i+300] ^= 1
+		}
+	}).verify()
+	if len(r.Faults) != 11 || !strings.HasSuffix(faults(r), "base/5/1259: 2 more pages whose checksum does not match\n") {
+		t.Errorf("all bad: %s", faults(r))
+	}
+	// A pg_control that does not parse is named.
+	f := setup(true, 0x100, func([]byte) {})
+	bad := controlFile(true)
+	bad[100] ^= 1
+	f.put(ctlKey, tarFiles(t, tarFile{"/global/pg_control", bad}))
+	if got := faults(f.verify()); !strings.Contains(got, ctlKey+": pg_control: CRC") {
+		t.Errorf("damaged pg_control: %s", got)
 	}
 }
