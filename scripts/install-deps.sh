@@ -21,6 +21,8 @@ declare -A want=(
 	[time]=/usr/bin/time
 	# The package test rotates the daemon's log with the packaged snippet.
 	[logrotate]=/usr/sbin/logrotate
+	# The SFTP storage tests start their own sshd on a loopback port.
+	[openssh-server]=/usr/sbin/sshd
 )
 
 missing=()

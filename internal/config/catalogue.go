@@ -477,6 +477,23 @@ func catalogue() []Setting {
 		s3opt("S3_ENABLE_VERSIONING", enum("", "", "enabled", "disabled").later("S3 object-version handling")),
 		s3opt("S3_DELETE_BATCH_SIZE", integer("", "1000", 1).later("S3 delete batch size")),
 		s3opt("S3_USE_YC_SESSION_TOKEN", boolean("", "").later("Yandex Cloud session tokens").inert("false")),
+		// SSH (pkg/storages/sh/configure.go), read like the other storage
+		// options: bare name, then WALG_, then WALE_.
+		integer("SSH_PORT", "22", 1).lookup(walCompat("SSH_PORT")...).rule(func(v string) string {
+			if n, err := strconv.Atoi(v); err != nil || n > 65535 {
+				return "is not a TCP port (1 to 65535)"
+			}
+			return ""
+		}),
+		str("SSH_USERNAME").lookup(walCompat("SSH_USERNAME")...),
+		str("SSH_PASSWORD").lookup(walCompat("SSH_PASSWORD")...).secret(),
+		str("SSH_PRIVATE_KEY_PATH").lookup(walCompat("SSH_PRIVATE_KEY_PATH")...),
+		// WAL-G accepts any SSH host key; tusk checks it against this
+		// OpenSSH known_hosts file (default ~/.ssh/known_hosts) unless
+		// TUSK_SSH_INSECURE_IGNORE_HOST_KEY=true (unsafe: whoever can
+		// intercept the connection gets the backups and the password).
+		str("TUSK_SSH_KNOWN_HOSTS"),
+		boolean("TUSK_SSH_INSECURE_IGNORE_HOST_KEY", "false"),
 		// AWS SDK environment, read by the SDK itself after Export.
 		str("AWS_PROFILE"),
 		str("AWS_SHARED_CREDENTIALS_FILE"),
@@ -502,10 +519,6 @@ func catalogue() []Setting {
 		foreign("AZURE_MAX_BUFFERS"),
 		foreign("AZURE_TRY_TIMEOUT"),
 		foreign("AZURE_BLOB_STORE_API_VERSION"),
-		foreign("SSH_PORT"),
-		foreign("SSH_USERNAME"),
-		foreign("SSH_PASSWORD").secret(),
-		foreign("SSH_PRIVATE_KEY_PATH"),
 		foreign("OS_AUTH_URL"),
 		foreign("OS_USERNAME"),
 		foreign("OS_PASSWORD").secret(),

@@ -549,7 +549,7 @@ func TestNotYet(t *testing.T) {
 		"WALG_USE_WAL_DELTA=true", "WALG_FORCE_WAL_DELTA=1",
 		"WALG_FAILOVER_STORAGES=x", "WALG_TARGET_STORAGE=backup2",
 		"WALG_S3_ENDPOINT_SOURCE=http://x", "S3_RETENTION_PERIOD=86400",
-		"WALG_GS_PREFIX=gs://b/p", "WALG_AZ_PREFIX=azure://c/p", "WALG_SSH_PREFIX=ssh://h/p",
+		"WALG_GS_PREFIX=gs://b/p", "WALG_AZ_PREFIX=azure://c/p",
 		"WALG_SWIFT_PREFIX=swift://c/p", "WALG_OSS_PREFIX=oss://b/p", "WALE_GS_PREFIX=gs://b/p",
 	}
 	for _, kv := range refused {

@@ -3,11 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/file"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
+	"github.com/tusk-pg/tusk/internal/storage/sftp"
 )
 
 // ErrNoStorage is wrapped by StorageKind when no storage prefix is set.
@@ -76,6 +79,13 @@ func registry() []backend {
 				return storage.Configured{}, err
 			}
 			return s3.Configure(o), nil
+		}},
+		{sftp.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
+			o, err := c.sshOptions(prefix)
+			if err != nil {
+				return storage.Configured{}, err
+			}
+			return sftp.Configure(o)
 		}},
 	}
 }
@@ -167,4 +177,29 @@ func (c *Config) s3Options() (s3.Options, error) {
 		}
 		return c.lookup(name)
 	})
+}
+
+// sshOptions maps WALG_SSH_PREFIX and the SSH settings to the sftp
+// backend's options; TUSK_SSH_KNOWN_HOSTS defaults to ~/.ssh/known_hosts.
+func (c *Config) sshOptions(prefix string) (sftp.Options, error) {
+	host, dir, err := sftp.ParsePrefix(prefix)
+	if err != nil {
+		return sftp.Options{}, fmt.Errorf("WALG_SSH_PREFIX: %w", err)
+	}
+	known := c.value("TUSK_SSH_KNOWN_HOSTS")
+	if known == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			known = filepath.Join(home, ".ssh", "known_hosts")
+		}
+	}
+	return sftp.Options{
+		Host:                  host,
+		Port:                  c.intValue("SSH_PORT"),
+		Path:                  dir,
+		User:                  c.value("SSH_USERNAME"),
+		Password:              c.value("SSH_PASSWORD"),
+		PrivateKeyPath:        c.value("SSH_PRIVATE_KEY_PATH"),
+		KnownHostsPath:        known,
+		InsecureIgnoreHostKey: c.boolValue("TUSK_SSH_INSECURE_IGNORE_HOST_KEY"),
+	}, nil
 }
