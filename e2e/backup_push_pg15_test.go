@@ -247,11 +247,22 @@ func TestBackupPushS3(t *testing.T) {
 // promotion.
 func restoreFromBackup(t *testing.T, tusk string, env []string, name string, s *backup.Sentinel, target string) *pgcluster.Cluster {
 	t.Helper()
+	return restoreFromBackupBin(t, tusk, "", env, name, s, target)
+}
+
+// restoreFromBackupBin is restoreFromBackup with the PostgreSQL binaries
+// of bin ("" for PostgreSQL 15).
+func restoreFromBackupBin(t *testing.T, tusk, bin string, env []string, name string, s *backup.Sentinel, target string) *pgcluster.Cluster {
+	t.Helper()
 	base := pgcluster.TempDir(t)
 	dest := filepath.Join(base, "data")
 	spec := map[string]any{"base_prefix": dest, "tablespaces": []string{}}
 	var names []string
-	for _, ts := range s.Spec.Tablespaces {
+	var tablespaces []backup.Tablespace
+	if s.Spec != nil {
+		tablespaces = s.Spec.Tablespaces
+	}
+	for _, ts := range tablespaces {
 		loc := filepath.Join(base, "tbs-"+ts.Name)
 		spec[ts.Name] = map[string]string{"loc": loc, "link": ts.Link}
 		names = append(names, ts.Name)
@@ -267,6 +278,7 @@ func restoreFromBackup(t *testing.T, tusk string, env []string, name string, s *
 		t.Fatalf("backup-fetch exit %d:\n%s", res.code, res.output)
 	}
 	c := pgcluster.Open(t, dest, pgcluster.Options{
+		BinDir: bin,
 		Conf: []string{
 			fmt.Sprintf("restore_command = '%s wal-fetch %%f %%p'", tusk),
 			target,

@@ -27,7 +27,7 @@ type backupPushFlags struct {
 func newBackupPushCommand(a *app) *cobra.Command {
 	var fl backupPushFlags
 	cmd := &cobra.Command{
-		Use:   "backup-push DATA_DIRECTORY",
+		Use:   "backup-push [DATA_DIRECTORY]",
 		Short: "Take an online base backup of a running PostgreSQL",
 		Long: `Takes a base backup of the running server whose data directory is
 DATA_DIRECTORY (it must be the server's data_directory) and stores it as WAL-G
@@ -57,16 +57,16 @@ WALG_DELTA_MAX_STEPS, when there is no backup yet, or when the base is permanent
 and this backup is not. On PostgreSQL 17+ with summarize_wal = on the changed
 pages come from WAL summaries instead of reading every page
 (TUSK_DELTA_SOURCE = auto, the default; page-scan; or wal-summaries to require
-them); the stored backup is the same format either way.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if fl.memoryPlan {
-				return argCount(0, 1)(cmd, args)
-			}
-			if len(args) == 0 {
-				return errors.New("backup-push needs the data directory (a backup over a replication connection is not supported yet)")
-			}
-			return exactArgs(1)(cmd, args)
-		},
+them); the stored backup is the same format either way.
+
+Without DATA_DIRECTORY the backup is taken over a replication connection
+(BASE_BACKUP, as WAL-G does): the PG* user needs the REPLICATION attribute
+and a pg_hba.conf "replication" entry, plus an ordinary session for the
+server's facts. The server's tar streams are re-cut into the same layout
+(tablespaces included) by one tar builder; there is no delta backup and
+page checksums (--verify) are checked by the server. WALG_DISK_RATE_LIMIT
+becomes BASE_BACKUP's MAX_RATE.`,
+		Args: argCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupPush(cmd, args, &fl)
 		},
@@ -131,6 +131,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		StopTimeout:           cfg.StopBackupTimeout(),
 		AliveCheckInterval:    cfg.AliveCheckInterval(),
 		WalSegmentSize:        cfg.WalSegmentSize(),
+		Remote:                len(args) == 0,
 		Log:                   a.log,
 	}
 	facts, err := a.memoryFacts(opts.Method, opts.Crypter)
@@ -176,7 +177,13 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		}
 	}
 
-	opts.DataDir = args[0]
+	if opts.Remote && (fromName != "" || fromUserData != "") {
+		// WAL-G refuses too: BASE_BACKUP sends every file whole.
+		return errors.New("a delta backup (--delta-from-name, --delta-from-user-data, WALG_DELTA_FROM_*) needs DATA_DIRECTORY; over a replication connection only full backups are taken")
+	}
+	if !opts.Remote {
+		opts.DataDir = args[0]
+	}
 	if opts.Store, err = a.openStorage(ctx); err != nil {
 		return err
 	}
@@ -190,13 +197,21 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() {
-		if n, err := push.EstimateSize(ctx, opts.DataDir); err == nil {
+		estimate := func() (int64, error) { return push.EstimateSize(ctx, opts.DataDir) }
+		if opts.Remote {
+			estimate = func() (int64, error) { return push.EstimateRemoteSize(ctx, opts.Connect) }
+		}
+		if n, err := estimate(); err == nil {
 			rep.SetTotal(n)
 		} else if ctx.Err() == nil {
 			log.Debug("backup-push: no size estimate for progress", "error", err)
 		}
 	})
-	if _, err := push.Run(ctx, opts); err != nil {
+	run := push.Run
+	if opts.Remote {
+		run = push.RunRemote
+	}
+	if _, err := run(ctx, opts); err != nil {
 		return err
 	}
 	rep.Finish()

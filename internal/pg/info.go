@@ -228,3 +228,12 @@ func (c *Conn) Relations(ctx context.Context, fn func(Relation) error) error {
 	}
 	return nil
 }
+
+// ClusterSize is the sum of pg_database_size over every database: about
+// what a base backup reads (WAL and the server's small files aside).
+func (c *Conn) ClusterSize(ctx context.Context) (int64, error) {
+	var n int64
+	err := c.queryRow(ctx, "database sizes",
+		"SELECT coalesce(sum(pg_catalog.pg_database_size(oid)), 0)::bigint FROM pg_catalog.pg_database", nil, &n)
+	return n, err
+}

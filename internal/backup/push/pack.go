@@ -343,24 +343,29 @@ func (p *packer) storeFile(ctx context.Context, enc *pipe.Encoder, buf []byte, t
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", e.path, err)
 	}
+	hdr, err := tar.FileInfoHeader(fi, "")
+	if err != nil {
+		return fmt.Errorf("tar header for %s: %w", e.path, err)
+	}
+	hdr.Name = e.name
+	return p.storeMember(ctx, enc, buf, tarName, hdr, f)
+}
+
+// storeMember writes one member, hdr.Size bytes of r, alone into its own
+// tar object tarName.
+func (p *packer) storeMember(ctx context.Context, enc *pipe.Encoder, buf []byte, tarName string, hdr *tar.Header, r io.Reader) error {
 	p.parts.next() // WAL-G's part counter counts this tar too
 	t, err := openTar(ctx, p.store, backup.TarKey(p.backupName, tarName), enc)
 	if err != nil {
 		return err
 	}
-	hdr, err := tar.FileInfoHeader(fi, "")
-	if err != nil {
-		t.abort(err)
-		return fmt.Errorf("tar header for %s: %w", e.path, err)
-	}
-	hdr.Name = e.name
 	if err := t.tw.WriteHeader(hdr); err != nil {
 		t.abort(err)
-		return fmt.Errorf("write tar header %s: %w", e.name, err)
+		return fmt.Errorf("write tar header %s: %w", hdr.Name, err)
 	}
-	if _, err := copyMember(t.tw, p.source(ctx, f), hdr.Size, buf, nil); err != nil {
+	if _, err := copyMember(t.tw, p.source(ctx, r), hdr.Size, buf, nil); err != nil {
 		t.abort(err)
-		return fmt.Errorf("copy %s: %w", e.path, err)
+		return fmt.Errorf("copy %s: %w", hdr.Name, err)
 	}
 	t.contentSize = hdr.Size
 	return p.finishSingle(t)

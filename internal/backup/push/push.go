@@ -78,6 +78,9 @@ type Options struct {
 	// Delta chooses whether to take a delta backup and from which base
 	// (ignored with WithoutFilesMetadata: a delta needs files metadata).
 	Delta DeltaOptions
+	// Remote: the files come over a replication connection (RunRemote),
+	// one stream packed by one builder.
+	Remote bool
 	// DeltaSource is TUSK_DELTA_SOURCE: auto (default), page-scan or
 	// wal-summaries.
 	DeltaSource string
@@ -117,7 +120,12 @@ func (o *Options) defaults() {
 }
 
 // Builders is how many tars are built and uploaded at once.
-func (o *Options) Builders() int { return max(1, min(o.DiskConcurrency, o.UploadConcurrency)) }
+func (o *Options) Builders() int {
+	if o.Remote {
+		return 1
+	}
+	return max(1, min(o.DiskConcurrency, o.UploadConcurrency))
+}
 
 // Run takes an online base backup of the server whose data directory is
 // o.DataDir and stores it in WAL-G's layout: data tars, pg_control.tar,

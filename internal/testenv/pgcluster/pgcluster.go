@@ -1,6 +1,6 @@
 // Package pgcluster runs throwaway PostgreSQL clusters for tests and
 // benchmarks: initdb into a private dir, a private unix socket, no TCP
-// listener, and cleanup that leaves no server process behind even when the
+// listener (unless Options.TCP asks for one on 127.0.0.1), and cleanup that leaves no server process behind even when the
 // test fails. Server is the cluster with plain errors (benchmarks use it);
 // Cluster wraps it for a test, failing the test on error.
 //
@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -53,6 +55,9 @@ type Options struct {
 	// to the server's environment, for archivers that connect back or look
 	// for the data dir.
 	ServerConnEnv bool
+	// TCP makes the server listen on 127.0.0.1:Port as well, for clients
+	// that must come over TCP (with a password: see AddReplicationUser).
+	TCP bool
 	// Dir is where the cluster lives (sock/, postgres.log, data/): created
 	// owned by the server user when missing, and left in place. Empty: a new
 	// temp dir, removed at cleanup.
@@ -239,6 +244,38 @@ func (c *Cluster) scan(sql string, dest ...any) {
 	c.t.Helper()
 	if err := c.QueryRow(sql).Scan(dest...); err != nil {
 		c.t.Fatalf("pgcluster: %s: %v", sql, err)
+	}
+}
+
+// AddReplicationUser creates a role with LOGIN and REPLICATION and the
+// given password, lets it in over TCP with scram-sha-256 (for replication
+// and ordinary sessions) and reloads the server. It returns what a client
+// needs to connect as that role over TCP; the cluster needs Options.TCP.
+func (c *Cluster) AddReplicationUser(user, password string) []string {
+	c.t.Helper()
+	if !c.opts.TCP {
+		c.t.Fatalf("pgcluster: AddReplicationUser on a cluster without Options.TCP")
+	}
+	c.Exec(fmt.Sprintf("set password_encryption = 'scram-sha-256'; create role %s login replication password '%s'",
+		pgx.Identifier{user}.Sanitize(), strings.ReplaceAll(password, "'", "''")))
+	hba := filepath.Join(c.dataDir, "pg_hba.conf")
+	old, err := os.ReadFile(hba)
+	if err != nil {
+		c.t.Fatalf("pgcluster: %v", err)
+	}
+	// First match wins: these lines go before initdb's trust lines.
+	lines := fmt.Sprintf("host replication %[1]s 127.0.0.1/32 scram-sha-256\nhost all %[1]s 127.0.0.1/32 scram-sha-256\n", user)
+	if err := c.owner.WriteFile(hba, append([]byte(lines), old...), 0o600); err != nil {
+		c.t.Fatalf("pgcluster: %v", err)
+	}
+	c.Exec("select pg_reload_conf()")
+	return []string{
+		"PGHOST=127.0.0.1",
+		"PGPORT=" + strconv.Itoa(c.port),
+		"PGUSER=" + user,
+		"PGPASSWORD=" + password,
+		"PGDATABASE=postgres",
+		"PGSSLMODE=disable",
 	}
 }
 

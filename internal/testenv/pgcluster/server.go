@@ -192,8 +192,8 @@ func newServer(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// freePort picks a port nobody listens on. The server opens no TCP socket,
-// but the port names its unix socket and lock file, and a distinct number
+// freePort picks a port nobody listens on. The server opens no TCP socket
+// unless Options.TCP, but the port names its unix socket and lock file, and a distinct number
 // keeps logs and ps output unambiguous.
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -236,7 +236,11 @@ func (s *Server) writeConf() error {
 	b.Write(old)
 	fmt.Fprintf(&b, "%s (rewritten by the test harness)\n", confMarker)
 	fmt.Fprintf(&b, "port = %d\n", s.port)
-	b.WriteString("listen_addresses = ''\n")
+	if s.opts.TCP {
+		b.WriteString("listen_addresses = '127.0.0.1'\n")
+	} else {
+		b.WriteString("listen_addresses = ''\n")
+	}
 	fmt.Fprintf(&b, "unix_socket_directories = '%s'\n", s.sockDir)
 	// Test clusters never survive a crash, so durability is wasted time.
 	b.WriteString("fsync = off\n")
