@@ -15,24 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// ConnectReplication opens a physical replication session (replication=yes)
-// configured from the same PG* variables as Connect. BASE_BACKUP, SHOW and
-// IDENTIFY_SYSTEM run on it; ordinary queries do not.
-func ConnectReplication(ctx context.Context, opts ConnectOptions) (*pgconn.PgConn, error) {
-	cfg, err := pgconn.ParseConfig("replication=yes")
-	if err != nil {
-		return nil, fmt.Errorf("postgres connection settings (PG* variables): %w", err)
-	}
-	if opts.AppName != "" {
-		cfg.RuntimeParams["application_name"] = opts.AppName
-	}
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("replication connection to postgres: %w", err)
-	}
-	return conn, nil
-}
-
 // BaseBackupOptions are the BASE_BACKUP options tusk uses.
 type BaseBackupOptions struct {
 	Label string

@@ -1,8 +1,9 @@
 // Package pgcluster runs throwaway PostgreSQL clusters for tests and
 // benchmarks: initdb into a private dir, a private unix socket, no TCP
-// listener (unless Options.TCP asks for one on 127.0.0.1), and cleanup that leaves no server process behind even when the
-// test fails. Server is the cluster with plain errors (benchmarks use it);
-// Cluster wraps it for a test, failing the test on error.
+// listener (unless Options.TCP asks for one on 127.0.0.1), and cleanup
+// that leaves no server process behind even when the test fails. Server
+// is the cluster with plain errors (benchmarks use it); Cluster wraps it
+// for a test, failing the test on error.
 //
 // When the test runs as root, every server-side program (initdb, postgres and
 // so whatever archive_command / restore_command runs) runs as the "postgres"
