@@ -146,8 +146,8 @@ func Targets(sum *Summary, baseline *Summary) []Target {
 		add("CPU s per GiB of WAL ≤ pgBackRest's", fmt.Sprintf("%s: %.2f vs %.2f", r.Name, r.CPUPerGB, pgbr.CPUPerGB),
 			verdict(r.CPUPerGB <= pgbr.CPUPerGB))
 	}
-	limit("one-shot tusk wal-push peak RSS ≤ 32 MiB", pushes,
-		func(r *ArchiverResult) uint64 { return max(r.Invocations.MaxRSS, r.Burst.ProcHWM) }, 32*MiB, 0)
+	limit("one-shot tusk wal-push peak RSS ≤ 24 MiB", pushes,
+		func(r *ArchiverResult) uint64 { return max(r.Invocations.MaxRSS, r.Burst.ProcHWM) }, 24*MiB, 0)
 
 	if baseline != nil {
 		for _, r := range tusks {

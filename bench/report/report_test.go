@@ -167,7 +167,7 @@ func TestTargets(t *testing.T) {
 	check("drained within 10 s after the burst", Met, NotMet)
 	check("zero archive failures", Met, NotMet)
 	check("CPU s per GiB of WAL ≤ pgBackRest's", Met, NotMet)
-	check("one-shot tusk wal-push peak RSS ≤ 32 MiB", NotMet)
+	check("one-shot tusk wal-push peak RSS ≤ 24 MiB", NotMet)
 	if _, ok := v["peaks within 10% of the 180 s burst"]; ok {
 		t.Error("long-burst target without a baseline")
 	}

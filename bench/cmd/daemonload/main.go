@@ -25,7 +25,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tusk-pg/tusk/bench/procfs"
@@ -189,24 +188,35 @@ func run(tusk string, segments, workers int, method string, oneShot bool) error 
 
 // runOneShot runs `tusk wal-push pg_wal/NAME` for each segment in order, as
 // archive_command would, and reports each run's maximum RSS and the CPU of
-// all runs (from wait4). The first runs upload the following segments in
-// the background (WAL-G's look-ahead); later runs of those only find their
-// marker.
+// all runs. The first runs upload the following segments in the background
+// (WAL-G's look-ahead); later runs of those only find their marker. Each
+// run goes through GNU time: the rusage of a child this process starts
+// directly would count this process's own resident set, which the child
+// shares until it execs (Go starts children with CLONE_VM).
 func runOneShot(tusk string, env []string, pgdata string, names []string, workers int, method string) error {
 	status := filepath.Join(pgdata, "pg_wal", "archive_status")
+	rec := filepath.Join(pgdata, "..", "time.out")
 	var maxRSS, sumRSS int64
-	var cpu time.Duration
+	var cpu float64
 	start := time.Now()
 	for _, n := range names {
-		cmd := exec.Command(tusk, "wal-push", "pg_wal/"+n)
+		cmd := exec.Command("/usr/bin/time", "-o", rec, "-f", "%M %U %S", tusk, "wal-push", "pg_wal/"+n)
 		cmd.Dir, cmd.Env = pgdata, env
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("wal-push %s: %w\n%s", n, err, out)
 		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		maxRSS = max(maxRSS, ru.Maxrss)
-		sumRSS += ru.Maxrss
-		cpu += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+		b, err := os.ReadFile(rec)
+		if err != nil {
+			return err
+		}
+		var kib int64
+		var user, sys float64
+		if _, err := fmt.Sscanf(string(b), "%d %f %f", &kib, &user, &sys); err != nil {
+			return fmt.Errorf("GNU time's record %q: %w", b, err)
+		}
+		maxRSS = max(maxRSS, kib)
+		sumRSS += kib
+		cpu += user + sys
 		if err := os.Rename(filepath.Join(status, n+".ready"), filepath.Join(status, n+".done")); err != nil {
 			return err
 		}
@@ -216,7 +226,7 @@ func runOneShot(tusk string, env []string, pgdata string, names []string, worker
 	fmt.Printf("one-shot wal-push: %d runs (%.2f GiB) in %.1f s, upload concurrency %d, %s, S3 over TLS (versitygw)\n",
 		len(names), gib, time.Since(start).Seconds(), workers, method)
 	fmt.Printf("max RSS per run: %.1f MiB (mean %.1f MiB)\n", float64(maxRSS)/1024, float64(sumRSS)/1024/float64(len(names)))
-	fmt.Printf("CPU: %.2f s, %.2f s per GiB, %.0f ms per run; load average %s", cpu.Seconds(), cpu.Seconds()/gib,
-		float64(cpu.Milliseconds())/float64(len(names)), load)
+	fmt.Printf("CPU: %.2f s, %.2f s per GiB, %.0f ms per run; load average %s", cpu, cpu/gib,
+		1000*cpu/float64(len(names)), load)
 	return nil
 }
