@@ -80,6 +80,7 @@ In postgresql.conf:
 		newWalVerifyCommand(a),
 		newWalReceiveCommand(a),
 		newBackupVerifyCommand(a),
+		newRestoreWindowCommand(a),
 		newBackupListCommand(a),
 		newBackupFetchCommand(a),
 		newBackupPushCommand(a),

@@ -72,8 +72,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // Record is one decoded WAL record. Data aliases the decoder's buffer and
 // is valid only during the OnRecord call.
 type Record struct {
-	// LSN is where the record starts; End is the position just after its
-	// last byte (PostgreSQL's EndRecPtr).
+	// LSN is where the record starts; End is where the next one would
+	// start, just after its last byte rounded up to 8 (PostgreSQL's
+	// EndRecPtr, the LSN XLogInsert and pg_create_restore_point return).
 	LSN, End pg.LSN
 	TotLen   uint32
 	XID      uint32
@@ -295,7 +296,7 @@ func (d *Decoder) pageRecords(page []byte, pageLSN pg.LSN, first bool) error {
 			}
 			off += n
 			if !d.inRecord && d.synced {
-				if err := d.finish(pageLSN + pg.LSN(off)); err != nil {
+				if err := d.finish(pageLSN + pg.LSN(maxAlign(off))); err != nil {
 					return err
 				}
 			}
@@ -350,7 +351,7 @@ func (d *Decoder) pageRecords(page []byte, pageLSN pg.LSN, first bool) error {
 		if !d.synced || d.inRecord {
 			return nil // broken, or continued on the next page
 		}
-		if err := d.finish(pageLSN + pg.LSN(off)); err != nil {
+		if err := d.finish(pageLSN + pg.LSN(maxAlign(off))); err != nil {
 			return err
 		}
 		if !d.synced || d.skipSegment {
