@@ -177,6 +177,11 @@ func (r *Repo) backupTime(b *Backup) time.Time {
 
 // isPermanent reports whether a key belongs to a permanent backup or is WAL
 // a permanent backup needs. Other keys are never permanent.
+//
+// A WAL key is judged by its first 24 characters, as WAL-G's delete judges
+// it, not by walindex.ParseName (wal-show's classification): an object
+// such as wal_005/000000010000000000000003_tmp is WAL of segment 3 to the
+// delete, and stays while a permanent backup needs segment 3.
 func (r *Repo) isPermanent(key string) bool {
 	if rest, ok := strings.CutPrefix(key, wal.Folder); ok {
 		if len(rest) < 24 || !isUpperHex(rest[:24]) {
