@@ -237,3 +237,56 @@ func restoreToPoints(t *testing.T, tusk string, env []string, name string, cases
 		})
 	}
 }
+
+// TestFixtureRestoreWindow runs restore-window on the archives WAL-G
+// wrote (every codec and encryption of the fixtures): one timeline whose
+// one range is served by every backup, no gap, and lz4-delta's restore
+// point fx_rp, reachable.
+func TestFixtureRestoreWindow(t *testing.T) {
+	fixRoot := testenv.Fixtures(t)
+	tusk := testenv.BuildTusk(t)
+	for _, f := range loadManifest(t, fixRoot).withBackups(t) {
+		t.Run(f.Name, func(t *testing.T) {
+			fixDir := filepath.Join(fixRoot, f.Name)
+			storage := copyStorage(t, filepath.Join(fixDir, "storage"))
+			r := runTuskAs(t, false, tusk, fixtureSettings(fixDir, f, storage), "restore-window", "--json")
+			checkFixtureWindow(t, f, r)
+		})
+	}
+}
+
+// checkFixtureWindow checks restore-window's report of a fixture.
+func checkFixtureWindow(t *testing.T, f fixture, r tuskRun) {
+	t.Helper()
+	var rw restoreWindowJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rw); r.code != 0 || err != nil {
+		t.Fatalf("restore-window exit %d, %v:\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	var backups []string
+	for _, b := range f.Backups {
+		backups = append(backups, b.Name)
+	}
+	if len(rw.Timelines) != 1 || len(rw.Timelines[0].Ranges) != 1 || len(rw.Timelines[0].Gaps) != 0 {
+		t.Fatalf("want one timeline with one range and no gap:\n%s", r.stdout)
+	}
+	rg := rw.Timelines[0].Ranges[0]
+	if !slices.Equal(rg.Backups, backups) || rg.StartTime == nil || rg.EndTime == nil || !rg.EndTime.After(*rg.StartTime) {
+		t.Errorf("range %+v, want backups %v with times", rg, backups)
+	}
+	var names []string
+	for _, p := range rw.Timelines[0].RestorePoints {
+		if !p.Reachable || p.Time.Before(*rg.StartTime) || p.Time.After(*rg.EndTime) {
+			t.Errorf("restore point %+v outside the range %+v", p, rg)
+		}
+		names = append(names, p.Name)
+	}
+	var want []string
+	for _, tg := range f.RestoreTargets {
+		if tg.Kind == "name" {
+			want = append(want, tg.RecoveryTargetName)
+		}
+	}
+	if !slices.Equal(names, want) {
+		t.Errorf("restore points %v, want %v", names, want)
+	}
+}

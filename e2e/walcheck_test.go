@@ -340,6 +340,14 @@ func TestWalShowVerifyS3(t *testing.T) {
 	if r.code != 0 || got != times.ReplaceAllString(string(want), `"time":"T"`) {
 		t.Errorf("wal-show --detailed-json on S3: exit %d\n got:\n%s\nwant:\n%s\n%s", r.code, got, want, r.stderr)
 	}
+	// restore-window reads the records of the same WAL from S3.
+	var f fixture
+	for _, fx := range loadManifest(t, fixRoot).Fixtures {
+		if fx.Name == "lz4-delta" {
+			f = fx
+		}
+	}
+	checkFixtureWindow(t, f, runTuskAs(t, false, tusk, env, "restore-window", "--json"))
 	// backup-verify reads the same backups from S3: the delta and its base.
 	r = runTuskAs(t, false, tusk, env, "backup-verify", "--json", "LATEST")
 	if r.code != 0 || !strings.Contains(r.stdout, `"status":"OK","chain":["base_000000010000000000000002","base_000000010000000000000004_D_000000010000000000000002"],"tars":6`) {
