@@ -1,4 +1,4 @@
-.PHONY: test build demo bench dist
+.PHONY: test build demo bench dist readme
 
 test:
 	scripts/test.sh
@@ -24,6 +24,12 @@ dist:
 
 demo:
 	scripts/demo.sh
+
+# The README's generated tables: WAL-G's commands (from the command tree)
+# and every setting (tusk settings --markdown, from the catalogue). A test
+# fails while they are out of date.
+readme:
+	go test ./cmd/tusk -count=1 -run '^TestREADMETables$$' -update-readme
 
 # WAL-archiver memory benchmark (root; several minutes per archiver). Flags:
 # make bench BENCH_FLAGS="--duration 720 --archivers tusk-daemon"

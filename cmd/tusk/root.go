@@ -89,6 +89,7 @@ In postgresql.conf:
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
 		newVersionCommand(),
+		newSettingsCommand(),
 	)
 	// Cobra adds its completion command at Execute; add it now so that
 	// the placeholders below see it.

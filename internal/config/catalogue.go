@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
@@ -112,6 +113,14 @@ type Setting struct {
 	// Complex settings may hold a map or list in a config file and are not
 	// exported to the environment (WAL-G's complexSettings).
 	Complex bool
+	// Meaning is one line on what the setting does (Settings fills it
+	// from meanings).
+	Meaning string
+	// NoEffect says why an Implemented setting, accepted and checked, has
+	// no effect in tusk.
+	NoEffect string
+	// Why says why an Inactive setting has no effect.
+	Why string
 
 	min    int64
 	hasMin bool
@@ -169,7 +178,11 @@ func (s Setting) inert(v ...string) Setting  { s.Inert = v; return s }
 func (s Setting) lookup(k ...string) Setting { s.Lookup = k; return s }
 func (s Setting) complex() Setting           { s.Complex = true; return s }
 func (s Setting) noFlag() Setting            { s.NoFlag = true; return s }
-func (s Setting) inactive() Setting          { s.Status = Inactive; return s }
+func (s Setting) inactive(why string) Setting {
+	s.Status, s.Why = Inactive, why
+	return s
+}
+func (s Setting) noEffect(why string) Setting { s.NoEffect = why; return s }
 func (s Setting) rule(fn func(string) string) Setting {
 	s.check = fn
 	return s
@@ -207,7 +220,7 @@ func s3opt(key string, s Setting) Setting {
 // foreign declares an option of a storage tusk does not implement: known,
 // silent, looked up like WAL-G's storage options.
 func foreign(key string) Setting {
-	s := str(key).inactive()
+	s := str(key).inactive("an option of a storage tusk does not implement")
 	s.Lookup = walCompat(key)
 	return s
 }
@@ -308,8 +321,8 @@ func catalogue() []Setting {
 		boolean("WALG_TAR_DISABLE_FSYNC", "false"),
 		boolean("WALG_USE_WAL_DELTA", "false").refuse("WAL-delta maps").inert("false"),
 		boolean("WALG_FORCE_WAL_DELTA", "false").refuse("WAL-delta maps").inert("false"),
-		boolean("WALG_USE_REVERSE_UNPACK", "false"),
-		boolean("WALG_SKIP_REDUNDANT_TARS", "false"),
+		boolean("WALG_USE_REVERSE_UNPACK", "false").noEffect("backup-fetch restores a delta chain oldest first, with the same result"),
+		boolean("WALG_SKIP_REDUNDANT_TARS", "false").noEffect("it refines reverse unpack, which tusk does not use"),
 		boolean("WALG_VERIFY_PAGE_CHECKSUMS", "false"),
 		boolean("WALG_STORE_ALL_CORRUPT_BLOCKS", "false"),
 		boolean("WALG_USE_RATING_COMPOSER", "false").later("the rating tar composer").inert("false"),
@@ -359,14 +372,14 @@ func catalogue() []Setting {
 		str("GODEBUG"),
 
 		// WAL-G settings of code paths PostgreSQL does not use.
-		str("WALG_STREAM_CREATE_COMMAND").inactive(),
-		str("WALG_STREAM_RESTORE_COMMAND").inactive(),
-		str("WALG_SERIALIZER_TYPE").inactive(),
-		str("WALG_STREAM_SPLITTER_PARTITIONS").inactive(),
-		str("WALG_STREAM_SPLITTER_BLOCK_SIZE").inactive(),
-		str("WALG_STREAM_SPLITTER_MAX_FILE_SIZE").inactive(),
+		str("WALG_STREAM_CREATE_COMMAND").inactive(otherDatabases),
+		str("WALG_STREAM_RESTORE_COMMAND").inactive(otherDatabases),
+		str("WALG_SERIALIZER_TYPE").inactive(otherDatabases),
+		str("WALG_STREAM_SPLITTER_PARTITIONS").inactive(otherDatabases),
+		str("WALG_STREAM_SPLITTER_BLOCK_SIZE").inactive(otherDatabases),
+		str("WALG_STREAM_SPLITTER_MAX_FILE_SIZE").inactive(otherDatabases),
 		boolean("WALG_DIRECT_IO", "false").later("direct I/O").inert("false"),
-		str("WALG_DIRECT_IO_BLOCK_COUNT").def("32").inactive(),
+		str("WALG_DIRECT_IO_BLOCK_COUNT").def("32").inactive("it sizes WALG_DIRECT_IO reads, which tusk does not do"),
 
 		// PostgreSQL (PGAllowedSettings / PGDefaultSettings). pgx reads the
 		// PG* variables itself once exported.
@@ -382,21 +395,23 @@ func catalogue() []Setting {
 		str("PGSSLKEY"),
 		str("PGSSLROOTCERT"),
 		str("PGAPPNAME").def("wal-g"),
-		str("WALG_SLOTNAME").def("walg").rule(func(v string) string {
+		str("WALG_SLOTNAME").def("walg").noEffect("for wal-receive, which tusk does not have yet").rule(func(v string) string {
 			if !slotName.MatchString(v) {
 				return "is not a valid replication slot name (letters, digits and _ only)"
 			}
 			return ""
 		}),
 		integer("WALG_PG_WAL_SIZE", "16", 1).rule(powerOfTwo(1, 1024, " (MiB)")),
-		integer("WALG_PG_WAL_PAGE_SIZE", "8192", 1).rule(powerOfTwo(1024, 65536, " (bytes)")),
-		integer("WALG_PG_BLOCK_SIZE", "8192", 1).rule(powerOfTwo(1024, 32768, " (bytes)")),
+		integer("WALG_PG_WAL_PAGE_SIZE", "8192", 1).rule(powerOfTwo(1024, 65536, " (bytes)")).
+			noEffect("checked, but no tusk command reads it"),
+		integer("WALG_PG_BLOCK_SIZE", "8192", 1).rule(powerOfTwo(1024, 32768, " (bytes)")).
+			noEffect("checked, but backup-push asks the server for its block size"),
 		boolean("PG_READY_RENAME", "false"),
 		duration("WALG_ALIVE_CHECK_INTERVAL", "1m"),
 		duration("WALG_STOP_BACKUP_TIMEOUT", ""),
 		duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT", "60s"),
 		str("WALG_TARGET_STORAGE").refuse("failover storages").inert("default"),
-		str("PGBACKREST_STANZA").def("main").inactive(),
+		str("PGBACKREST_STANZA").def("main").inactive("for WAL-G's pgbackrest commands, which tusk does not have"),
 		str("WALG_FAILOVER_STORAGES").complex().secret().refuse("failover storages"),
 		str("WALG_FAILOVER_STORAGES_CHECK").later("failover storages"),
 		str("WALG_FAILOVER_STORAGES_CHECK_TIMEOUT").def("30s").later("failover storages"),
@@ -501,7 +516,7 @@ func catalogue() []Setting {
 		str("AWS_CA_BUNDLE"),
 		str("AWS_DEFAULT_REGION"),
 		str("AWS_WEB_IDENTITY_TOKEN_FILE"),
-		str("AWS_DEFAULT_OUTPUT").inactive(),
+		str("AWS_DEFAULT_OUTPUT").inactive("the AWS CLI's; no effect on S3 requests"),
 
 		// Options of storages tusk does not implement (config.md §6).
 		foreign("GOOGLE_APPLICATION_CREDENTIALS").secret(),
@@ -539,8 +554,55 @@ func catalogue() []Setting {
 	}
 }
 
-// Settings returns a copy of the catalogue, for documentation and tooling.
-func Settings() []Setting { return catalogue() }
+// otherDatabases is why WAL-G's settings of other databases' code paths
+// have no effect.
+const otherDatabases = "WAL-G uses it for other databases, not PostgreSQL"
+
+// Settings returns a copy of the catalogue with each setting's Meaning,
+// for documentation and tooling.
+func Settings() []Setting {
+	list, m := catalogue(), meanings()
+	for i := range list {
+		list[i].Meaning = m[list[i].Name]
+	}
+	return list
+}
+
+// State is what tusk does with a setting that is set, as the settings
+// reference shows it.
+type State string
+
+const (
+	// Honoured: tusk does what WAL-G does with it (or, for TUSK_*, what
+	// its meaning says).
+	Honoured State = "honoured"
+	// Refused: tusk stops with an error rather than run without the
+	// feature (except at the values meaning "off").
+	Refused State = "refused"
+	// Ignored: accepted without effect (with a warning for WAL-G features
+	// tusk lacks).
+	Ignored State = "ignored"
+)
+
+// State says what tusk does with s when it is set, and why when that is
+// not honouring it.
+func (s Setting) State() (State, string) {
+	switch {
+	case s.Status == NotYet && s.Risky:
+		why := "tusk does not implement " + s.Feature + " yet"
+		if len(s.Inert) > 0 {
+			why += "; accepted when " + strings.Join(s.Inert, " or ")
+		}
+		return Refused, why
+	case s.Status == NotYet:
+		return Ignored, "tusk does not implement " + s.Feature + " yet, and warns"
+	case s.Status == Inactive:
+		return Ignored, s.Why
+	case s.NoEffect != "":
+		return Ignored, s.NoEffect
+	}
+	return Honoured, ""
+}
 
 // FlagNames maps every known key (canonical names and aliases) to WAL-G's
 // hidden flag name for it: lower case, '_' replaced by '-' (WAL-G
