@@ -31,7 +31,7 @@ The segment being received is spooled in TUSK_WAL_RECEIVE_DIR (default: a
 private directory under the system temp dir), not held in memory. It runs
 until SIGTERM or SIGINT, which stop it cleanly (exit 0); any other failure
 exits 1, as with WAL-G, for a supervisor to restart it.`,
-		Args: cobra.NoArgs,
+		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			err := a.walReceive(ctx)

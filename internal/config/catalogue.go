@@ -395,7 +395,7 @@ func catalogue() []Setting {
 		str("PGSSLKEY"),
 		str("PGSSLROOTCERT"),
 		str("PGAPPNAME").def("wal-g"),
-		str("WALG_SLOTNAME").def("walg").noEffect("for wal-receive, which tusk does not have yet").rule(func(v string) string {
+		str("WALG_SLOTNAME").def("walg").rule(func(v string) string {
 			if !slotName.MatchString(v) {
 				return "is not a valid replication slot name (letters, digits and _ only)"
 			}

@@ -129,6 +129,9 @@ func meanings() map[string]string {
 		"TUSK_DELTA_SOURCE":                 "where a delta learns the changed pages: auto, page-scan, or wal-summaries (PostgreSQL 17+)",
 		"TUSK_DAEMON_MAX_CONNECTIONS":       "requests the daemon serves at once; more wait",
 		"TUSK_DAEMON_SHUTDOWN_GRACE":        "how long a stopping daemon lets uploads in flight finish",
+		"TUSK_WAL_RECEIVE_DIR":              "where wal-receive spools the segment it is receiving (default: a private temporary directory)",
+		"TUSK_SSH_KNOWN_HOSTS":              "OpenSSH known_hosts file the SFTP server's host key is checked against (default ~/.ssh/known_hosts)",
+		"TUSK_SSH_INSECURE_IGNORE_HOST_KEY": "accept any SFTP host key, as WAL-G does (unsafe: a man in the middle gets the backups)",
 		"TUSK_LOG_FORMAT":                   "log records as text (key=value) or json (one object per line)",
 
 		// Storage prefixes.
@@ -138,7 +141,7 @@ func meanings() map[string]string {
 		"WALG_GS_PREFIX":    "Google Cloud Storage: gs://bucket/path",
 		"WALG_AZ_PREFIX":    "Azure Blob Storage: azure://container/path",
 		"WALG_SWIFT_PREFIX": "OpenStack Swift storage: swift://container/path",
-		"WALG_SSH_PREFIX":   "SFTP storage: ssh://host/path",
+		"WALG_SSH_PREFIX":   "SFTP storage: ssh://host/abs/path",
 
 		// S3.
 		"AWS_ACCESS_KEY_ID":                  "S3 access key (else the AWS credential chain: profile, web identity, instance role)",
@@ -183,7 +186,7 @@ func meanings() map[string]string {
 		"AWS_WEB_IDENTITY_TOKEN_FILE":        "web identity token (Kubernetes IRSA) exchanged for S3 credentials",
 		"AWS_DEFAULT_OUTPUT":                 "output format of the AWS CLI",
 
-		// Storages tusk does not implement.
+		// Other storages.
 		"GOOGLE_APPLICATION_CREDENTIALS": "Google Cloud credentials file",
 		"GCS_CONTEXT_TIMEOUT":            "Google Cloud Storage request timeout",
 		"GCS_NORMALIZE_PREFIX":           "normalise the Google Cloud Storage prefix",
