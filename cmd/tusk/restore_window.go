@@ -27,7 +27,7 @@ up to where it branched (recovery_target_timeline).
 
 --json prints the same as one JSON document. The exit status is 0 whenever
 the report could be made, whatever it shows.`,
-		Args: cobra.NoArgs,
+		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			w, err := a.newWALReader(ctx)
