@@ -20,6 +20,20 @@ import (
 
 const testSegSize = 1 << 20
 
+// testArchiver is an lz4 archiver and restorer on file storage in dir.
+func testArchiver(t *testing.T, dir string) (*file.Storage, *wal.Archiver, *wal.Restorer) {
+	t.Helper()
+	store, err := file.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := codec.ByName("lz4")
+	r := &wal.Restorer{Store: store, SegmentSize: testSegSize, RetryTimeout: time.Minute}
+	a := &wal.Archiver{Store: store, Buffering: wal.BufferStream, SegmentSize: testSegSize, Restorer: r,
+		NewEncoder: func() *pipe.Encoder { return pipe.NewEncoder(m, nil) }}
+	return store, a, r
+}
+
 // A fetch destination is confined to PGDATA, as a push source is: a
 // client cannot make the daemon write anywhere else.
 func TestFetchDestinationConfinedToPGDATA(t *testing.T) {
@@ -35,14 +49,7 @@ func TestFetchDestinationConfinedToPGDATA(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	store, err := file.New(filepath.Join(base, "archive"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := codec.ByName("lz4")
-	r := &wal.Restorer{Store: store, SegmentSize: testSegSize, RetryTimeout: time.Minute}
-	a := &wal.Archiver{Store: store, Buffering: wal.BufferStream, SegmentSize: testSegSize, Restorer: r,
-		NewEncoder: func() *pipe.Encoder { return pipe.NewEncoder(m, nil) }}
+	_, a, r := testArchiver(t, filepath.Join(base, "archive"))
 	name := "000000010000000000000001"
 	src := filepath.Join(base, name)
 	seg := make([]byte, testSegSize)
@@ -124,14 +131,7 @@ func TestBackgroundReadyRenameFailureIsReported(t *testing.T) {
 	if err := os.MkdirAll(status, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	store, err := file.New(filepath.Join(base, "archive"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := codec.ByName("lz4")
-	r := &wal.Restorer{Store: store, SegmentSize: testSegSize, RetryTimeout: time.Minute}
-	a := &wal.Archiver{Store: store, Buffering: wal.BufferStream, SegmentSize: testSegSize, Restorer: r,
-		NewEncoder: func() *pipe.Encoder { return pipe.NewEncoder(m, nil) }}
+	store, a, r := testArchiver(t, filepath.Join(base, "archive"))
 	first, next := "000000010000000000000001", "000000010000000000000002"
 	seg := make([]byte, testSegSize)
 	seg[0], seg[1] = 0x10, 0xD1
