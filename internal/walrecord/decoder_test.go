@@ -267,6 +267,21 @@ func TestMemoryBound(t *testing.T) {
 	b.filler(20 * testSeg)
 	b.restorePoint("after", t0)
 	segs := b.finish()
+	// The allocation counter is process-wide (the race detector and the
+	// runtime allocate too), so only a decoder over the limit on every
+	// try fails.
+	// Slack for the decoder itself and the readers.
+	limit := uint64(testBlock + DefaultKeep + 8192)
+	var allocated uint64
+	for range 3 {
+		if allocated = decodeAllocs(t, b.firstSeg(), segs); allocated <= limit {
+			return
+		}
+	}
+	t.Fatalf("allocated %d bytes decoding a %d-byte record, limit %d", allocated, 20*testSeg, limit)
+}
+
+func decodeAllocs(t *testing.T, first uint64, segs [][]byte) uint64 {
 	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
 	metrics.Read(sample)
 	before := sample[0].Value.Uint64()
@@ -276,20 +291,15 @@ func TestMemoryBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range segs {
-		if err := d.Segment(b.firstSeg()+uint64(i), &onlyReader{s}); err != nil {
+		if err := d.Segment(first+uint64(i), &onlyReader{s}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	metrics.Read(sample)
-	allocated := sample[0].Value.Uint64() - before
 	if n != 2 {
 		t.Fatalf("%d records, want 2", n)
 	}
-	// Slack for the decoder itself, the readers and the runtime's own
-	// allocations during the test.
-	if limit := uint64(testBlock + DefaultKeep + 8192); allocated > limit {
-		t.Fatalf("allocated %d bytes decoding a %d-byte record, limit %d", allocated, 20*testSeg, limit)
-	}
+	return sample[0].Value.Uint64() - before
 }
 
 // onlyReader hides bytes.Reader's WriteTo and friends.
