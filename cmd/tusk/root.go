@@ -88,6 +88,7 @@ In postgresql.conf:
 		newDeleteCommand(a),
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
+		newStCommand(a),
 		newVersionCommand(),
 		newSettingsCommand(),
 	)
