@@ -25,12 +25,7 @@ import (
 func TestBackupVerifyFaults(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	var f fixture
-	for _, x := range loadManifest(t, fixRoot).Fixtures {
-		if x.Name == "lz4-delta" {
-			f = x
-		}
-	}
+	f := fixtureNamed(t, fixRoot, "lz4-delta")
 	fixDir := filepath.Join(fixRoot, f.Name)
 	const (
 		full  = "base_000000010000000000000002"
@@ -63,6 +58,8 @@ func TestBackupVerifyFaults(t *testing.T) {
 		{"removed tar part", "basebackups_005/" + delta + "/tar_partitions/part_001.tar.lz4", os.Remove},
 		{"removed pg_control tar", "basebackups_005/" + delta + "/tar_partitions/pg_control.tar.lz4", os.Remove},
 		{"removed base sentinel", "basebackups_005/" + full + "_backup_stop_sentinel.json", os.Remove},
+		{"corrupt base sentinel", "basebackups_005/" + full + "_backup_stop_sentinel.json", corrupt},
+		{"truncated sentinel", "basebackups_005/" + delta + "_backup_stop_sentinel.json", truncate},
 		{"removed files_metadata", "basebackups_005/" + delta + "/files_metadata.json", os.Remove},
 		{"corrupt files_metadata", "basebackups_005/" + delta + "/files_metadata.json", truncate},
 		{"removed WAL segment", "wal_005/000000010000000000000004.lz4", os.Remove},
@@ -144,6 +141,18 @@ func TestBackupVerifyFaults(t *testing.T) {
 	})
 }
 
+// fixtureNamed is the manifest entry of the fixture called name.
+func fixtureNamed(t *testing.T, fixRoot, name string) fixture {
+	t.Helper()
+	for _, x := range loadManifest(t, fixRoot).Fixtures {
+		if x.Name == name {
+			return x
+		}
+	}
+	t.Fatalf("no fixture %s in %s", name, fixRoot)
+	return fixture{}
+}
+
 // rewriteTar decodes the lz4 tar object at p, passes each member's bytes
 // through edit, and stores the result re-encoded, so the object still
 // decodes and only the contents changed.
@@ -209,12 +218,7 @@ func rewriteTar(t *testing.T, p string, edit func(name string, body []byte) []by
 func TestBackupVerifyPageChecksums(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	var f fixture
-	for _, x := range loadManifest(t, fixRoot).Fixtures {
-		if x.Name == "lz4-delta" {
-			f = x
-		}
-	}
+	f := fixtureNamed(t, fixRoot, "lz4-delta")
 	fixDir := filepath.Join(fixRoot, f.Name)
 	const (
 		full      = "base_000000010000000000000002"

@@ -159,12 +159,7 @@ func TestFixtureWalShowVerify(t *testing.T) {
 func TestWalVerifyFaults(t *testing.T) {
 	fixRoot := testenv.Fixtures(t)
 	tusk := testenv.BuildTusk(t)
-	var f fixture
-	for _, x := range loadManifest(t, fixRoot).Fixtures {
-		if x.Name == "lz4-delta" {
-			f = x
-		}
-	}
+	f := fixtureNamed(t, fixRoot, "lz4-delta")
 	fixDir := filepath.Join(fixRoot, f.Name)
 	storage := copyStorage(t, filepath.Join(fixDir, "storage"))
 	env := fixtureEnv(fixDir, f, storage, "")
