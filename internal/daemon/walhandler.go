@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -209,18 +208,10 @@ func (h *WALHandler) lookAhead(path string) {
 	}
 	dir := filepath.Dir(path)
 	status := wal.StatusFor(path, h.MarkerDir)
-	ready, err := status.Ready()
+	ready, err := status.Ready() // in PostgreSQL's archiving order
 	if err != nil {
 		return
 	}
-	// PostgreSQL archives history files first, then segments in order.
-	sort.Slice(ready, func(i, k int) bool {
-		hi, hk := strings.HasSuffix(ready[i], ".history"), strings.HasSuffix(ready[k], ".history")
-		if hi != hk {
-			return hi
-		}
-		return ready[i] < ready[k]
-	})
 	h.Metrics.backlog.Store(int64(len(ready)))
 	h.mu.Lock()
 	defer h.mu.Unlock()

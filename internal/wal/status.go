@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/tusk-pg/tusk/internal/fsutil"
@@ -35,8 +36,9 @@ func (s Status) IsReady(name string) bool {
 	return err == nil
 }
 
-// Ready lists the archivable names PostgreSQL marked ready, in directory
-// order.
+// Ready lists the archivable names PostgreSQL marked ready, in the order
+// its archiver takes them: timeline history files first, then by name
+// (segments in WAL order).
 func (s Status) Ready() ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
@@ -48,6 +50,16 @@ func (s Status) Ready() ([]string, error) {
 			ready = append(ready, name)
 		}
 	}
+	slices.SortFunc(ready, func(a, b string) int {
+		ha, hb := strings.HasSuffix(a, ".history"), strings.HasSuffix(b, ".history")
+		if ha != hb {
+			if ha {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	})
 	return ready, nil
 }
 
