@@ -157,10 +157,8 @@ func Compute(ctx context.Context, store storage.Storage, ix *walindex.Index, o w
 	for _, t := range ix.Timelines() {
 		ids[t] = true
 	}
-	for t := uint32(2); t <= ix.HighestTimeline(); t++ {
-		if ix.HasHistory(t) {
-			ids[t] = true
-		}
+	for _, t := range ix.HistoryTimelines() {
+		ids[t] = true
 	}
 	for _, b := range backups {
 		ids[b.tli] = true
@@ -259,7 +257,9 @@ func planTimeline(ctx context.Context, ix *walindex.Index, o walindex.Opener, t 
 		if end > lo {
 			p.pieces = append(p.pieces, piece{h.Timeline, lo, end - 1})
 		}
-		lo = end
+		// Switch points out of order (a damaged file) never make
+		// pieces overlap.
+		lo = max(lo, end)
 	}
 	if n := len(history); n > 0 {
 		p.tl.Parent = history[n-1].Timeline

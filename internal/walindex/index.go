@@ -186,6 +186,17 @@ func (ix *Index) HasHistory(tli uint32) bool {
 	return ok
 }
 
+// HistoryTimelines lists the timelines whose history file is archived,
+// ascending.
+func (ix *Index) HistoryTimelines() []uint32 {
+	out := make([]uint32, 0, len(ix.histories))
+	for t := range ix.histories {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // HighestTimeline is the highest timeline of an archived segment or
 // history file, 0 when there is neither. (WAL-G counts a history file only
 // when it has a compression extension; an uncompressed one counts here too,

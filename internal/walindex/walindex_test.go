@@ -378,3 +378,13 @@ func FuzzParseName(f *testing.F) {
 		}
 	})
 }
+
+func TestHistoryTimelines(t *testing.T) {
+	ix := &Index{segSize: 16 << 20, segments: map[uint32]*RangeSet{}, histories: map[uint32]string{}}
+	for _, n := range []string{"FFFFFFFF.history", "00000003.history.lz4", "00000002.history", "000000040000000000000001.lz4"} {
+		ix.add("wal_005/"+n, ParseName(n, 16<<20))
+	}
+	if got := ix.HistoryTimelines(); !slices.Equal(got, []uint32{2, 3, 0xFFFFFFFF}) {
+		t.Fatalf("HistoryTimelines() = %v", got)
+	}
+}
