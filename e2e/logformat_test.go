@@ -21,15 +21,13 @@ func TestDaemonLogsJSON(t *testing.T) {
 	dir := pgcluster.TempDir(t)
 	pgdata := filepath.Join(dir, "pgdata")
 	store := filepath.Join(dir, "store")
+	su, err := pgcluster.LookupServerUser()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{pgdata, filepath.Join(pgdata, "pg_wal"), store} {
-		if err := os.Mkdir(d, 0o700); err != nil {
+		if err := su.Mkdir(d, 0o700); err != nil {
 			t.Fatal(err)
-		}
-		if fi, err := os.Stat(dir); err == nil {
-			st := fi.Sys().(*syscall.Stat_t)
-			if err := os.Chown(d, int(st.Uid), int(st.Gid)); err != nil {
-				t.Fatal(err)
-			}
 		}
 	}
 	d := startDaemon(t, tusk, filepath.Join(dir, "d.sock"), pgdata,
