@@ -14,9 +14,10 @@ import (
 )
 
 // TestBackupRestoreSFTP runs tusk's main jobs against an OpenSSH server:
-// PostgreSQL 15 archiving with wal-push over SFTP, a backup-push while
-// pgbench writes, and a restore with backup-fetch and wal-fetch to a
-// restore point taken after more writes, where every table must match.
+// PostgreSQL 15 archiving with wal-push over SFTP, a full and a delta
+// backup-push with pgbench writes between them, and a restore of the delta
+// with backup-fetch and wal-fetch to a restore point taken after more
+// writes, where every table must match.
 // Then the refusals: a key the server does not accept, a host key
 // known_hosts lacks, and no server at all, each one line.
 func TestBackupRestoreSFTP(t *testing.T) {
@@ -33,6 +34,14 @@ func TestBackupRestoreSFTP(t *testing.T) {
 	res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir())
 	if res.code != 0 {
 		t.Fatalf("backup-push exit %d:\n%s", res.code, res.output)
+	}
+	if out, err := primary.Command("pgbench", "-n", "-c", "2", "-t", "300").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	// A delta on the full backup, then more writes.
+	res = runAsServer(t, tusk, append(pushEnv, "WALG_DELTA_MAX_STEPS=3"), "backup-push", primary.DataDir())
+	if res.code != 0 {
+		t.Fatalf("delta backup-push exit %d:\n%s", res.code, res.output)
 	}
 	if out, err := primary.Command("pgbench", "-n", "-c", "2", "-t", "300").CombinedOutput(); err != nil {
 		t.Fatalf("pgbench: %v\n%s", err, out)
@@ -57,7 +66,7 @@ func TestBackupRestoreSFTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
+	for _, e := range entries { // in name order: the delta is the later
 		if n, ok := strings.CutSuffix(e.Name(), backup.SentinelSuffix); ok {
 			name = n
 			b, err := os.ReadFile(filepath.Join(root, "basebackups_005", e.Name()))
@@ -69,8 +78,8 @@ func TestBackupRestoreSFTP(t *testing.T) {
 			}
 		}
 	}
-	if name == "" {
-		t.Fatalf("no sentinel under %s: %v", root, entries)
+	if name == "" || !sentinel.IsDelta() {
+		t.Fatalf("no delta backup under %s: %v", root, entries)
 	}
 	if _, err := os.Stat(filepath.Join(root, "wal_005", last+".zst")); err != nil {
 		t.Errorf("the last segment archived: %v", err)
@@ -113,4 +122,17 @@ func TestBackupRestoreSFTP(t *testing.T) {
 			t.Errorf("%s: exit %d, last line %q; want it to contain %q\n%s", tc.name, res.code, line, tc.want, res.output)
 		}
 	}
+}
+
+// TestDaemonArchiveRestoreSFTP archives and restores through the daemon,
+// whose one SSH connection serves every upload worker.
+func TestDaemonArchiveRestoreSFTP(t *testing.T) {
+	t.Parallel()
+	tusk := testenv.BuildTusk(t)
+	srv := sshserver.Start(t)
+	sc, daemons := daemonScenario(t, tusk, srv.Env("daemon"), "")
+	sc.load = lightLoad
+	out := archiveRestore(t, tusk, sc)
+	checkWALObjects(t, walObjectsInDir(t, filepath.Join(srv.Dir, "daemon")), "lz4", false, 0, out.lastWAL)
+	t.Logf("archiving daemon peak RSS %d MiB", vmHWM(t, daemons["primary"].cmd.Process.Pid)>>20)
 }
