@@ -195,6 +195,38 @@ func TestRetentionPG15Timelines(t *testing.T) {
 		restore(dir, b3, "recovery_target = 'immediate'", "abc")
 		restore(dir, b6, "recovery_target = 'immediate'", "abcdefg")
 	})
+	t.Run("before", func(t *testing.T) {
+		dir := copyStore()
+		run(dir, "delete", "before", b4, "--confirm")
+		for _, b := range []string{b1, b2} {
+			if exists(dir, backup.SentinelKey(b)) || exists(dir, backup.FolderKey(b)) {
+				t.Errorf("%s not deleted", b)
+			}
+		}
+		if !exists(dir, backup.SentinelKey(b3)) {
+			t.Errorf("permanent %s deleted", b3)
+		}
+		b4s := startSeg(b4)
+		walLeft(dir, func(s wal.Segment) bool { return s.Before(b4s) && !inPermanent(s) })
+		restore(dir, b3, "recovery_target = 'immediate'", "abc")
+		restore(dir, b4, "recovery_target_name = 'rp_e'", "abcde")
+	})
+	t.Run("target", func(t *testing.T) {
+		dir := copyStore()
+		// A delta named alone: only it goes, and no WAL, so its base still
+		// restores through the whole of timeline 1.
+		run(dir, "delete", "target", b2, "--confirm")
+		if exists(dir, backup.SentinelKey(b2)) || exists(dir, backup.FolderKey(b2)) {
+			t.Errorf("%s not deleted", b2)
+		}
+		for _, b := range []string{b1, b3, b4, b5, b6} {
+			if !exists(dir, backup.SentinelKey(b)) {
+				t.Errorf("%s deleted", b)
+			}
+		}
+		walLeft(dir, func(wal.Segment) bool { return false })
+		restore(dir, b1, "recovery_target_name = 'rp_e'", "abcde")
+	})
 	t.Run("garbage", func(t *testing.T) {
 		dir := copyStore()
 		run(dir, "delete", "garbage", "--confirm")
