@@ -519,21 +519,36 @@ func catalogue() []Setting {
 		str("AWS_DEFAULT_OUTPUT").inactive("the AWS CLI's; no effect on S3 requests"),
 
 		// Options of storages tusk does not implement (config.md §6).
-		foreign("GOOGLE_APPLICATION_CREDENTIALS").secret(),
-		foreign("GCS_CONTEXT_TIMEOUT"),
-		foreign("GCS_NORMALIZE_PREFIX"),
-		foreign("GCS_ENCRYPTION_KEY").secret(),
-		foreign("GCS_MAX_CHUNK_SIZE"),
-		foreign("GCS_MAX_RETRIES"),
-		foreign("AZURE_STORAGE_ACCOUNT"),
-		foreign("AZURE_STORAGE_ACCESS_KEY").secret(),
-		foreign("AZURE_STORAGE_SAS_TOKEN").secret(),
-		foreign("AZURE_ENDPOINT_SUFFIX"),
-		foreign("AZURE_ENVIRONMENT_NAME"),
-		foreign("AZURE_BUFFER_SIZE"),
-		foreign("AZURE_MAX_BUFFERS"),
-		foreign("AZURE_TRY_TIMEOUT"),
-		foreign("AZURE_BLOB_STORE_API_VERSION"),
+		// Google Cloud Storage (pkg/storages/gcs/configure.go), read like
+		// the other storage options: bare name, then WALG_, then WALE_.
+		str("GOOGLE_APPLICATION_CREDENTIALS"),
+		// Read by Google's client library from the environment (a
+		// config-file value reaches it through Export): an emulator's
+		// host:port, spoken to without credentials.
+		str("STORAGE_EMULATOR_HOST"),
+		integer("GCS_CONTEXT_TIMEOUT", "3600", 1).lookup(walCompat("GCS_CONTEXT_TIMEOUT")...),
+		boolean("GCS_NORMALIZE_PREFIX", "true").lookup(walCompat("GCS_NORMALIZE_PREFIX")...),
+		str("GCS_ENCRYPTION_KEY").lookup(walCompat("GCS_ENCRYPTION_KEY")...).secret(),
+		// WAL-G buffers this much per upload (50 MiB); tusk only for a body
+		// of unknown length, and by default 8 MiB.
+		integer("GCS_MAX_CHUNK_SIZE", "8388608", 1).lookup(walCompat("GCS_MAX_CHUNK_SIZE")...),
+		integer("GCS_MAX_RETRIES", "16", 0).lookup(walCompat("GCS_MAX_RETRIES")...),
+		// Azure Blob Storage (pkg/storages/azure/configure.go); WAL-G
+		// documents the buffer settings as WALG_AZURE_*, which walCompat
+		// covers.
+		str("AZURE_STORAGE_ACCOUNT").lookup(walCompat("AZURE_STORAGE_ACCOUNT")...),
+		str("AZURE_STORAGE_ACCESS_KEY").lookup(walCompat("AZURE_STORAGE_ACCESS_KEY")...).secret(),
+		str("AZURE_STORAGE_SAS_TOKEN").lookup(walCompat("AZURE_STORAGE_SAS_TOKEN")...).secret(),
+		str("AZURE_ENDPOINT_SUFFIX").lookup(walCompat("AZURE_ENDPOINT_SUFFIX")...),
+		str("AZURE_ENVIRONMENT_NAME").def("AzurePublicCloud").lookup(walCompat("AZURE_ENVIRONMENT_NAME")...),
+		anyInt("AZURE_BUFFER_SIZE", "8388608").lookup(walCompat("AZURE_BUFFER_SIZE")...),
+		anyInt("AZURE_MAX_BUFFERS", "4").lookup(walCompat("AZURE_MAX_BUFFERS")...),
+		integer("AZURE_TRY_TIMEOUT", "5", 1).lookup(walCompat("AZURE_TRY_TIMEOUT")...),
+		str("AZURE_BLOB_STORE_API_VERSION").lookup(walCompat("AZURE_BLOB_STORE_API_VERSION")...),
+		// The Blob service URL for Azurite (path-style,
+		// http://127.0.0.1:10000/devstoreaccount1) and private endpoints;
+		// WAL-G builds only https://ACCOUNT.blob.SUFFIX.
+		str("TUSK_AZURE_ENDPOINT"),
 		foreign("OS_AUTH_URL"),
 		foreign("OS_USERNAME"),
 		foreign("OS_PASSWORD").secret(),

@@ -47,7 +47,8 @@ func TestSettingStates(t *testing.T) {
 		{"WALG_GPG_KEY_ID", Refused, "GnuPG keyring"},
 		{"WALG_USE_WAL_DELTA", Refused, "accepted when false"},
 		{"WALG_STATSD_ADDRESS", Ignored, "StatsD metrics"},
-		{"AZURE_STORAGE_ACCOUNT", Ignored, "storage tusk does not implement"},
+		{"OSS_REGION", Ignored, "storage tusk does not implement"},
+		{"AZURE_STORAGE_ACCOUNT", Honoured, ""},
 		{"WALG_STREAM_CREATE_COMMAND", Ignored, "other databases"},
 		{"WALG_USE_REVERSE_UNPACK", Ignored, "oldest first"},
 	} {
@@ -65,7 +66,7 @@ func TestSettingStates(t *testing.T) {
 		{"WALG_USE_WAL_DELTA=true", true},
 		{"WALG_USE_WAL_DELTA=false", false},
 		{"WALG_STATSD_ADDRESS=localhost:8125", false},
-		{"AZURE_STORAGE_ACCOUNT=x", false},
+		{"OSS_REGION=x", false},
 		{"WALG_USE_REVERSE_UNPACK=true", false},
 	} {
 		_, _, err := Load(LoadOptions{Environ: []string{tc.env}})

@@ -8,7 +8,9 @@ import (
 	"strings"
 
 	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/storage/azure"
 	"github.com/tusk-pg/tusk/internal/storage/file"
+	"github.com/tusk-pg/tusk/internal/storage/gcs"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
 	"github.com/tusk-pg/tusk/internal/storage/sftp"
 )
@@ -79,6 +81,20 @@ func registry() []backend {
 				return storage.Configured{}, err
 			}
 			return s3.Configure(o), nil
+		}},
+		{gcs.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
+			o, err := gcs.OptionsFromSettings(c.backendSettings("WALG_GS_PREFIX", prefix))
+			if err != nil {
+				return storage.Configured{}, err
+			}
+			return gcs.Configure(o)
+		}},
+		{azure.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
+			o, err := azure.OptionsFromSettings(c.backendSettings("WALG_AZ_PREFIX", prefix))
+			if err != nil {
+				return storage.Configured{}, err
+			}
+			return azure.Configure(o)
 		}},
 		{sftp.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
 			o, err := c.sshOptions(prefix)
@@ -171,12 +187,19 @@ func (c *Config) s3Options() (s3.Options, error) {
 	if kind != StorageS3 {
 		return s3.Options{}, fmt.Errorf("the configured storage is %s, not S3", storageName(kind))
 	}
-	return s3.OptionsFromSettings(func(name string) (string, bool) {
-		if name == "WALG_S3_PREFIX" {
+	return s3.OptionsFromSettings(c.backendSettings("WALG_S3_PREFIX", prefix))
+}
+
+// backendSettings is the lookup a backend's OptionsFromSettings reads: the
+// prefix setting answers with prefix (WALG_STORAGE_PREFIX applied), every
+// other name as WAL-G would read it.
+func (c *Config) backendSettings(prefixName, prefix string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		if name == prefixName {
 			return prefix, true
 		}
 		return c.lookup(name)
-	})
+	}
 }
 
 // sshOptions maps WALG_SSH_PREFIX and the SSH settings to the sftp

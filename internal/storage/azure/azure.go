@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -327,4 +328,27 @@ func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, 
 		err = errors.Join(err, cerr)
 	}
 	return s.objectError(k, "put", err)
+}
+
+// Registration declares the backend to the storage registry; the SDK
+// retries transient failures itself.
+func Registration() storage.Registration {
+	return storage.Registration{Kind: "az", Name: "Azure", Prefix: "WALG_AZ_PREFIX", Settings: SettingNames()[1:], SkipRetry: true}
+}
+
+// Configure checks o without I/O and states what the backend is.
+func Configure(o Options) (storage.Configured, error) {
+	s, err := New(o)
+	if err != nil {
+		return storage.Configured{}, err
+	}
+	return storage.Configured{
+		Registration: Registration(),
+		Root:         s.String(),
+		Traits:       o.Traits(),
+		Memory:       o.Memory(),
+		Connect: func(context.Context, *slog.Logger) (storage.Storage, error) {
+			return s, nil
+		},
+	}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -373,4 +374,31 @@ func (s *Storage) write(ctx context.Context, obj *gcs.ObjectHandle, r io.Reader,
 		return err
 	}
 	return nil
+}
+
+// Registration declares the backend to the storage registry. The client
+// library retries idempotent requests, and Put retries its own.
+func Registration() storage.Registration {
+	return storage.Registration{Kind: "gs", Name: "GCS", Prefix: "WALG_GS_PREFIX", Settings: SettingNames()[1:], SkipRetry: true}
+}
+
+// Configure checks o without I/O and states what the backend is.
+func Configure(o Options) (storage.Configured, error) {
+	d, err := o.withDefaults()
+	if err != nil {
+		return storage.Configured{}, err
+	}
+	root := "gs://" + d.Bucket
+	if d.Prefix != "" {
+		root += "/" + d.Prefix
+	}
+	return storage.Configured{
+		Registration: Registration(),
+		Root:         root,
+		Traits:       o.Traits(),
+		Memory:       o.Memory(),
+		Connect: func(ctx context.Context, _ *slog.Logger) (storage.Storage, error) {
+			return New(ctx, o)
+		},
+	}, nil
 }
