@@ -36,10 +36,12 @@ func newApp() (*cobra.Command, *app) {
 	root := &cobra.Command{
 		Use:   "tusk",
 		Short: "PostgreSQL WAL archiving and backups in WAL-G's format, in bounded memory",
-		Long: `tusk archives PostgreSQL WAL and base backups to file or S3 storage.
-It is a drop-in replacement for WAL-G: same commands, same WALG_* / AWS_* / PG*
-settings (environment, --config FILE, WALG_CONFIG_PATH or ~/.walg.json), and the
-same objects in storage, so either tool restores what the other archived.
+		Long: `tusk archives PostgreSQL WAL and base backups to file, S3 or SFTP storage.
+It is a drop-in replacement for WAL-G: WAL-G's commands (one it lacks yet says
+so), the same WALG_* / AWS_* / PG* settings (environment, --config FILE,
+WALG_CONFIG_PATH or ~/.walg.json; "tusk settings" lists them all, with what
+tusk does with each), and the same objects in storage, so either tool
+restores what the other archived.
 
 In postgresql.conf:
   archive_command = 'tusk wal-push %p'

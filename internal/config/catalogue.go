@@ -604,13 +604,13 @@ const (
 func (s Setting) State() (State, string) {
 	switch {
 	case s.Status == NotYet && s.Risky:
-		why := "tusk does not implement " + s.Feature + " yet"
+		why := "not in tusk yet: " + s.Feature
 		if len(s.Inert) > 0 {
 			why += "; accepted when " + strings.Join(s.Inert, " or ")
 		}
 		return Refused, why
 	case s.Status == NotYet:
-		return Ignored, "tusk does not implement " + s.Feature + " yet, and warns"
+		return Ignored, "not in tusk yet, and a warning says so: " + s.Feature
 	case s.Status == Inactive:
 		return Ignored, s.Why
 	case s.NoEffect != "":
