@@ -6,12 +6,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/storage"
 )
 
 func newBackupListCommand(a *app) *cobra.Command {
-	var pretty, asJSON, detail bool
-	var target string
-	cmd := &cobra.Command{
+	return newListCommand(a, &cobra.Command{
 		Use:   "backup-list",
 		Short: "Print the list of base backups in storage",
 		Long: `Lists every complete base backup (one with a stop sentinel) in storage, oldest
@@ -20,6 +19,16 @@ first by the time its sentinel was written; the last one is LATEST.
 Columns, JSON keys, ordering and time formats are WAL-G's: --detail adds the
 fields of each backup's metadata.json (ordered by start time), --json prints a
 JSON array (indented with --pretty), --pretty alone draws a table.`,
+	}, nil)
+}
+
+// newListCommand completes cmd as a listing of the backups in storage, or
+// in view(storage) when view is set (catchup-list).
+func newListCommand(a *app, cmd *cobra.Command, view func(storage.Storage) storage.Storage) *cobra.Command {
+	var pretty, asJSON, detail bool
+	var target string
+	*cmd = cobra.Command{
+		Use: cmd.Use, Short: cmd.Short, Long: cmd.Long,
 		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -29,6 +38,9 @@ JSON array (indented with --pretty), --pretty alone draws a table.`,
 			store, err := a.openStorage(ctx)
 			if err != nil {
 				return err
+			}
+			if view != nil {
+				store = view(store)
 			}
 			infos, err := backup.List(ctx, store)
 			if err != nil {

@@ -22,6 +22,8 @@ type backupPushFlags struct {
 	withoutFilesMetadata                       bool
 	targetStorage                              string
 	memoryPlan                                 bool
+	// catchupFrom is catchup-push's --from-lsn: a catch-up backup.
+	catchupFrom pg.LSN
 }
 
 func newBackupPushCommand(a *app) *cobra.Command {
@@ -166,7 +168,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		return fmt.Errorf("--delta-from-user-data / WALG_DELTA_FROM_USER_DATA is not valid JSON: %q", fromUserData)
 	}
 	opts.DeltaSource = cfg.DeltaSource()
-	if !fl.full {
+	if !fl.full && fl.catchupFrom == 0 {
 		opts.Delta = push.DeltaOptions{
 			MaxSteps: cfg.DeltaMaxSteps(),
 			Origin:   cfg.DeltaOrigin(),
@@ -187,7 +189,12 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if opts.Store, err = a.openStorage(ctx); err != nil {
 		return err
 	}
-	rep, log := a.startProgress("backup-push")
+	op := "backup-push"
+	if fl.catchupFrom != 0 {
+		op, opts.CatchupFrom = "catchup-push", fl.catchupFrom
+		opts.Store = catchupStore(opts.Store)
+	}
+	rep, log := a.startProgress(op)
 	defer rep.Stop()
 	opts.Progress, opts.Log, opts.Connect.Log = rep, log, log
 	// The total (for a percentage and an ETA) comes from a walk of its own:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/ratelimit"
@@ -192,4 +193,82 @@ type creatorWrapper struct{ creating }
 
 func (c creatorWrapper) Create(ctx context.Context, key string, r io.Reader, size int64) error {
 	return c.create(ctx, key, r, size)
+}
+
+// Remap shows the objects under the key prefix to as if they were under
+// from: catchup-push and catchup-fetch store and read WAL-G's catchup_005/
+// folder with the code that writes and reads basebackups_005/. Keys
+// outside from pass through unchanged.
+func Remap(s Storage, from, to string) Storage {
+	return withCreate(&remapped{Storage: s, from: from, to: to})
+}
+
+type remapped struct {
+	Storage
+	from, to string
+}
+
+func (s *remapped) inner() Storage { return s.Storage }
+
+func (s *remapped) key(k string) string {
+	if rest, ok := strings.CutPrefix(k, s.from); ok {
+		return s.to + rest
+	}
+	return k
+}
+
+func (s *remapped) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.Storage.Put(ctx, s.key(key), r, size)
+}
+
+func (s *remapped) create(ctx context.Context, key string, r io.Reader, size int64) error {
+	return s.Storage.(Creator).Create(ctx, s.key(key), r, size)
+}
+
+func (s *remapped) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return s.Storage.Get(ctx, s.key(key))
+}
+
+func (s *remapped) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	oi, err := s.Storage.Stat(ctx, s.key(key))
+	oi.Key = key
+	return oi, err
+}
+
+// List maps a prefix under from; the keys it reports are mapped back, and
+// the objects really under from are hidden, as Get cannot reach them.
+func (s *remapped) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if strings.HasPrefix(prefix, s.from) {
+		return s.Storage.List(ctx, s.key(prefix), func(oi ObjectInfo) error {
+			oi.Key = s.from + strings.TrimPrefix(oi.Key, s.to)
+			return fn(oi)
+		})
+	}
+	mapBack := func(oi ObjectInfo) error {
+		switch {
+		case strings.HasPrefix(oi.Key, s.from):
+			return nil
+		case strings.HasPrefix(oi.Key, s.to):
+			oi.Key = s.from + strings.TrimPrefix(oi.Key, s.to)
+			if !strings.HasPrefix(oi.Key, prefix) {
+				return nil
+			}
+		}
+		return fn(oi)
+	}
+	if err := s.Storage.List(ctx, prefix, mapBack); err != nil {
+		return err
+	}
+	if strings.HasPrefix(s.from, prefix) && !strings.HasPrefix(s.to, prefix) {
+		return s.Storage.List(ctx, s.to, mapBack)
+	}
+	return nil
+}
+
+func (s *remapped) Delete(ctx context.Context, keys ...string) error {
+	mapped := make([]string, len(keys))
+	for i, k := range keys {
+		mapped[i] = s.key(k)
+	}
+	return s.Storage.Delete(ctx, mapped...)
 }

@@ -34,6 +34,33 @@ func TestWrappersContract(t *testing.T) {
 	t.Run("RateLimit", func(t *testing.T) {
 		storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.RateLimit(newFile(t), 1<<30) })
 	})
+	t.Run("Remap", func(t *testing.T) {
+		storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.Remap(newFile(t), "basebackups_005/", "catchup_005/") })
+	})
+}
+
+// Remap stores the mapped folder under its new name and leaves the rest.
+func TestRemap(t *testing.T) {
+	ctx := context.Background()
+	base := newFile(t)
+	s := storage.Remap(base, "basebackups_005/", "catchup_005/")
+	for _, k := range []string{"basebackups_005/b/x", "wal_005/w"} {
+		if err := s.Put(ctx, k, strings.NewReader("v"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k, want := range map[string]bool{"catchup_005/b/x": true, "basebackups_005/b/x": false, "wal_005/w": true} {
+		if ok, err := storage.Exists(ctx, base, k); err != nil || ok != want {
+			t.Errorf("%s exists: %v, %v; want %v", k, ok, err, want)
+		}
+	}
+	var keys []string
+	if err := s.List(ctx, "basebackups_005/", func(oi storage.ObjectInfo) error { keys = append(keys, oi.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != "basebackups_005/b/x" {
+		t.Errorf("listing through the remap: %v", keys)
+	}
 }
 
 // flaky fails the first fails calls of every operation with err, then

@@ -49,6 +49,9 @@ type deltaBase struct {
 	// skipped, presence lets a relation file be stored as an increment.
 	// Only this is kept of the base's files metadata, which is streamed.
 	mtimes map[string]int64
+	// everything: every file counts as in the base and changed (catchup:
+	// the base is a standby's state at an LSN, not a stored backup).
+	everything bool
 }
 
 // noMTime marks a base file whose mtime was not recorded.
@@ -56,6 +59,9 @@ const noMTime = math.MinInt64
 
 // lookup reports whether a file is in the base, and with the same mtime.
 func (d *deltaBase) lookup(name string, mtime time.Time) (inBase, unchanged bool) {
+	if d.everything {
+		return true, false
+	}
 	m, ok := d.mtimes[name]
 	return ok, ok && m != noMTime && m == mtime.UnixNano()
 }

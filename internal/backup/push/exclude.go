@@ -21,6 +21,16 @@ func walgExcluded(name string) bool {
 	return false
 }
 
+// catchupExcluded are the configuration files catchup-push leaves out
+// (WAL-G's extendExcludedFiles): the standby keeps its own.
+func catchupExcluded(name string) bool {
+	switch name {
+	case "pg_hba.conf", "postgresql.conf", "postgresql.auto.conf":
+		return true
+	}
+	return false
+}
+
 // pgExcludedFile reports files PostgreSQL's own base backup leaves out
 // (basebackup.c excludeFiles) beyond WAL-G's list: files that are rebuilt
 // at startup or that describe another backup. backup_label and

@@ -43,7 +43,7 @@ func MemoryPlan(o Options, f memplan.Facts) *memplan.Plan {
 	if !o.WithoutFilesMetadata {
 		once("files metadata spool buffers", b.Builders+1, 2*recorderBufferSize, "entries go to unlinked files in "+o.TempDir)
 	}
-	if o.Delta.MaxSteps > 0 && !o.WithoutFilesMetadata && !o.Remote {
+	if (o.Delta.MaxSteps > 0 || o.CatchupFrom != 0) && !o.WithoutFilesMetadata && !o.Remote {
 		each("delta: changed-page list", (1<<30)/backup.IncrementBlockSize*4, "one per tar builder: 4 bytes per page of a 1 GiB relation segment")
 		once("delta: base backup's file list", 1, deltaFilesAssumed*deltaBytesPerFile,
 			fmt.Sprintf("name and mtime of each file of the base, about %d bytes each: grows with the file count (%d assumed)", deltaBytesPerFile, deltaFilesAssumed))

@@ -78,6 +78,11 @@ type Options struct {
 	// Delta chooses whether to take a delta backup and from which base
 	// (ignored with WithoutFilesMetadata: a delta needs files metadata).
 	Delta DeltaOptions
+	// CatchupFrom, when set, makes the backup a catch-up backup
+	// (catchup-push): every relation file stored as the pages changed at
+	// or after this LSN, other files whole, the configuration files left
+	// out. Store should then be the catchup_005/ view (storage.Remap).
+	CatchupFrom pg.LSN
 	// Remote: the files come over a replication connection (RunRemote),
 	// one stream packed by one builder.
 	Remote bool
@@ -283,6 +288,18 @@ func (j *job) connect(ctx context.Context) error {
 
 // chooseBase decides between a full and a delta backup.
 func (j *job) chooseBase(ctx context.Context) error {
+	if from := j.o.CatchupFrom; from != 0 {
+		if j.o.WithoutFilesMetadata {
+			// Which members are page increments is only in files metadata.
+			return errors.New("catchup-push needs files metadata: unset WALG_WITHOUT_FILES_METADATA")
+		}
+		if j.info.BlockSize != backup.IncrementBlockSize {
+			return fmt.Errorf("catchup-push needs 8 KiB pages (block_size %d)", j.info.BlockSize)
+		}
+		// WAL-G's catch-up base: no backup, just its start LSN.
+		j.delta = &deltaBase{sentinel: &backup.Sentinel{LSN: from}, count: 1, everything: true}
+		return nil
+	}
 	if j.o.WithoutFilesMetadata {
 		return nil // a delta needs the base's files metadata
 	}
@@ -351,7 +368,7 @@ func (j *job) packFiles(ctx context.Context) error {
 		}
 		builders[i] = j.pack.newBuilder(pipe.NewEncoder(o.Method, o.Crypter), rec)
 	}
-	j.walker = &walker{root: j.dataDir, log: j.log}
+	j.walker = &walker{root: j.dataDir, log: j.log, catchup: o.CatchupFrom != 0}
 	if err := j.pack.packAll(ctx, j.walker, builders); err != nil {
 		return err
 	}

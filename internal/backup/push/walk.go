@@ -45,6 +45,8 @@ type walkEntry struct {
 type walker struct {
 	root string // PGDATA, absolute, symlinks resolved
 	log  *slog.Logger
+	// catchup leaves the configuration files out too (catchup-push).
+	catchup bool
 	emit func(walkEntry) error
 
 	// Results.
@@ -93,7 +95,7 @@ func (w *walker) visit(ctx context.Context, p, rel string, info fs.FileInfo, unl
 		}
 		return w.walkDir(ctx, p, rel)
 	case mode.IsRegular():
-		if walgExcluded(base) || pgExcludedFile(base) || isTempPrefixed(base) {
+		if walgExcluded(base) || pgExcludedFile(base) || isTempPrefixed(base) || (w.catchup && catchupExcluded(base)) {
 			return nil
 		}
 		e := walkEntry{path: p, name: name, info: info, kind: entryFile}

@@ -18,7 +18,9 @@ type restoreLayer struct {
 
 // planLayers resolves the chain of the backup name and what to extract
 // from each of its backups, full backup first.
-func (f *Fetcher) planLayers(ctx context.Context, name string, s *backup.Sentinel) ([]*restoreLayer, error) {
+// A catch-up backup is one layer whose increments apply onto the
+// standby's files.
+func (f *Fetcher) planLayers(ctx context.Context, name string, s *backup.Sentinel, catchup bool) ([]*restoreLayer, error) {
 	chain, err := backup.ResolveChain(ctx, f.Store, name, s)
 	if err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func (f *Fetcher) planLayers(ctx context.Context, name string, s *backup.Sentine
 		}
 		layers[i] = l
 	}
-	if len(chain) == 1 {
+	if len(chain) == 1 && !catchup {
 		return layers, nil
 	}
 	// Which members are increments is only recorded in files metadata.
@@ -75,7 +77,7 @@ func (f *Fetcher) planLayers(ctx context.Context, name string, s *backup.Sentine
 		if len(files) > 0 {
 			leafFiles = files
 		}
-		layers[i].extract = extractLayer{increments: incs}
+		layers[i].extract = extractLayer{increments: incs, createMissing: catchup}
 		if i < len(chain)-1 {
 			layers[i].extract.only = leafFiles
 		}

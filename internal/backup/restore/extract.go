@@ -82,6 +82,12 @@ type ExtractorOptions struct {
 	Skip []string
 	// Progress, when set, is told every byte written to a restored file.
 	Progress backup.Progress
+	// Existing restores onto a data directory that is already there
+	// (catchup-fetch): dest must hold global/pg_control, its tablespaces
+	// are those its pg_tblspc links point to (Tablespaces is ignored), and
+	// a page increment for a file it lacks creates the file (pages the
+	// increment does not carry stay zero, as in WAL-G).
+	Existing bool
 }
 
 // extractLayer says how to extract one backup of a delta chain.
@@ -89,6 +95,8 @@ type extractLayer struct {
 	// increments are the members (cleaned names) stored as wi1 page
 	// increments, applied onto the file an older layer restored.
 	increments map[string]bool
+	// createMissing lets an increment create its file (catch-up).
+	createMissing bool
 	// only, when non-nil, are the regular files to restore from this
 	// layer: an ancestor of the requested backup supplies only the files
 	// the requested backup still has.
@@ -102,6 +110,9 @@ func (e *Extractor) setLayer(l extractLayer) { e.layer = l }
 // directory; every tablespace location must be absent or empty; the
 // pg_tblspc/<oid> links are created.
 func NewExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
+	if opts.Existing {
+		return existingExtractor(dest, opts)
+	}
 	if err := prepareEmptyDir(dest); err != nil {
 		return nil, err
 	}
@@ -136,6 +147,59 @@ func NewExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
 				return nil, err
 			}
 		}
+	}
+	return e, nil
+}
+
+// existingExtractor opens a data directory to bring up to date in place.
+func existingExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
+	if fi, err := os.Lstat(dest); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not a directory (catch-up needs the standby's data directory): %v", dest, err)
+	}
+	root, err := fsutil.OpenRoot(dest)
+	if err != nil {
+		return nil, fmt.Errorf("open data directory: %w", err)
+	}
+	e := &Extractor{
+		dest: dest, root: root, tablespaces: map[string]*tablespaceRoot{}, fsync: !opts.NoFsync,
+		skip: map[string]bool{}, dirModes: map[dirKey]fs.FileMode{}, progress: opts.Progress,
+		layer: extractLayer{createMissing: true},
+	}
+	for _, s := range opts.Skip {
+		e.skip[s] = true
+	}
+	if fi, err := root.Lstat(PgControlPath); err != nil || !fi.Mode().IsRegular() {
+		e.Close()
+		return nil, fmt.Errorf("%s has no %s: not a PostgreSQL data directory", dest, PgControlPath)
+	}
+	links, err := os.ReadDir(filepath.Join(dest, "pg_tblspc"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		e.Close()
+		return nil, fmt.Errorf("read %s/pg_tblspc: %w", dest, err)
+	}
+	var spec []backup.Tablespace
+	for _, l := range links {
+		if l.Type()&fs.ModeSymlink == 0 {
+			continue // an in-place tablespace: part of the data directory
+		}
+		loc, err := os.Readlink(filepath.Join(dest, "pg_tblspc", l.Name()))
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("tablespace link %s: %w", l.Name(), err)
+		}
+		spec = append(spec, backup.Tablespace{Name: l.Name(), Location: filepath.Clean(loc), Link: "pg_tblspc/" + l.Name()})
+	}
+	if err := checkLocations(dest, spec); err != nil {
+		e.Close()
+		return nil, err
+	}
+	for _, ts := range spec {
+		r, err := fsutil.OpenRoot(ts.Location)
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("tablespace %s: %w", ts.Name, err)
+		}
+		e.tablespaces[ts.Name] = &tablespaceRoot{Tablespace: ts, root: r}
 	}
 	return e, nil
 }
@@ -457,6 +521,14 @@ func (e *Extractor) create(root *os.Root, name string) (*os.File, error) {
 // increment applies a wi1 member onto the file an older layer restored.
 func (e *Extractor) increment(t target, hdr *tar.Header, r io.Reader, buf []byte) error {
 	f, err := fsutil.OpenIn(t.root, t.rel, os.O_RDWR)
+	if errors.Is(err, fs.ErrNotExist) && e.layer.createMissing {
+		if dir := path.Dir(t.rel); dir != "." {
+			if err := t.root.MkdirAll(dir, 0o700); err != nil {
+				return fmt.Errorf("create directory for %s: %w", e.display(t), err)
+			}
+		}
+		f, err = e.create(t.root, t.rel)
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("page increment %s: the base backups did not restore the file it applies to", hdr.Name)
 	}

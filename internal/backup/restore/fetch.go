@@ -45,6 +45,10 @@ type FetchOptions struct {
 	// Progress, when set, is told every byte written to a restored file;
 	// a tar downloaded again after a storage error counts again.
 	Progress backup.Progress
+	// Catchup applies a catch-up backup (catchup-fetch) onto the existing
+	// data directory dest instead of restoring into an empty one: whole
+	// files replace the standby's, page increments are written into them.
+	Catchup bool
 }
 
 // FetchResult describes a finished restore.
@@ -81,7 +85,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 	if parent, err := filepath.EvalSymlinks(filepath.Dir(dest)); err == nil {
 		dest = filepath.Join(parent, filepath.Base(dest))
 	}
-	layers, err := f.planLayers(ctx, name, s)
+	layers, err := f.planLayers(ctx, name, s, opts.Catchup)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +94,13 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 		return nil, fmt.Errorf("backup %s: no pg_control tar in %s/%s", name, f.Store, backup.TarPartitionsKey(name))
 	}
 
-	exOpts := ExtractorOptions{NoFsync: f.NoFsync, Tablespaces: s.Spec, Progress: opts.Progress}
+	exOpts := ExtractorOptions{NoFsync: f.NoFsync, Tablespaces: s.Spec, Progress: opts.Progress, Existing: opts.Catchup}
+	if opts.Catchup {
+		exOpts.Tablespaces = nil
+		if len(layers) != 1 {
+			return nil, fmt.Errorf("backup %s is a delta of %s, not a catch-up backup", name, s.DeltaFrom)
+		}
+	}
 	if opts.RestoreSpec != nil {
 		exOpts.Tablespaces = opts.RestoreSpec
 		exOpts.Skip = []string{"tablespace_map"}
@@ -105,6 +115,9 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string, opts FetchOption
 	}
 	defer ex.Close()
 	if err := f.extractAll(ctx, ex, layers); err != nil {
+		if opts.Catchup {
+			return nil, fmt.Errorf("%w (the catch-up is incomplete: %s keeps its old global/pg_control, apply the catch-up again before starting it)", err, dest)
+		}
 		return nil, &PartialRestoreError{Dest: dest, Tablespaces: exOpts.Tablespaces, Err: err}
 	}
 	res := &FetchResult{Sentinel: s}

@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+)
+
+// TestCatchupPushFetch leaves a streaming standby so far behind that the
+// WAL it needs is gone (the primary keeps none for it and archives
+// nothing), then brings it back with catchup-push on the primary from the
+// standby's checkpoint and catchup-fetch onto the stopped standby: it
+// starts, streams from the primary again, and every table matches, also
+// after more writes.
+func TestCatchupPushFetch(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	store := pgcluster.TempDir(t)
+	env := []string{"WALG_FILE_PREFIX=" + store}
+	primary := pgcluster.New(t, pgcluster.Options{Conf: []string{
+		"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB", "max_slot_wal_keep_size = 0",
+	}})
+	primary.Start()
+	primary.Exec(`create table accounts (id int primary key, owner text not null);
+		insert into accounts select g, md5(g::text) from generate_series(1, 50000) g;
+		create table doomed (id int); insert into doomed select generate_series(1, 1000);
+		checkpoint`)
+	primary.Stop()
+	standby := primary.Clone(pgcluster.Options{Conf: []string{
+		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
+		"hot_standby = on",
+	}})
+	standby.WriteDataFile("standby.signal", nil)
+	primary.Start()
+	standby.Start()
+	primary.Exec(`insert into accounts select g, md5(g::text) from generate_series(50001, 60000) g`)
+	waitReplayed(t, primary, standby)
+
+	// The standby stops; the primary moves on far enough that the WAL
+	// from the standby's position is recycled.
+	var from string
+	if err := standby.QueryRow("select redo_lsn::text from pg_control_checkpoint()").Scan(&from); err != nil {
+		t.Fatal(err)
+	}
+	standby.Stop()
+	primary.Exec(`update accounts set owner = owner || 'x' where id % 7 = 0;
+		insert into accounts select g, md5(g::text) from generate_series(60001, 120000) g;
+		drop table doomed;
+		create table fresh (id int primary key, body text);
+		insert into fresh select g, repeat(md5(g::text), 10) from generate_series(1, 20000) g;
+		create index accounts_owner on accounts (owner)`)
+	for range 6 {
+		primary.Exec("select pg_switch_wal(); checkpoint")
+	}
+	var gone bool
+	if err := primary.QueryRow("select min(name) > pg_walfile_name($1::pg_lsn) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'", from).Scan(&gone); err != nil || !gone {
+		t.Fatalf("the primary still has the standby's WAL from %s (%v): the test would not show a catch-up", from, err)
+	}
+
+	// From now on the primary keeps the recent WAL the caught-up standby
+	// streams from (the backup does not hold it: there is no slot and no
+	// archive).
+	primary.Exec("alter system set wal_keep_size = '512MB'")
+	primary.Exec("select pg_reload_conf()")
+
+	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
+	res := runAsServer(t, tusk, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
+	if res.code != 0 {
+		t.Fatalf("catchup-push: exit %d\n%s", res.code, res.output)
+	}
+	m := regexp.MustCompile(`msg="wrote backup" name=(base_[0-9A-F]{24}) `).FindStringSubmatch(res.output)
+	if m == nil {
+		t.Fatalf("catchup-push output lacks the backup name:\n%s", res.output)
+	}
+	raw, err := os.ReadFile(filepath.Join(store, "catchup_005", m[1]+backup.SentinelSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sentinel, err := backup.ParseSentinel(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromLSN, err := pg.ParseLSN(from)
+	if err != nil || sentinel.DeltaLSN != fromLSN || sentinel.DeltaCount != 1 || sentinel.IsDelta() {
+		t.Errorf("catch-up sentinel %s (from %s)", raw, from)
+	}
+	fmRaw, err := os.ReadFile(filepath.Join(store, "catchup_005", m[1], "files_metadata.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fm backup.FilesMetadata
+	if err := json.Unmarshal(fmRaw, &fm); err != nil {
+		t.Fatal(err)
+	}
+	increments := 0
+	for name, d := range fm.Files {
+		if d.IsIncremented {
+			increments++
+		}
+		if strings.HasSuffix(name, "/postgresql.conf") || strings.HasSuffix(name, "/pg_hba.conf") {
+			t.Errorf("catch-up backup holds %s", name)
+		}
+	}
+	if increments == 0 {
+		t.Errorf("no relation file stored as a page increment (%d files)", len(fm.Files))
+	}
+	list := runAsServer(t, tusk, env, "catchup-list")
+	if list.code != 0 || !strings.Contains(list.output, "base_") {
+		t.Fatalf("catchup-list: exit %d\n%s", list.code, list.output)
+	}
+	if l := runAsServer(t, tusk, env, "backup-list"); strings.Contains(l.output, "base_0") {
+		t.Errorf("backup-list shows the catch-up backup:\n%s", l.output)
+	}
+	fetch := runAsServer(t, tusk, env, "catchup-fetch", standby.DataDir(), "LATEST")
+	if fetch.code != 0 {
+		t.Fatalf("catchup-fetch: exit %d\n%s", fetch.code, fetch.output)
+	}
+	standby.Start()
+	waitReplayed(t, primary, standby)
+	checkSame(t, primary, standby, "accounts", "fresh")
+
+	// It keeps streaming.
+	primary.Exec(`delete from accounts where id % 11 = 0; insert into fresh select g, 'late' from generate_series(20001, 21000) g`)
+	waitReplayed(t, primary, standby)
+	checkSame(t, primary, standby, "accounts", "fresh")
+	var doomed bool
+	if err := standby.QueryRow("select to_regclass('doomed') is not null").Scan(&doomed); err != nil || doomed {
+		t.Errorf("the dropped table is still visible on the standby: %v %v", doomed, err)
+	}
+}
+
+// waitReplayed waits until standby has replayed the primary's current WAL
+// position.
+func waitReplayed(t *testing.T, primary, standby *pgcluster.Cluster) {
+	t.Helper()
+	var target string
+	if err := primary.QueryRow("select pg_current_wal_lsn()::text").Scan(&target); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var done bool
+		if err := standby.QueryRow("select coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", target).Scan(&done); err == nil && done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not replay up to %s", target)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func checkSame(t *testing.T, primary, standby *pgcluster.Cluster, tables ...string) {
+	t.Helper()
+	for _, tbl := range tables {
+		if p, s := anyDigest(t, primary, tbl), anyDigest(t, standby, tbl); p != s {
+			t.Errorf("table %s: standby %v, primary %v", tbl, s, p)
+		}
+	}
+}
