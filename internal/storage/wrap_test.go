@@ -35,7 +35,9 @@ func TestWrappersContract(t *testing.T) {
 		storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.RateLimit(newFile(t), 1<<30) })
 	})
 	t.Run("Remap", func(t *testing.T) {
-		storagetest.Run(t, func(t *testing.T) storage.Storage { return storage.Remap(newFile(t), "basebackups_005/", "catchup_005/") })
+		storagetest.Run(t, func(t *testing.T) storage.Storage {
+			return storage.Remap(newFile(t), "basebackups_005/", "catchup_005/")
+		})
 	})
 }
 

@@ -47,7 +47,7 @@ type walker struct {
 	log  *slog.Logger
 	// catchup leaves the configuration files out too (catchup-push).
 	catchup bool
-	emit func(walkEntry) error
+	emit    func(walkEntry) error
 
 	// Results.
 	catalogSize int64 // WAL-G's DataCatalogSize: Lstat sizes of everything visited
