@@ -44,8 +44,12 @@ func (c *Config) selectStorage() (sel *Setting, shadowed []Setting) {
 func (c *Config) StorageKind() (kind, prefix string, err error) {
 	sel, _ := c.selectStorage()
 	if sel == nil {
-		return "", "", fmt.Errorf("%w: set WALG_S3_PREFIX (s3://bucket/path) or WALG_FILE_PREFIX (/path); "+
-			"WALE_S3_PREFIX and WALE_FILE_PREFIX are accepted too", ErrNoStorage)
+		var names []string
+		for _, b := range registry() {
+			names = append(names, b.reg.Prefix)
+		}
+		return "", "", fmt.Errorf("%w: set one of %s (the WALE_ spellings are accepted too)",
+			ErrNoStorage, strings.Join(names, ", "))
 	}
 	key := c.from[sel.Name]
 	if sel.Status == NotYet {

@@ -16,10 +16,12 @@
 //   - Objects are regular files; a directory, or a path through a file, is
 //     "not found".
 //
-// Memory: one SSH connection per Storage (its channel window, up to 2 MiB
-// of received data), and per transfer DefaultRequests requests of 32 KiB
-// in flight. List holds one directory's entries at a time (pkg/sftp reads
-// a directory whole) and the names of directories still to visit.
+// Memory: one SSH connection per Storage (packet buffers of about 35 KiB
+// each way; the channel buffers only responses to requests in flight), an
+// upload holds Options.Requests chunks of 32 KiB in flight, a download
+// reads 32 KiB at a time into the caller's buffer. List holds one
+// directory's entries at a time (pkg/sftp reads a directory whole) and the
+// names of directories still to visit.
 package sftp
 
 import (
@@ -96,12 +98,12 @@ func Configure(o Options) (storage.Configured, error) {
 	}, nil
 }
 
-// Memory is what one transfer holds: its requests in flight and one copy
-// buffer; the connection's channel window is in the note.
+// Memory is what one transfer holds: an upload's chunks in flight, a
+// download's one request, and a share of the connection's packet buffers.
 func (s *Storage) Memory() memplan.Storage {
-	per := int64(s.o.Requests*packetSize) + packetSize
-	return memplan.Storage{Name: "SSH", Upload: per, Download: per,
-		Note: fmt.Sprintf("SFTP: %d requests of 32 KiB per transfer, plus one 2 MiB SSH channel window", s.o.Requests)}
+	const conn = 2 * (packetSize + 3<<10)
+	return memplan.Storage{Name: "SSH", Upload: int64(s.o.Requests*packetSize) + conn, Download: packetSize + conn,
+		Note: fmt.Sprintf("SFTP: up to %d chunks of 32 KiB in flight per upload", s.o.Requests)}
 }
 
 // String returns "ssh://host:port/path".
