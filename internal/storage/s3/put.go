@@ -158,6 +158,16 @@ func remaining(rs io.Seeker) (int64, error) {
 	return end - cur, nil
 }
 
+// sse is the server-side encryption (S3_SSE, S3_SSE_KMS_ID) every new
+// object asks for; empty values send no header.
+func (s *Storage) sse() (types.ServerSideEncryption, *string) {
+	var kms *string
+	if s.opts.SSEKMSKeyID != "" {
+		kms = aws.String(s.opts.SSEKMSKeyID)
+	}
+	return types.ServerSideEncryption(s.opts.SSE), kms
+}
+
 func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n int64, ifAbsent bool) error {
 	in := &s3.PutObjectInput{
 		Bucket:               aws.String(s.opts.Bucket),
@@ -169,12 +179,7 @@ func (s *Storage) putObject(ctx context.Context, k string, body io.ReadSeeker, n
 		SSECustomerKey:       s.sseCKey,
 		SSECustomerKeyMD5:    s.sseCKeyMD5,
 	}
-	if s.opts.SSE != "" {
-		in.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
-	}
-	if s.opts.SSEKMSKeyID != "" {
-		in.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
-	}
+	in.ServerSideEncryption, in.SSEKMSKeyId = s.sse()
 	if ifAbsent {
 		in.IfNoneMatch = aws.String("*")
 	}
@@ -245,12 +250,7 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 		SSECustomerKey:       s.sseCKey,
 		SSECustomerKeyMD5:    s.sseCKeyMD5,
 	}
-	if s.opts.SSE != "" {
-		create.ServerSideEncryption = types.ServerSideEncryption(s.opts.SSE)
-	}
-	if s.opts.SSEKMSKeyID != "" {
-		create.SSEKMSKeyId = aws.String(s.opts.SSEKMSKeyID)
-	}
+	create.ServerSideEncryption, create.SSEKMSKeyId = s.sse()
 	out, err := s.client.CreateMultipartUpload(ctx, create)
 	if err != nil {
 		return s.objectError(u.key, "put: create multipart upload", err)
