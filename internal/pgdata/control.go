@@ -7,9 +7,14 @@ import (
 	"math"
 )
 
-// Control is what a backup check needs from global/pg_control.
+// Control is what tusk needs from global/pg_control.
 type Control struct {
-	Version uint32 // pg_control_version
+	SystemIdentifier uint64
+	Version          uint32 // pg_control_version
+	// CheckPoint is the latest checkpoint record's location, Redo its REDO
+	// point and Timeline its timeline (checkPointCopy.ThisTimeLineID).
+	CheckPoint, Redo uint64
+	Timeline         uint32
 	// BlockSize is BLCKSZ, the data page size.
 	BlockSize uint32
 	// RelSegBlocks is RELSEG_SIZE, blocks per relation file segment.
@@ -29,13 +34,20 @@ const ControlSize = 296
 // data_checksum_version after the float8ByVal flag. The CRC-32C of the
 // bytes before it follows the struct, whose end moved in 18
 // (default_char_signedness).
+// The leading fields (system_identifier, version, state, time, checkPoint,
+// then checkPointCopy's redo and ThisTimeLineID) have kept their places
+// since PostgreSQL 9.x.
 const (
-	controlVersionOffset   = 8
-	controlFloatOffset     = 208
-	controlBlockSizeOffset = 216
-	controlRelSegOffset    = 220
-	controlChecksumOffset  = 252
-	controlFloatFormat     = 1234567.0
+	controlSysIDOffset      = 0
+	controlCheckPointOffset = 32
+	controlRedoOffset       = 40
+	controlTimelineOffset   = 48
+	controlVersionOffset    = 8
+	controlFloatOffset      = 208
+	controlBlockSizeOffset  = 216
+	controlRelSegOffset     = 220
+	controlChecksumOffset   = 252
+	controlFloatFormat      = 1234567.0
 )
 
 // controlCRCOffset maps the pg_control versions tusk reads to the offset
@@ -60,6 +72,10 @@ func ParseControl(b []byte) (Control, error) {
 	if math.Float64frombits(le.Uint64(b[controlFloatOffset:])) != controlFloatFormat {
 		return Control{}, fmt.Errorf("pg_control: float format check failed")
 	}
+	c.SystemIdentifier = le.Uint64(b[controlSysIDOffset:])
+	c.CheckPoint = le.Uint64(b[controlCheckPointOffset:])
+	c.Redo = le.Uint64(b[controlRedoOffset:])
+	c.Timeline = le.Uint32(b[controlTimelineOffset:])
 	c.BlockSize = le.Uint32(b[controlBlockSizeOffset:])
 	c.RelSegBlocks = le.Uint32(b[controlRelSegOffset:])
 	c.DataChecksumVersion = le.Uint32(b[controlChecksumOffset:])

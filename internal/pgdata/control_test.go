@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
@@ -70,6 +71,15 @@ func TestParseControlReal(t *testing.T) {
 				}
 				if c.BlockSize != 8192 || c.RelSegBlocks != 131072 || (c.DataChecksumVersion != 0) != sums {
 					t.Errorf("%+v", c)
+				}
+				// initdb's identifier starts with the time it ran (seconds since
+				// the epoch in the high 32 bits); its one checkpoint is on
+				// timeline 1 with the REDO point at or before it.
+				if born := int64(c.SystemIdentifier >> 32); born < time.Now().Add(-time.Hour).Unix() || born > time.Now().Add(time.Minute).Unix() {
+					t.Errorf("system identifier %d: not made by an initdb that just ran", c.SystemIdentifier)
+				}
+				if c.Timeline != 1 || c.CheckPoint == 0 || c.Redo > c.CheckPoint {
+					t.Errorf("checkpoint %#x redo %#x timeline %d, want a checkpoint on timeline 1", c.CheckPoint, c.Redo, c.Timeline)
 				}
 				// A flipped bit is caught by the CRC.
 				b[controlChecksumOffset] ^= 1
