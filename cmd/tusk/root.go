@@ -81,6 +81,7 @@ In postgresql.conf:
 		newWalShowCommand(a),
 		newWalVerifyCommand(a),
 		newWalReceiveCommand(a),
+		newWalRestoreCommand(a),
 		newBackupVerifyCommand(a),
 		newRestoreWindowCommand(a),
 		newBackupListCommand(a),
