@@ -114,14 +114,7 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	if pgdata == "" {
 		return errors.New("PGDATA: not set; the daemon resolves WAL file names against it")
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(plan.HeapLimit())
-	}
-	gogc := os.Getenv("GOGC")
-	if gogc == "" {
-		gogc = strconv.Itoa(plan.GCPercent())
-		debug.SetGCPercent(plan.GCPercent())
-	}
+	gogc := applyMemoryPlan(plan)
 	w, err := a.newWAL(ctx)
 	if err != nil {
 		return err

@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime/debug"
+	"strconv"
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
@@ -35,4 +38,19 @@ func (a *app) memoryFacts(method codec.Method, cr crypt.Crypter) (memplan.Facts,
 	}
 	f.Storage = b.Memory
 	return f, nil
+}
+
+// applyMemoryPlan sets the collector's limit (GOMEMLIMIT) and target (GOGC)
+// from a long-running command's plan, unless the environment sets them,
+// and returns the GOGC in force.
+func applyMemoryPlan(plan *memplan.Plan) (gogc string) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(plan.HeapLimit())
+	}
+	gogc = os.Getenv("GOGC")
+	if gogc == "" {
+		gogc = strconv.Itoa(plan.GCPercent())
+		debug.SetGCPercent(plan.GCPercent())
+	}
+	return gogc
 }

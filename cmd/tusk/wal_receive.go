@@ -9,12 +9,16 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/fsutil"
+	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/receive"
+	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 func newWalReceiveCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var showPlan, planJSON bool
+	cmd := &cobra.Command{
 		Use:   "wal-receive",
 		Short: "Stream WAL over a replication connection into storage",
 		Long: `Connects to PostgreSQL (PG* settings) as a physical replication client and
@@ -30,11 +34,23 @@ streaming continues on it.
 The segment being received is spooled in TUSK_WAL_RECEIVE_DIR (default: a
 private directory under the system temp dir), not held in memory. It runs
 until SIGTERM or SIGINT, which stop it cleanly (exit 0); any other failure
-exits 1, as with WAL-G, for a supervisor to restart it.`,
+exits 1, as with WAL-G, for a supervisor to restart it. --memory-plan prints
+its memory bound; it sets GOMEMLIMIT and GOGC from it unless they are set.`,
 		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			plan, err := a.walReceivePlan()
+			if err != nil {
+				return err
+			}
+			if showPlan || planJSON {
+				if planJSON {
+					return plan.JSON(cmd.OutOrStdout())
+				}
+				return plan.Table(cmd.OutOrStdout())
+			}
+			applyMemoryPlan(plan)
 			ctx := cmd.Context()
-			err := a.walReceive(ctx)
+			err = a.walReceive(ctx)
 			if err != nil && errors.Is(context.Cause(ctx), errInterrupted) {
 				a.log.Info("wal-receive: stopped")
 				return nil
@@ -42,6 +58,33 @@ exits 1, as with WAL-G, for a supervisor to restart it.`,
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&showPlan, "memory-plan", false, "print the most memory wal-receive can take with this configuration, and exit")
+	cmd.Flags().BoolVar(&planJSON, "json", false, "with --memory-plan: print JSON")
+	return cmd
+}
+
+func (a *app) walReceivePlan() (*memplan.Plan, error) {
+	method, err := a.compression()
+	if err != nil {
+		return nil, err
+	}
+	cr, err := a.crypter()
+	if err != nil {
+		return nil, err
+	}
+	buffering, _, err := a.walBuffering(cr)
+	if err != nil {
+		return nil, err
+	}
+	facts, err := a.memoryFacts(method, cr)
+	if err != nil {
+		return nil, err
+	}
+	r := memplan.WalReceive{Buffering: buffering, CopyBuffer: pipe.CopyBufferSize, Message: receive.MessageBytes}
+	if buffering == wal.BufferMemory {
+		r.Spool = wal.SpoolBytes(a.cfg.WalSegmentSize())
+	}
+	return memplan.WalReceivePlan(facts, r), nil
 }
 
 func (a *app) walReceive(ctx context.Context) error {

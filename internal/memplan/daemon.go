@@ -27,22 +27,57 @@ type Daemon struct {
 // DaemonPlan is the daemon's memory plan.
 func DaemonPlan(f Facts, d Daemon) *Plan {
 	p := &Plan{Process: "tusk daemon"}
-	upload := f.Codec.Writer + d.CopyBuffer + f.Storage.Upload + f.Crypter.Writer
-	note := "codec " + f.Codec.Name + ", " + d.Buffering
-	if f.encrypted() {
-		note += ", " + f.Crypter.Name
-	}
-	p.Add("upload worker", d.Workers, upload, note)
-	if d.Spool > 0 {
-		p.Add("upload spool (buffering "+d.Buffering+")", d.Workers, d.Spool, "the encoded WAL file, held until sent")
-	}
+	addUploads(p, f, "upload worker", d.Workers, d.Buffering, d.Spool, d.CopyBuffer)
 	p.Add("client request in flight", d.Requests, d.RequestBytes, "TUSK_DAEMON_MAX_CONNECTIONS: frame buffer and state")
 	p.Add("open client connection", d.OpenConns, d.ConnBytes, "goroutine and socket; quiet ones hold no buffer")
-	download := f.Decoder.Reader + d.CopyBuffer + f.Storage.Download + f.Crypter.Reader
+	download := walDownload(f, d.CopyBuffer)
 	p.Add("wal-fetch download", 1, download, "decoder: the largest of any method ("+f.Decoder.Name+")")
 	if d.Prefetch > 1 {
 		p.Add("prefetch download", min(d.Prefetch, d.PrefetchWorkers), download,
 			fmt.Sprintf("WALG_DOWNLOAD_CONCURRENCY, at most %d at once", d.PrefetchWorkers))
 	}
+	return p
+}
+
+// addUploads adds n WAL uploads as wal.Archiver runs them: an encoder with
+// its copy buffer and the storage client's share each, plus the encoded
+// file when buffering keeps it in memory (spool > 0).
+func addUploads(p *Plan, f Facts, what string, n int, buffering string, spool, copyBuffer int64) {
+	note := "codec " + f.Codec.Name + ", " + buffering
+	if f.encrypted() {
+		note += ", " + f.Crypter.Name
+	}
+	p.Add(what, n, f.Codec.Writer+copyBuffer+f.Storage.Upload+f.Crypter.Writer, note)
+	if spool > 0 {
+		p.Add("upload spool (buffering "+buffering+")", n, spool, "the encoded WAL file, held until sent")
+	}
+}
+
+// walDownload is one archived WAL file read back: decoder, copy buffer,
+// the storage client's share and decryption.
+func walDownload(f Facts, copyBuffer int64) int64 {
+	return f.Decoder.Reader + copyBuffer + f.Storage.Download + f.Crypter.Reader
+}
+
+// WalReceive is what wal-receive adds to the facts.
+type WalReceive struct {
+	// Buffering, Spool and CopyBuffer are as in Daemon, for its one
+	// upload at a time.
+	Buffering  string
+	Spool      int64
+	CopyBuffer int64
+	// Message is the largest replication message the connection holds
+	// (the walsender sends at most 128 KiB of WAL in one).
+	Message int64
+}
+
+// WalReceivePlan is wal-receive's memory plan: one upload at a time, the
+// segment spooled on disk, never in memory.
+func WalReceivePlan(f Facts, r WalReceive) *Plan {
+	p := &Plan{Process: "tusk wal-receive"}
+	addUploads(p, f, "upload", 1, r.Buffering, r.Spool, r.CopyBuffer)
+	p.Add("replication message", 2, r.Message, "one being read, one being written to the spool file")
+	p.Add("archived file read back", 1, walDownload(f, r.CopyBuffer),
+		"the .history (and WALG_PREVENT_WAL_OVERWRITE) comparison; decoder "+f.Decoder.Name)
 	return p
 }

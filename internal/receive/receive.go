@@ -39,6 +39,11 @@ import (
 	"github.com/tusk-pg/tusk/internal/walindex"
 )
 
+// MessageBytes bounds one replication message as held in memory: at most
+// 128 KiB of WAL (the walsender's MAX_SEND_SIZE), its header, and the
+// connection's 8 KiB read buffer.
+const MessageBytes = 128<<10 + 8<<10 + 64
+
 // StatusInterval is how often a standby status update is sent when nothing
 // else asks for one (WAL-G's StandbyMessageTimeout).
 const StatusInterval = 10 * time.Second

@@ -184,7 +184,15 @@ func run(tusk string, secs int, extra []string, debug bool) error {
 	}
 	mib := func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Printf("| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Printf("| settings | %s |\n", strings.Join(append([]string{"S3 (versitygw, HTTP)"}, extra...), " "))
+	settings := []string{"S3 (versitygw, HTTP)"}
+	for _, kv := range extra {
+		// Never print a key.
+		if k, _, _ := strings.Cut(kv, "="); strings.Contains(k, "KEY") || strings.Contains(k, "SECRET") {
+			kv = k + "=…"
+		}
+		settings = append(settings, kv)
+	}
+	fmt.Printf("| settings | %s |\n", strings.Join(settings, " "))
 	fmt.Printf("| burst | pgbench -c 4 -j 2, %.0f s, %.0f MiB of WAL (%.1f MiB/s) |\n", burst.Seconds(), float64(walBytes)/(1<<20), float64(walBytes)/(1<<20)/burst.Seconds())
 	fmt.Printf("| objects stored | %d, %.1f MiB |\n", len(objects), float64(stored)/(1<<20))
 	fmt.Printf("| last segment stored after the burst | %.1f s |\n", drain.Seconds())
