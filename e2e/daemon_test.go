@@ -17,24 +17,26 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
 
-// daemonProc is a running `tusk daemon`, as the PostgreSQL server user.
-type daemonProc struct {
+// bgProc is a long-running tusk command (daemon, wal-receive) started as
+// the PostgreSQL server user, its output appended to log.
+type bgProc struct {
 	cmd    *exec.Cmd
-	socket string
 	log    string
 	exited chan struct{} // closed when the process has exited
 	err    error         // its exit status, once exited
 }
 
-func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemonProc {
+// startBackground starts tusk with args and env as the server user, killed
+// with the test (and with the test process), its output in logPath.
+func startBackground(t *testing.T, tusk string, env []string, logPath string, args ...string) *bgProc {
 	t.Helper()
-	logPath := filepath.Join(filepath.Dir(socket), "daemon.log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tusk, "daemon", socket)
-	cmd.Env = append(append([]string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Dir(socket)}, env...), "PGDATA="+pgdata)
+	defer logf.Close()
+	cmd := exec.Command(tusk, args...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Dir(logPath), "TZ=UTC"}, env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	pgcluster.AsServerUser(t, cmd)
 	if cmd.SysProcAttr == nil {
@@ -42,19 +44,40 @@ func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemo
 	}
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start daemon: %v", err)
+		t.Fatalf("start tusk %s: %v", strings.Join(args, " "), err)
 	}
-	logf.Close()
-	d := &daemonProc{cmd: cmd, socket: socket, log: logPath, exited: make(chan struct{})}
-	go func() { d.err = cmd.Wait(); close(d.exited) }()
+	p := &bgProc{cmd: cmd, log: logPath, exited: make(chan struct{})}
+	go func() { p.err = cmd.Wait(); close(p.exited) }()
 	t.Cleanup(func() {
-		d.cmd.Process.Kill()
-		<-d.exited
+		p.cmd.Process.Kill()
+		<-p.exited
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("daemon log %s:\n%s", logPath, tail(string(b), 40))
+			t.Logf("tusk %s log %s:\n%s", args[0], logPath, tail(string(b), 40))
 		}
 	})
+	return p
+}
+
+func (p *bgProc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// daemonProc is a running `tusk daemon`, as the PostgreSQL server user.
+type daemonProc struct {
+	*bgProc
+	socket string
+}
+
+func startDaemon(t *testing.T, tusk, socket, pgdata string, env []string) *daemonProc {
+	t.Helper()
+	logPath := filepath.Join(filepath.Dir(socket), "daemon.log")
+	d := &daemonProc{bgProc: startBackground(t, tusk, append(append([]string{}, env...), "PGDATA="+pgdata), logPath, "daemon", socket), socket: socket}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if _, err := os.Stat(socket); err == nil {

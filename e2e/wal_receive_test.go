@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,53 +13,14 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
 
-// receiverProc is a running `tusk wal-receive`, as the server's OS user.
-type receiverProc struct {
-	cmd    *exec.Cmd
-	log    string
-	exited chan struct{}
-	err    error
-}
-
-func startReceiver(t *testing.T, tusk string, env []string, logPath string) *receiverProc {
+func startReceiver(t *testing.T, tusk string, env []string, logPath string) *bgProc {
 	t.Helper()
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(tusk, "wal-receive")
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "HOME=" + filepath.Dir(logPath), "TZ=UTC"}, env...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	pgcluster.AsServerUser(t, cmd)
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start wal-receive: %v", err)
-	}
-	p := &receiverProc{cmd: cmd, log: logPath, exited: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-	})
-	return p
-}
-
-func (p *receiverProc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
+	return startBackground(t, tusk, env, logPath, "wal-receive")
 }
 
 // waitObject waits until the archived WAL file name exists in the file
 // storage store (any extension), failing early when the receiver exits.
-func waitObject(t *testing.T, store, name string, p *receiverProc, timeout time.Duration) string {
+func waitObject(t *testing.T, store, name string, p *bgProc, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {

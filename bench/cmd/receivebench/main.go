@@ -34,21 +34,22 @@ func main() {
 	tusk := flag.String("tusk", "", "tusk binary to measure (required)")
 	secs := flag.Int("seconds", 60, "length of the pgbench burst")
 	env := flag.String("env", "", "extra settings for wal-receive, space-separated K=V")
+	tls := flag.Bool("tls", false, "serve S3 over HTTPS")
 	debug := flag.Bool("debug", false, "print the receiver's private writable mappings and log tail at the end")
 	flag.Parse()
 	if *tusk == "" {
 		fmt.Fprintln(os.Stderr, "receivebench: -tusk is required")
 		os.Exit(2)
 	}
-	if err := run(*tusk, *secs, strings.Fields(*env), *debug); err != nil {
+	if err := run(*tusk, *secs, strings.Fields(*env), *tls, *debug); err != nil {
 		fmt.Fprintln(os.Stderr, "receivebench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tusk string, secs int, extra []string, debug bool) error {
+func run(tusk string, secs int, extra []string, tls, debug bool) error {
 	ctx := context.Background()
-	s3, err := s3server.Run(s3server.Options{Prefix: "receive"})
+	s3, err := s3server.Run(s3server.Options{Prefix: "receive", TLS: tls})
 	if err != nil {
 		return err
 	}
@@ -185,6 +186,9 @@ func run(tusk string, secs int, extra []string, debug bool) error {
 	mib := func(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Printf("| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	settings := []string{"S3 (versitygw, HTTP)"}
+	if tls {
+		settings[0] = "S3 (versitygw, HTTPS)"
+	}
 	for _, kv := range extra {
 		// Never print a key.
 		if k, _, _ := strings.Cut(kv, "="); strings.Contains(k, "KEY") || strings.Contains(k, "SECRET") {
