@@ -21,7 +21,7 @@ there to its end (on each of its timelines) that its pg_wal lacks, and
 fetches each from storage into the source's pg_wal, as wal-fetch writes
 files. pg_rewind then copies them to the target. A segment not in storage
 is reported and skipped, as WAL-G does; other errors stop it (exit 1).`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			segSize := a.cfg.WalSegmentSize()
