@@ -44,6 +44,18 @@ not grow with the size of an object or of a listing.`,
 		newStRmCommand(a, fl),
 		newStCheckCommand(a, fl),
 	)
+	// WAL-G's st subcommands tusk lacks say so, whatever their arguments.
+	for _, name := range []string{"copy", "transfer"} {
+		cmd.AddCommand(&cobra.Command{
+			Use:                name,
+			Short:              fmt.Sprintf("WAL-G's st %s: not implemented in tusk yet", name),
+			Hidden:             true,
+			DisableFlagParsing: true,
+			RunE: func(*cobra.Command, []string) error {
+				return fmt.Errorf("WAL-G's \"st %s\" is not implemented in tusk yet", name)
+			},
+		})
+	}
 	return cmd
 }
 

@@ -148,4 +148,5 @@ func testSt(t *testing.T, env map[string]string) {
 	wantErr("failover storages are not supported", "ls", "--target", "backup2")
 	wantErr("--glob is not supported", "ls", "-g", "*")
 	wantErr("not supported", "rm", "--all-versions", "x")
+	wantErr(`WAL-G's "st transfer" is not implemented in tusk yet`, "transfer", "files", "--source", "a")
 }
