@@ -100,35 +100,7 @@ func TestBackupPushS3(t *testing.T) {
 
 	// pgbench writes during the whole backup.
 	bench := primary.Command("pgbench", "-n", "-c", "4", "-j", "2", "-T", "600", "-P", "5")
-	// Output to a file, not a pipe: Wait must not depend on anyone else
-	// closing a pipe after pgbench is killed.
-	benchLog, err := os.CreateTemp(t.TempDir(), "pgbench-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer benchLog.Close()
-	bench.Stdout, bench.Stderr = benchLog, benchLog
-	if err := bench.Start(); err != nil {
-		t.Fatal(err)
-	}
-	benchDone := make(chan error, 1)
-	go func() { benchDone <- bench.Wait() }()
-	var stopOnce sync.Once
-	stopBench := func() {
-		stopOnce.Do(func() {
-			bench.Process.Signal(os.Interrupt)
-			select {
-			case <-benchDone:
-			case <-time.After(30 * time.Second):
-				bench.Process.Kill()
-				select {
-				case <-benchDone:
-				case <-time.After(30 * time.Second):
-					t.Errorf("pgbench (pid %d) did not exit after SIGKILL", bench.Process.Pid)
-				}
-			}
-		})
-	}
+	stopBench := background(t, bench)
 	defer stopBench()
 	time.Sleep(2 * time.Second)
 
@@ -149,10 +121,7 @@ func TestBackupPushS3(t *testing.T) {
 		t.Errorf("backup-push output lacks the backup name:\n%s", res.output)
 	}
 	time.Sleep(time.Second) // some more writes after the backup's end
-	stopBench()
-	if out, err := os.ReadFile(benchLog.Name()); err == nil {
-		t.Logf("pgbench: %s", lastLine(string(out)))
-	}
+	t.Logf("pgbench: %s", lastLine(stopBench()))
 
 	// A known point after the load: digests, then a restore point.
 	want := map[string]digest{}
@@ -292,6 +261,45 @@ func restoreFromBackupBin(t *testing.T, tusk, bin string, env []string, name str
 	c.WaitRecoveryDone(3 * time.Minute)
 	t.Logf("restored %s with %s in %v", name, target, time.Since(start).Round(time.Millisecond))
 	return c
+}
+
+// background starts cmd (a load such as pgbench) with its output in a
+// file, not a pipe (Wait must not depend on anyone closing a pipe after a
+// kill), and returns the function that stops it, SIGINT then SIGKILL after
+// 30 s, and returns its output; later calls return the same output.
+func background(t *testing.T, cmd *exec.Cmd) func() string {
+	t.Helper()
+	logF, err := os.CreateTemp(t.TempDir(), "load-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logF.Close() })
+	cmd.Stdout, cmd.Stderr = logF, logF
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var once sync.Once
+	var out string
+	return func() string {
+		once.Do(func() {
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				select {
+				case <-done:
+				case <-time.After(30 * time.Second):
+					t.Errorf("%s (pid %d) did not exit after SIGKILL", cmd.Path, cmd.Process.Pid)
+				}
+			}
+			b, _ := os.ReadFile(logF.Name())
+			out = string(b)
+		})
+		return out
+	}
 }
 
 func lastLine(s string) string {

@@ -57,30 +57,7 @@ func TestBackupPushRemote(t *testing.T) {
 			primary.Exec("grant pg_monitor to backup_agent")
 
 			bench := pgbenchCmd(primary, "-n", "-c", "2", "-T", "600")
-			benchLog, err := os.CreateTemp(t.TempDir(), "pgbench-*.log")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer benchLog.Close()
-			bench.Stdout, bench.Stderr = benchLog, benchLog
-			if err := bench.Start(); err != nil {
-				t.Fatal(err)
-			}
-			benchDone := make(chan error, 1)
-			go func() { benchDone <- bench.Wait() }()
-			stopBench := func() {
-				if bench.Process == nil {
-					return
-				}
-				bench.Process.Signal(os.Interrupt)
-				select {
-				case <-benchDone:
-				case <-time.After(30 * time.Second):
-					bench.Process.Kill()
-					<-benchDone
-				}
-				bench.Process = nil
-			}
+			stopBench := background(t, bench)
 			defer stopBench()
 			time.Sleep(time.Second)
 
@@ -108,7 +85,7 @@ func TestBackupPushRemote(t *testing.T) {
 			// Layout: the local backup's.
 			folder := filepath.Join(store, "basebackups_005", name)
 			parts := 0
-			err = filepath.Walk(folder, func(p string, fi os.FileInfo, err error) error {
+			err := filepath.Walk(folder, func(p string, fi os.FileInfo, err error) error {
 				if err != nil || fi.IsDir() {
 					return err
 				}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -225,15 +226,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 	rep, log := a.startProgress("backup-fetch")
 	defer rep.Stop()
 	rep.SetTotal(restoreSize(ctx, store, info.Name))
-	fetcher := &restore.Fetcher{
-		Store:       store,
-		Crypter:     cr,
-		Concurrency: a.cfg.DownloadConcurrency(),
-		Retries:     a.cfg.DownloadFileRetries(),
-		NoFsync:     a.cfg.TarDisableFsync(),
-		Log:         log,
-	}
-	res, err := fetcher.Fetch(ctx, info.Name, dest, restore.FetchOptions{RestoreSpec: spec, Progress: rep})
+	res, err := a.fetcher(store, cr, log).Fetch(ctx, info.Name, dest, restore.FetchOptions{RestoreSpec: spec, Progress: rep})
 	if err != nil {
 		rep.Stop()
 		return fmt.Errorf("backup-fetch %s into %s: %w", info.Name, dest, err)
@@ -247,6 +240,18 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 	log.Info("backup-fetch: restored", "backup", info.Name, "destination", dest,
 		"tars", res.Tars, "files", res.Files, "bytes", res.Bytes)
 	return nil
+}
+
+// fetcher restores from store with the download settings.
+func (a *app) fetcher(store storage.Storage, cr crypt.Crypter, log *slog.Logger) *restore.Fetcher {
+	return &restore.Fetcher{
+		Store:       store,
+		Crypter:     cr,
+		Concurrency: a.cfg.DownloadConcurrency(),
+		Retries:     a.cfg.DownloadFileRetries(),
+		NoFsync:     a.cfg.TarDisableFsync(),
+		Log:         log,
+	}
 }
 
 // writeRecovery configures the restored directory to recover with this

@@ -102,11 +102,7 @@ checkpoint and streams from the primary again.`,
 			rep, log := a.startProgress("catchup-fetch")
 			defer rep.Stop()
 			rep.SetTotal(restoreSize(ctx, store, info.Name))
-			fetcher := &restore.Fetcher{
-				Store: store, Crypter: cr, Concurrency: a.cfg.DownloadConcurrency(),
-				Retries: a.cfg.DownloadFileRetries(), NoFsync: a.cfg.TarDisableFsync(), Log: log,
-			}
-			res, err := fetcher.Fetch(ctx, info.Name, args[0], restore.FetchOptions{Catchup: true, Progress: rep})
+			res, err := a.fetcher(store, cr, log).Fetch(ctx, info.Name, args[0], restore.FetchOptions{Catchup: true, Progress: rep})
 			if err != nil {
 				rep.Stop()
 				return fmt.Errorf("catchup-fetch %s into %s: %w", info.Name, args[0], err)

@@ -156,11 +156,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := j.start(ctx); err != nil {
 		return nil, err
 	}
-	s, err := j.finish(ctx)
+	return j.result(j.finish(ctx))
+}
+
+// result reports the stored backup, or names it in the error.
+func (j *job) result(s *backup.Sentinel, err error) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", j.name, err)
 	}
-	j.log.Info("wrote backup", "name", j.name, "storage", o.Store.String(),
+	j.log.Info("wrote backup", "name", j.name, "storage", j.o.Store.String(),
 		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", s.LSN.String(), "finish_lsn", s.FinishLSN.String(),
 		"data_read", j.pack.dataRead.Load())
 	return &Result{Name: j.name, Sentinel: s}, nil

@@ -53,14 +53,7 @@ func RunRemote(ctx context.Context, o Options) (*Result, error) {
 	if err := r.start(ctx); err != nil {
 		return nil, err
 	}
-	s, err := r.finish(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", j.name, err)
-	}
-	j.log.Info("wrote backup", "name", j.name, "storage", o.Store.String(),
-		"uncompressed", s.UncompressedSize, "stored", s.CompressedSize, "start_lsn", s.LSN.String(), "finish_lsn", s.FinishLSN.String(),
-		"data_read", j.pack.dataRead.Load())
-	return &Result{Name: j.name, Sentinel: s}, nil
+	return j.result(r.finish(ctx))
 }
 
 // connectRemote opens the ordinary session and reads the server's facts.
