@@ -51,10 +51,10 @@ func TestSettingsCommand(t *testing.T) {
 		t.Fatalf("--json: %d settings, want %d", len(refs), len(catalogue))
 	}
 	want := map[string]settingRef{
-		"TUSK_LOG_FORMAT":  {State: config.Honoured, Default: "text", Kind: "enum", Flag: "--tusk-log-format"},
-		"WALG_GPG_KEY_ID":  {State: config.Refused, Kind: "string", Secret: true, Flag: "--walg-gpg-key-id"},
-		"GCS_MAX_RETRIES":  {State: config.Ignored, Kind: "string", Flag: "--gcs-max-retries"},
-		"WALG_CONFIG_PATH": {State: config.Honoured, Kind: "string"},
+		"TUSK_LOG_FORMAT":            {State: config.Honoured, Default: "text", Kind: "enum", Flag: "--tusk-log-format"},
+		"WALG_GPG_KEY_ID":            {State: config.Refused, Kind: "string", Secret: true, Flag: "--walg-gpg-key-id"},
+		"WALG_STREAM_CREATE_COMMAND": {State: config.Ignored, Kind: "string", Flag: "--walg-stream-create-command"},
+		"WALG_CONFIG_PATH":           {State: config.Honoured, Kind: "string"},
 	}
 	for i, r := range refs {
 		if r.Name != catalogue[i].Name || r.Meaning != catalogue[i].Meaning || r.Meaning == "" {
