@@ -36,7 +36,7 @@ func newApp() (*cobra.Command, *app) {
 	root := &cobra.Command{
 		Use:   "tusk",
 		Short: "PostgreSQL WAL archiving and backups in WAL-G's format, in bounded memory",
-		Long: `tusk archives PostgreSQL WAL and base backups to file, S3 or SFTP storage.
+		Long: `tusk archives PostgreSQL WAL and base backups to file, S3, GCS, Azure or SFTP storage.
 It is a drop-in replacement for WAL-G: WAL-G's commands (one it lacks yet says
 so), the same WALG_* / AWS_* / PG* settings (environment, --config FILE,
 WALG_CONFIG_PATH or ~/.walg.json; "tusk settings" lists them all, with what
