@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 func startReceiver(t *testing.T, tusk string, env []string, logPath string) *bgProc {
@@ -158,6 +160,24 @@ func testWalReceive(t *testing.T, bin string) {
 	}
 	waitObject(t, store, last, rcv, time.Minute)
 	waitObject(t, store, "00000002.history", rcv, time.Second)
+	// The slot is acknowledged past every stored segment: the server
+	// does not keep WAL that is in storage.
+	lastSeg, err := wal.ParseSegment(last, 16<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	segEnd := pg.LSN((lastSeg.No + 1) * 16 << 20).String()
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		var acked bool
+		if err := standby.QueryRow("select restart_lsn >= $1::pg_lsn from pg_replication_slots where slot_name = 'walg'", segEnd).Scan(&acked); err == nil && acked {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slot walg not acknowledged to %s, the end of the stored %s", segEnd, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// The old timeline's last segment, as .partial: the one holding the
 	// switch point, at or after the last position seen on the primary.
 	partials, _ := filepath.Glob(filepath.Join(store, "wal_005", "00000001*.partial.*"))
