@@ -18,8 +18,9 @@ import (
 
 // TestBackupPushRemote takes backups with backup-push without a data
 // directory (BASE_BACKUP over a replication connection, TCP, a
-// replication user with a scram-sha-256 password) from PostgreSQL 15 and
-// 17, whose stream formats differ (one tagged CopyOut from 15 on), while
+// replication user with a scram-sha-256 password) from PostgreSQL 14, 15
+// and 17: 14 sends each archive as a CopyOut of its own, 15 and later one
+// tagged CopyOut (17 over the protocol of 15, with its own files), while
 // pgbench writes to tables in a user tablespace. It checks the stored
 // layout (the local backup's: data parts, pg_control.tar,
 // backup_label.tar, tablespace members under /pg_tblspc/<oid>/), then
@@ -27,7 +28,7 @@ import (
 // the load, where every table must match.
 func TestBackupPushRemote(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
-	for _, major := range []int{15, 17} {
+	for _, major := range []int{14, 15, 17} {
 		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
 			t.Parallel()
 			bin := ""
