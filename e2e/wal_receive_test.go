@@ -145,6 +145,7 @@ func testWalReceive(t *testing.T, bin string) {
 	stopBench = startPgbench(t, standby)
 	time.Sleep(2 * time.Second)
 	stopBench()
+	waitClientsGone(t, standby)
 	if !rcv.running() {
 		// A walsender may end with the promotion rather than the
 		// timeline; wal-receive exits 1 then, for its supervisor to
@@ -233,5 +234,23 @@ func testWalReceive(t *testing.T, bin string) {
 	var tli int
 	if err := restored.QueryRow("select timeline_id from pg_control_checkpoint()").Scan(&tli); err != nil || tli < 2 {
 		t.Errorf("restored cluster on timeline %d (%v), want one after 2", tli, err)
+	}
+}
+
+// waitClientsGone waits until c runs no client session but the harness's
+// own: a pgbench killed while its COMMIT was on the way may see it
+// committed after the client is gone.
+func waitClientsGone(t *testing.T, c *pgcluster.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		if err := c.QueryRow("select count(*) from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()").Scan(&n); err == nil && n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("client sessions still running 30 s after pgbench stopped")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
