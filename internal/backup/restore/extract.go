@@ -172,6 +172,12 @@ func existingExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
 		e.Close()
 		return nil, fmt.Errorf("%s has no %s: not a PostgreSQL data directory", dest, PgControlPath)
 	}
+	if _, err := root.Lstat("postmaster.pid"); err == nil {
+		// Files changed under a running server would be overwritten by
+		// its buffers, and its pg_control by its next checkpoint.
+		e.Close()
+		return nil, fmt.Errorf("%s has a postmaster.pid: stop the server first (or remove the file if the server is not running)", dest)
+	}
 	links, err := os.ReadDir(filepath.Join(dest, "pg_tblspc"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		e.Close()

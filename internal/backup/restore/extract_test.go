@@ -349,3 +349,31 @@ func TestExtractRefusesPlantedSymlinkInside(t *testing.T) {
 		t.Errorf("written through a planted symlink: victim is %q", b)
 	}
 }
+
+// A catch-up goes into an existing, stopped data directory only.
+func TestExistingExtractorChecks(t *testing.T) {
+	dest := t.TempDir()
+	if _, err := NewExtractor(dest, ExtractorOptions{Existing: true}); err == nil || !strings.Contains(err.Error(), "not a PostgreSQL data directory") {
+		t.Fatalf("empty directory: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dest, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dest, "global", "pg_control"), make([]byte, 8192), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dest, "postmaster.pid"), []byte("1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewExtractor(dest, ExtractorOptions{Existing: true}); err == nil || !strings.Contains(err.Error(), "postmaster.pid") {
+		t.Fatalf("running server: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dest, "postmaster.pid")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewExtractor(dest, ExtractorOptions{Existing: true})
+	if err != nil {
+		t.Fatalf("stopped data directory: %v", err)
+	}
+	e.Close()
+}
