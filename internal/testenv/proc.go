@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -177,4 +178,28 @@ func RequireTool(t testing.TB, name, envVar string, extra ...string) string {
 		t.Skipf("skipped: %v", err)
 	}
 	return p
+}
+
+// ResetPeakRSS resets the process's peak resident set size (VmHWM) to its
+// current size (Linux; elsewhere it does nothing), so PeakRSS then tells
+// the peak of what follows.
+func ResetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// PeakRSS returns the process's peak resident set size (VmHWM) and its
+// current one (VmRSS) in bytes; zeros where /proc is missing. Benchmarks
+// use it for memory the Go heap does not see (mmap'd buffers, as
+// Azure's SDK uses).
+func PeakRSS() (peak, now int64) {
+	b, _ := os.ReadFile("/proc/self/status")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		name, rest, _ := strings.Cut(line, ":")
+		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		switch name {
+		case "VmHWM":
+			peak = kb << 10
+		case "VmRSS":
+			now = kb << 10
+		}
+	}
+	return peak, now
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/storagetest"
+	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/gcsserver"
 )
 
@@ -216,12 +219,19 @@ func BenchmarkPut(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			s := open(b, srv, Options{})
 			b.ReportAllocs()
+			runtime.GC()
+			debug.FreeOSMemory()
+			testenv.ResetPeakRSS()
+			_, before := testenv.PeakRSS()
 			for i := 0; b.Loop(); i++ {
 				r, n := bc.body()
 				if err := s.Put(context.Background(), fmt.Sprintf("o%d", i%4), r, n); err != nil {
 					b.Fatal(err)
 				}
 			}
+			// Peak RSS growth covers buffers the heap figures miss (mmap).
+			peak, _ := testenv.PeakRSS()
+			b.ReportMetric(float64(peak-before)/(1<<20), "peak-RSS-growth-MiB")
 		})
 	}
 }
