@@ -186,6 +186,11 @@ func TestREADMEExampleConfigurations(t *testing.T) {
 				t.Errorf("crypt settings %+v", cs)
 			}
 		},
+		func(t *testing.T, c *config.Config) { // Azure with the account key
+			if st, err := c.Storage(); err != nil || st.Kind != config.StorageAzure || st.Root != "azure://backups/pg-main" {
+				t.Errorf("storage %+v, %v", st, err)
+			}
+		},
 	}
 	if len(blocks) != len(want) {
 		t.Fatalf("%d JSON examples in the README, the test knows %d", len(blocks), len(want))

@@ -188,7 +188,6 @@ func meanings() map[string]string {
 
 		// Other storages.
 		"GOOGLE_APPLICATION_CREDENTIALS": "Google Cloud credentials JSON file; unset: application-default credentials",
-		"STORAGE_EMULATOR_HOST":          "host:port of a Google Cloud Storage emulator, spoken to without credentials",
 		"GCS_CONTEXT_TIMEOUT":            "seconds one Google Cloud Storage operation may take",
 		"GCS_NORMALIZE_PREFIX":           "false keeps extra slashes of WALG_GS_PREFIX (WAL-E archives)",
 		"GCS_ENCRYPTION_KEY":             "Google Cloud Storage customer-supplied encryption key (base64 of 32 bytes)",
