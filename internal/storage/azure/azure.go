@@ -2,8 +2,10 @@
 // (WALG_AZ_PREFIX), built on the Azure SDK's azblob, storing block blobs.
 //
 // Memory: Get streams the response body; List holds one page of at most
-// 1000 names. Put reads the body into block buffers of BufferSize bytes,
-// at most MaxBuffers per upload (one filling while the others are staged),
+// 1000 names. Put of a seekable body of known size (up to 256 MiB) is one
+// Put Blob request straight from the reader, without a buffer. Any other
+// Put reads the body into block buffers of BufferSize bytes, at most
+// MaxBuffers per upload (one filling while the others are staged),
 // allocated as the body needs them: a body of known size smaller than a
 // buffer gets one buffer of its size and is sent in one request. See
 // Options.Memory.
@@ -110,14 +112,16 @@ func (v apiVersion) Do(req *policy.Request) (*http.Response, error) {
 const requestBytes = 256 << 10
 
 // Memory is what a Storage with these options holds (for memory plans):
-// an upload of any body may hold MaxBuffers block buffers.
+// a seekable body of known size takes no buffer; any other upload may hold
+// MaxBuffers block buffers.
 func (o Options) Memory() memplan.Storage {
 	d, _ := o.withDefaults() // errors are reported when the storage is opened
 	return memplan.Storage{
-		Name:     "Azure",
-		Upload:   requestBytes + int64(d.MaxBuffers)*d.BufferSize,
-		Download: requestBytes,
-		Note: fmt.Sprintf("Azure block buffers per upload: %d of %d MiB (AZURE_MAX_BUFFERS, AZURE_BUFFER_SIZE)",
+		Name:        "Azure",
+		Upload:      requestBytes,
+		Download:    requestBytes,
+		UnknownSize: int64(d.MaxBuffers) * d.BufferSize,
+		Note: fmt.Sprintf("Azure block buffers per upload of unknown length: %d of %d MiB (AZURE_MAX_BUFFERS, AZURE_BUFFER_SIZE)",
 			d.MaxBuffers, d.BufferSize>>20),
 	}
 }
@@ -306,18 +310,17 @@ func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, 
 	if err := ctx.Err(); err != nil {
 		return s.objectError(k, "put", err)
 	}
-	o := &blockblob.UploadStreamOptions{BlockSize: s.opts.BufferSize, Concurrency: s.opts.MaxBuffers}
-	if size >= 0 && size < o.BlockSize {
-		// One buffer one byte larger than the body: the SDK sees a short
-		// first block and sends the body in one request.
-		o.BlockSize = size + 1
-	}
+	var cond *blob.AccessConditions
 	if ifAbsent {
-		o.AccessConditions = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{
+		cond = &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{
 			IfNoneMatch: to.Ptr(azcore.ETagAny),
 		}}
 	}
-	_, err = s.blob(k).UploadStream(ctx, storage.NewSource(ctx, r, size), o)
+	if rs, ok := r.(io.ReadSeeker); ok && size >= 0 && size <= maxSinglePut {
+		err = s.putSeekable(ctx, k, rs, size, cond)
+	} else {
+		err = s.putStream(ctx, k, r, size, cond)
+	}
 	if err == nil {
 		return nil
 	}
@@ -328,6 +331,71 @@ func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, 
 		err = errors.Join(err, cerr)
 	}
 	return s.objectError(k, "put", err)
+}
+
+// maxSinglePut bounds the bodies sent with one Put Blob request (the
+// service takes up to 5000 MiB; older API versions 256 MiB).
+const maxSinglePut = 256 << 20
+
+// putSeekable sends a seekable body of known size with one Put Blob
+// request straight from the reader, without block buffers; the SDK seeks
+// back to retry. The body must hold exactly size bytes from its offset.
+func (s *Storage) putSeekable(ctx context.Context, k string, rs io.ReadSeeker, size int64, cond *blob.AccessConditions) error {
+	base, err := rs.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return storage.SourceError{Err: err}
+	}
+	end, err := rs.Seek(0, io.SeekEnd)
+	if err != nil {
+		return storage.SourceError{Err: err}
+	}
+	if _, err := rs.Seek(base, io.SeekStart); err != nil {
+		return storage.SourceError{Err: err}
+	}
+	if end-base != size {
+		return fmt.Errorf("source holds %d bytes, expected %d", end-base, size)
+	}
+	_, err = s.blob(k).Upload(ctx, &window{rs: rs, base: base, size: size}, &blockblob.UploadOptions{AccessConditions: cond})
+	return err
+}
+
+// window shows the SDK a seekable body from base on, as if it started at
+// offset 0 (the SDK measures and rewinds bodies from their start).
+type window struct {
+	rs         io.ReadSeeker
+	base, size int64
+}
+
+func (w *window) Read(p []byte) (int, error) { return w.rs.Read(p) }
+func (w *window) Close() error               { return nil }
+func (w *window) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+		off += w.base
+	case io.SeekEnd:
+		off += w.base + w.size
+	case io.SeekCurrent:
+		cur, err := w.rs.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return 0, err
+		}
+		off += cur
+	}
+	n, err := w.rs.Seek(off, io.SeekStart)
+	return n - w.base, err
+}
+
+// putStream reads the body into block buffers: one request when it fits
+// a buffer, otherwise staged blocks committed after the last byte.
+func (s *Storage) putStream(ctx context.Context, k string, r io.Reader, size int64, cond *blob.AccessConditions) error {
+	o := &blockblob.UploadStreamOptions{BlockSize: s.opts.BufferSize, Concurrency: s.opts.MaxBuffers, AccessConditions: cond}
+	if size >= 0 && size < o.BlockSize {
+		// One buffer one byte larger than the body: the SDK sees a short
+		// first block and sends the body in one request.
+		o.BlockSize = size + 1
+	}
+	_, err := s.blob(k).UploadStream(ctx, storage.NewSource(ctx, r, size), o)
+	return err
 }
 
 // Registration declares the backend to the storage registry; the SDK

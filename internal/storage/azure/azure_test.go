@@ -60,6 +60,7 @@ func TestAzurite(t *testing.T) {
 		{"WrongKey", testWrongKey},
 		{"SASToken", testSASToken},
 		{"MissingContainer", testMissingContainer},
+		{"SeekableMidway", testSeekableMidway},
 		{"Unreachable", testUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv) })
@@ -126,6 +127,32 @@ func testSASToken(t *testing.T, srv *azurite.Server) {
 	}
 }
 
+// testSeekableMidway: a seekable body is sent from its current offset,
+// and one holding more or fewer bytes than stated stores nothing.
+func testSeekableMidway(t *testing.T, srv *azurite.Server) {
+	s := open(t, srv, Options{})
+	ctx := context.Background()
+	data := storagetest.RandomBytes(t, 100<<10)
+	r := bytes.NewReader(data)
+	if _, err := r.Seek(1000, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "mid", r, int64(len(data)-1000)); err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.ReadAll(t, s, "mid"); !bytes.Equal(got, data[1000:]) {
+		t.Fatalf("stored %d bytes, want the %d after the offset", len(got), len(data)-1000)
+	}
+	for _, n := range []int64{int64(len(data)) - 1, int64(len(data)) + 1} {
+		if err := s.Put(ctx, "wrong", bytes.NewReader(data), n); err == nil {
+			t.Fatalf("a %d-byte body stated as %d was stored", len(data), n)
+		}
+	}
+	if keys := storagetest.Keys(t, s, ""); len(keys) != 1 {
+		t.Fatalf("keys %q", keys)
+	}
+}
+
 // testMissingContainer: a wrong container is a permanent error naming it,
 // never "not found".
 func testMissingContainer(t *testing.T, srv *azurite.Server) {
@@ -184,14 +211,14 @@ func TestOptionsFromSettings(t *testing.T) {
 		d.serviceURL() != "https://acct.blob.core.chinacloudapi.cn" {
 		t.Fatalf("options %+v, service %s", d, d.serviceURL())
 	}
-	if m := o.Memory(); m.Upload != requestBytes+MinBufferSize {
+	if m := o.Memory(); m.Upload != requestBytes || m.UnknownSize != MinBufferSize {
 		t.Fatalf("memory %+v", m)
 	}
 	d, _ = Options{Container: "c", AccountName: "a", EndpointSuffix: "example.net"}.withDefaults()
 	if d.serviceURL() != "https://a.blob.example.net" {
 		t.Fatalf("suffix: %s", d.serviceURL())
 	}
-	if m := (Options{}).Memory(); m.Upload != requestBytes+DefaultMaxBuffers*DefaultBufferSize {
+	if m := (Options{}).Memory(); m.UnknownSize != DefaultMaxBuffers*DefaultBufferSize {
 		t.Fatalf("default memory %+v", m)
 	}
 
