@@ -179,6 +179,28 @@ func TestRetentionPG15Timelines(t *testing.T) {
 		restore(dir, b5, "recovery_target = 'immediate'", "abcdef")
 		restore(dir, b6, "recovery_target = 'immediate'", "abcdefg")
 	})
+	t.Run("retain FULL 1 --after", func(t *testing.T) {
+		dir := copyStore()
+		// One full by count would keep only timeline 2's; --after b4 keeps
+		// what is newer than b4 too, and the permanent b3 stays whatever.
+		run(dir, "delete", "retain", "FULL", "1", "--after", b4, "--confirm")
+		for _, b := range []string{b1, b2} {
+			if exists(dir, backup.SentinelKey(b)) || exists(dir, backup.FolderKey(b)) {
+				t.Errorf("%s not deleted", b)
+			}
+		}
+		for _, b := range []string{b3, b5, b6} {
+			if !exists(dir, backup.SentinelKey(b)) {
+				t.Errorf("%s deleted", b)
+			}
+		}
+		restore(dir, b3, "recovery_target = 'immediate'", "abc")
+		if exists(dir, backup.SentinelKey(b4)) {
+			restore(dir, b4, "recovery_target_name = 'rp_e'", "abcde")
+		}
+		restore(dir, b5, "recovery_target = 'immediate'", "abcdef")
+		restore(dir, b6, "recovery_target = 'immediate'", "abcdefg")
+	})
 	t.Run("retain FIND_FULL 1", func(t *testing.T) {
 		dir := copyStore()
 		if res := runTusk(t, tusk, []string{"WALG_FILE_PREFIX=" + dir}, "delete", "retain", "1", "--confirm"); res.code == 0 {
