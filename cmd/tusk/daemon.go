@@ -75,26 +75,14 @@ SIGTERM or SIGINT stops it after the uploads in flight (TUSK_DAEMON_SHUTDOWN_GRA
 }
 
 func (a *app) daemonPlan() (*memplan.Plan, error) {
-	method, err := a.compression()
-	if err != nil {
-		return nil, err
-	}
-	cr, err := a.crypter()
-	if err != nil {
-		return nil, err
-	}
-	// Decided as the running daemon decides it, without connecting.
-	buffering, _, err := a.walBuffering(cr)
-	if err != nil {
-		return nil, err
-	}
-	facts, err := a.memoryFacts(method, cr)
+	buffering, spool, facts, err := a.walUploaderFacts()
 	if err != nil {
 		return nil, err
 	}
 	d := memplan.Daemon{
 		Workers:         a.cfg.UploadConcurrency(),
 		Buffering:       buffering,
+		Spool:           spool,
 		CopyBuffer:      pipe.CopyBufferSize,
 		Requests:        a.cfg.DaemonMaxConnections(),
 		OpenConns:       daemon.DefaultMaxOpen,
@@ -102,9 +90,6 @@ func (a *app) daemonPlan() (*memplan.Plan, error) {
 		ConnBytes:       daemon.ConnBytes,
 		Prefetch:        a.cfg.DownloadConcurrency(),
 		PrefetchWorkers: wal.MaxPrefetchParallel,
-	}
-	if buffering == wal.BufferMemory {
-		d.Spool = wal.SpoolBytes(a.cfg.WalSegmentSize())
 	}
 	return memplan.DaemonPlan(facts, d), nil
 }

@@ -9,7 +9,33 @@ import (
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
 	"github.com/tusk-pg/tusk/internal/memplan"
+	"github.com/tusk-pg/tusk/internal/wal"
 )
+
+// walUploaderFacts is what the plan of every WAL uploader (the daemon,
+// wal-receive) starts from: the buffering it will run with, decided as the
+// running process decides it but without connecting; what one upload
+// spools in memory under that buffering; and the components' facts.
+func (a *app) walUploaderFacts() (buffering string, spool int64, facts memplan.Facts, err error) {
+	method, err := a.compression()
+	if err != nil {
+		return "", 0, facts, err
+	}
+	cr, err := a.crypter()
+	if err != nil {
+		return "", 0, facts, err
+	}
+	if buffering, _, err = a.walBuffering(cr); err != nil {
+		return "", 0, facts, err
+	}
+	if facts, err = a.memoryFacts(method, cr); err != nil {
+		return "", 0, facts, err
+	}
+	if buffering == wal.BufferMemory {
+		spool = wal.SpoolBytes(a.cfg.WalSegmentSize())
+	}
+	return buffering, spool, facts, nil
+}
 
 // memoryFacts gathers what each configured component states about its
 // memory: every process's memory plan is built from these.

@@ -13,7 +13,6 @@ import (
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/receive"
-	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 func newWalReceiveCommand(a *app) *cobra.Command {
@@ -64,26 +63,11 @@ its memory bound; it sets GOMEMLIMIT and GOGC from it unless they are set.`,
 }
 
 func (a *app) walReceivePlan() (*memplan.Plan, error) {
-	method, err := a.compression()
+	buffering, spool, facts, err := a.walUploaderFacts()
 	if err != nil {
 		return nil, err
 	}
-	cr, err := a.crypter()
-	if err != nil {
-		return nil, err
-	}
-	buffering, _, err := a.walBuffering(cr)
-	if err != nil {
-		return nil, err
-	}
-	facts, err := a.memoryFacts(method, cr)
-	if err != nil {
-		return nil, err
-	}
-	r := memplan.WalReceive{Buffering: buffering, CopyBuffer: pipe.CopyBufferSize, Message: receive.MessageBytes}
-	if buffering == wal.BufferMemory {
-		r.Spool = wal.SpoolBytes(a.cfg.WalSegmentSize())
-	}
+	r := memplan.WalReceive{Buffering: buffering, Spool: spool, CopyBuffer: pipe.CopyBufferSize, Message: receive.MessageBytes}
 	return memplan.WalReceivePlan(facts, r), nil
 }
 
