@@ -24,6 +24,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 
@@ -144,13 +145,31 @@ func (s *Storage) objectError(key, op string, err error) error {
 
 // shortError keeps the service's error code and status of an SDK error,
 // whose own message spans many lines (request, headers, body).
+// A failure without an answer is the transport's *url.Error, which quotes
+// the request URL: its query is dropped, since with AZURE_STORAGE_SAS_TOKEN
+// the query is the credential.
 func shortError(err error) error {
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
 		return responseError{re}
 	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return urlError{ue}
+	}
 	return err
 }
+
+type urlError struct{ ue *url.Error }
+
+func (e urlError) Error() string {
+	u := e.ue.URL
+	if i := strings.IndexByte(u, '?'); i >= 0 {
+		u = u[:i]
+	}
+	return fmt.Sprintf("%s %q: %v", e.ue.Op, u, e.ue.Err)
+}
+func (e urlError) Unwrap() error { return e.ue }
 
 type responseError struct{ re *azcore.ResponseError }
 
