@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash/adler32"
 	"io"
+	"math"
 	"runtime"
 	"testing"
 
@@ -176,15 +177,20 @@ func TestMemoryEstimate(t *testing.T) {
 				}
 				w.Close()
 			})
-			// No GC in between: lz4 gets its block buffers back from
-			// the library's pool, as a busy worker does.
-			again := allocatedNoGC(func() {
-				w.(Resetter).Reset(io.Discard)
-				for off := 0; off < len(in); off += len(buf) {
-					w.Write(in[off:min(off+len(buf), len(in))])
-				}
-				w.Close()
-			})
+			// No GC forced in between: lz4 gets its block buffers back
+			// from the library's pool, as a busy worker does. A GC the
+			// runtime starts on its own may empty that pool once, so the
+			// least of three streams is what counts.
+			again := int64(math.MaxInt64)
+			for range 3 {
+				again = min(again, allocatedNoGC(func() {
+					w.(Resetter).Reset(io.Discard)
+					for off := 0; off < len(in); off += len(buf) {
+						w.Write(in[off:min(off+len(buf), len(in))])
+					}
+					w.Close()
+				}))
+			}
 			t.Logf("%-14s writer %6.2f MiB (estimate %6.2f), after Reset %6.2f MiB", name, mib(got), mib(estW), mib(again))
 			if got > estW {
 				t.Errorf("%s: writer allocated %d bytes, estimate %d", name, got, estW)
