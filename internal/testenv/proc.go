@@ -157,6 +157,13 @@ func (p *Proc) Stop() {
 	}
 }
 
+// Kill kills the process group at once (SIGKILL), as a crash or a power
+// cut would, and waits for it. Killing a stopped process does nothing.
+func (p *Proc) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.exited
+}
+
 // LogTail returns the last n bytes of the log.
 func (p *Proc) LogTail(n int64) string {
 	b, err := os.ReadFile(p.log)

@@ -61,6 +61,7 @@ func TestAzurite(t *testing.T) {
 		{"SASToken", testSASToken},
 		{"MissingContainer", testMissingContainer},
 		{"SeekableMidway", testSeekableMidway},
+		{"KilledMidUpload", testKilledMidUpload},
 		{"Unreachable", testUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv) })
@@ -168,6 +169,15 @@ func testMissingContainer(t *testing.T, srv *azurite.Server) {
 	if err == nil || errors.Is(err, storage.ErrNotFound) {
 		t.Fatalf("Stat in a missing container: %v", err)
 	}
+}
+
+// testKilledMidUpload: a Put Blob and a staged block upload cut short by
+// a crash of the server; see storagetest.KilledMidUpload.
+func testKilledMidUpload(t *testing.T, srv *azurite.Server) {
+	s := open(t, srv, Options{BufferSize: 4 << 20, MaxBuffers: 2})
+	storagetest.KilledMidUpload(t, s, storagetest.Server{
+		Kill: srv.Kill, Restart: srv.Restart, Settle: azurite.MetadataSaveInterval,
+	}, 24<<20)
 }
 
 // testUnreachable: a stopped server gives a transient error within the

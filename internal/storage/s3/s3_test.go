@@ -425,6 +425,19 @@ func TestServerOutageAndRecovery(t *testing.T) {
 	}
 }
 
+// A server killed while a single PUT and a multipart upload are in
+// flight: see storagetest.KilledMidUpload.
+func TestServerKilledMidUpload(t *testing.T) {
+	srv := s3server.Start(t, s3server.Options{TLS: true})
+	o := serverOptions(t, srv, "killed")
+	o.MaxRetries = 1
+	o.PartSize = 5 << 20
+	storagetest.KilledMidUpload(t, newStorage(t, o), storagetest.Server{
+		Kill:    srv.Kill,
+		Restart: srv.Relaunch,
+	}, 24<<20)
+}
+
 func TestMissingBucketIsNotNotFound(t *testing.T) {
 	srv := s3server.Start(t, s3server.Options{})
 	o := serverOptions(t, srv, "")

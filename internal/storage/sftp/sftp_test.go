@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -147,51 +145,14 @@ func TestConnectErrors(t *testing.T) {
 	}
 }
 
-// A server killed mid-upload leaves no object under the key, and the
-// next request reconnects once it is back.
-func TestServerStoppedMidUpload(t *testing.T) {
+// A server killed mid-upload leaves no object under the key (uploads go
+// to a temporary name, renamed once whole), and the next request
+// reconnects once it is back: see storagetest.KilledMidUpload.
+func TestServerKilledMidUpload(t *testing.T) {
 	srv := sshserver.Start(t)
-	s := open(t, options(srv, "outage"))
-	ctx := context.Background()
-	if err := s.Put(ctx, "before", strings.NewReader("x"), 1); err != nil {
-		t.Fatal(err)
-	}
-	body := &stopAfter{n: 4 << 20, stop: srv.Stop}
-	err := s.Put(ctx, "wal_005/seg", body, -1)
-	if err == nil || !storage.IsTransient(err) {
-		t.Fatalf("Put while the server died: %v, want a transient error", err)
-	}
-	t.Logf("Put while the server died: %v", err)
-	if err := srv.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Stat(ctx, "wal_005/seg"); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("after the outage: %v, want the object absent", err)
-	}
-	if got := storagetest.ReadAll(t, s, "before"); string(got) != "x" {
-		t.Errorf("reconnected read: %q", got)
-	}
-}
-
-// stopAfter yields n bytes, stopping the server halfway through.
-type stopAfter struct {
-	n, sent int
-	stop    func()
-	stopped bool
-}
-
-func (r *stopAfter) Read(p []byte) (int, error) {
-	if r.sent >= r.n {
-		return 0, io.EOF
-	}
-	if !r.stopped && r.sent >= r.n/2 {
-		r.stopped = true
-		r.stop()
-		time.Sleep(50 * time.Millisecond)
-	}
-	m := min(len(p), r.n-r.sent)
-	r.sent += m
-	return m, nil
+	storagetest.KilledMidUpload(t, open(t, options(srv, "outage")), storagetest.Server{
+		Kill: srv.Stop, Restart: srv.Restart,
+	}, 8<<20)
 }
 
 func TestParsePrefix(t *testing.T) {

@@ -45,6 +45,8 @@ type Server struct {
 	Endpoint  string
 	Container string
 	proc      *testenv.Proc
+	bin, dir  string
+	port      int
 }
 
 // Start runs Azurite with container "tusk" for the test and stops it when
@@ -56,7 +58,7 @@ func Start(t testing.TB) *Server {
 	var s *Server
 	var err error
 	for range 3 { // a free port can be taken before Azurite binds it
-		if s, err = run(bin, dir); err == nil {
+		if s, err = run(bin, dir, 0); err == nil {
 			break
 		}
 	}
@@ -76,10 +78,14 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
-func run(bin, dir string) (*Server, error) {
-	port, err := testenv.FreePort()
-	if err != nil {
-		return nil, err
+// run starts Azurite on port, or on a free port when it is 0, with its
+// data under dir.
+func run(bin, dir string, port int) (*Server, error) {
+	var err error
+	if port == 0 {
+		if port, err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
@@ -95,11 +101,34 @@ func run(bin, dir string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{Endpoint: endpoint, proc: proc}, nil
+	return &Server{Endpoint: endpoint, proc: proc, bin: bin, dir: dir, port: port}, nil
 }
 
 // Stop stops the server.
 func (s *Server) Stop() { s.proc.Stop() }
+
+// Kill kills the server at once (SIGKILL), as a crash would; requests in
+// flight get no answer. Its data directory stays for Restart, holding
+// what Azurite had saved: it writes its metadata (containers, blobs)
+// every MetadataSaveInterval, so what it acknowledged in the last
+// interval is lost, which a real service never does.
+func (s *Server) Kill() { s.proc.Kill() }
+
+// MetadataSaveInterval is how often Azurite saves its metadata to disk
+// (LokiJS autosave in its blob metadata store), plus a margin.
+const MetadataSaveInterval = 6 * time.Second
+
+// Restart stops the server if it runs and starts it again on the same
+// port with the same data directory.
+func (s *Server) Restart() error {
+	s.proc.Stop()
+	n, err := run(s.bin, s.dir, s.port)
+	if err != nil {
+		return fmt.Errorf("azurite: restarting on port %d: %w", s.port, err)
+	}
+	s.proc = n.proc
+	return nil
+}
 
 // URL is the azure:// URL of path inside the container.
 func (s *Server) URL(path string) string {

@@ -388,6 +388,18 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Kill kills the server at once (SIGKILL to its process group), as a crash
+// would, and waits for it; requests in flight get no answer. The data stays
+// for Restart. Killing a stopped server does nothing.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.exited
+	s.cmd = nil
+}
+
 // Restart stops the server if it runs and starts it again with the same
 // address, keys and data, failing the test of a server from Start.
 func (s *Server) Restart() {
