@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +12,13 @@ import (
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/azurite"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
 
 // TestBackupRestoreAzure runs tusk's main jobs against Azurite, reached
 // through TUSK_AZURE_ENDPOINT (path-style) with the account key: see
-// backupRestoreCycle. Then the refusals: a wrong account key and no
+// backupRestoreCycle (daemon archiving, a full and a delta backup, a
+// restore to a restore point). Then the refusals: a wrong account key and no
 // server, each one line.
 func TestBackupRestoreAzure(t *testing.T) {
 	t.Parallel()
@@ -30,24 +35,35 @@ func TestBackupRestoreAzure(t *testing.T) {
 	})
 }
 
-// backupRestoreCycle: PostgreSQL 15 archiving with wal-push, a full
-// backup-push with pgbench writes after it, and a restore with
-// backup-fetch and wal-fetch to a restore point taken after the writes,
+// backupRestoreCycle: PostgreSQL 15 archiving through the daemon
+// (archive_command = tusk daemon-client), a full backup-push, pgbench
+// writes, a delta backup-push, more writes, and a restore of the delta
+// with backup-fetch and wal-fetch to a restore point taken after them,
 // where every table must match. objects lists what the storage holds
 // under a path inside the configured prefix.
 func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ctx context.Context, prefix string) (map[string]int64, error)) {
 	t.Helper()
-	primary := archivingPrimary(t, tusk, "", env)
+	sock := filepath.Join(pgcluster.TempDir(t), "primary.sock")
+	primary := pgcluster.New(t, pgcluster.Options{
+		DataChecksums: true,
+		Conf: []string{"archive_mode = on",
+			fmt.Sprintf("archive_command = '%s daemon-client %s wal-push %%f'", tusk, sock)},
+		Env: env,
+	})
+	daemon := startDaemon(t, tusk, sock, primary.DataDir(), append([]string{"WALG_UPLOAD_CONCURRENCY=4"}, env...))
+	primary.Start()
 	if out, err := primary.Command("pgbench", "-i", "-q", "-s", "1").CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
 	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
-	pushEnv = append(pushEnv, "WALG_TAR_SIZE_THRESHOLD=8388608", "WALG_STOP_BACKUP_TIMEOUT=2m")
-	if res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir()); res.code != 0 {
-		t.Fatalf("backup-push exit %d:\n%s", res.code, res.output)
-	}
-	if out, err := primary.Command("pgbench", "-n", "-c", "2", "-t", "200").CombinedOutput(); err != nil {
-		t.Fatalf("pgbench: %v\n%s", err, out)
+	pushEnv = append(pushEnv, "WALG_TAR_SIZE_THRESHOLD=8388608", "WALG_STOP_BACKUP_TIMEOUT=2m", "WALG_DELTA_MAX_STEPS=3")
+	for _, kind := range []string{"full", "delta"} {
+		if res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir()); res.code != 0 {
+			t.Fatalf("%s backup-push exit %d:\n%s", kind, res.code, res.output)
+		}
+		if out, err := primary.Command("pgbench", "-n", "-c", "2", "-t", "200").CombinedOutput(); err != nil {
+			t.Fatalf("pgbench: %v\n%s", err, out)
+		}
 	}
 	want := map[string]digest{}
 	for _, tbl := range pgbenchTables {
@@ -60,6 +76,9 @@ func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ct
 		t.Errorf("archiver: %v %v", st, err)
 	}
 	primary.Stop()
+	if !daemon.running() {
+		t.Errorf("the archiving daemon exited: %v", daemon.err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -74,14 +93,15 @@ func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ct
 	if err != nil {
 		t.Fatal(err)
 	}
-	sentinels := 0
+	var sentinels []string
 	for k := range backups {
 		if strings.HasSuffix(k, backup.SentinelSuffix) {
-			sentinels++
+			sentinels = append(sentinels, k)
 		}
 	}
-	if sentinels != 1 {
-		t.Fatalf("%d backup sentinels in the storage, want 1: %v", sentinels, backups)
+	slices.Sort(sentinels)
+	if len(sentinels) != 2 || !strings.Contains(sentinels[1], "_D_") {
+		t.Fatalf("backup sentinels in the storage %q, want a full backup and a delta", sentinels)
 	}
 
 	restored := restoreFromBackup(t, tusk, env, "LATEST", &backup.Sentinel{}, "recovery_target_name = 'after_load'")

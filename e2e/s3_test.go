@@ -25,6 +25,30 @@ func TestArchiveRestoreS3(t *testing.T) {
 	checkWALObjects(t, walObjectsInS3(t, srv, "clusters/pg15/wal_005/"), "lz4", false, 0, out.lastWAL)
 }
 
+// TestBackupRestoreS3 is backupRestoreCycle (daemon archiving, a full and
+// a delta backup, a restore to a restore point) against versitygw over
+// TLS, as TestBackupRestoreAzure and the other backends' cycles.
+func TestBackupRestoreS3(t *testing.T) {
+	t.Parallel()
+	tusk := testenv.BuildTusk(t)
+	srv := s3server.Start(t, s3server.Options{TLS: true, Prefix: "clusters/pg15"})
+	cl := srv.Client()
+	backupRestoreCycle(t, tusk, srv.Env(), func(ctx context.Context, prefix string) (map[string]int64, error) {
+		out := map[string]int64{}
+		p := s3.NewListObjectsV2Paginator(cl, &s3.ListObjectsV2Input{Bucket: aws.String(srv.Bucket), Prefix: aws.String("clusters/pg15/" + prefix)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, err
+			}
+			for _, o := range page.Contents {
+				out[aws.ToString(o.Key)] = aws.ToInt64(o.Size)
+			}
+		}
+		return out, nil
+	})
+}
+
 // walObjectsInS3 lists prefix and reads the first bytes of every object, in
 // the shape walObjectsInDir returns.
 func walObjectsInS3(t *testing.T, srv *s3server.Server, prefix string) map[string][]byte {
