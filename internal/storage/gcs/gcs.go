@@ -1,18 +1,28 @@
 // Package gcs is the storage backend for Google Cloud Storage
-// (WALG_GS_PREFIX), built on cloud.google.com/go/storage over its JSON API.
+// (WALG_GS_PREFIX): a small client of the JSON API over net/http, with
+// golang.org/x/oauth2/google for credentials.
+//
+// Why not cloud.google.com/go/storage: linking it brings gRPC with its xDS
+// resolver, OpenTelemetry and the storage v2 protobuf descriptors, whose
+// package initialisation raised the RSS of every tusk process, whatever
+// its storage, from about 20 to 40-52 MiB (docs/benchmarks.md), past the
+// one-shot wal-push bound. tusk needs six requests of the API (object
+// get, metadata, list, delete, media and resumable upload, bucket
+// metadata); this package makes exactly those.
 //
 // Memory: Get streams the response body; List holds one page of object
-// attributes (at most 1000). Put of a seekable reader of known size is sent
-// in one request straight from the reader (the client library's
-// ChunkSize 0), retried here by seeking back, so it buffers nothing. Any
-// other Put is a resumable upload whose client library writer buffers one
-// chunk: Options.ChunkSize bytes, or the body's size rounded up to 256 KiB
-// when that is smaller. Both are what Options.Memory declares.
+// names, sizes and times (at most 1000). Put of a seekable reader of known
+// size is one media upload straight from the reader, retried by seeking
+// back, so it buffers nothing. Any other Put is a resumable upload that
+// holds one chunk to resend it on a retry: Options.ChunkSize bytes
+// (GCS_MAX_CHUNK_SIZE), or the body's size when known and smaller. Both
+// are what Options.Memory declares.
 //
-// Atomicity: an object appears only when its upload is finalised, which
-// happens on the writer's Close after the last byte; a failed, cancelled or
-// wrongly sized Put cancels the upload before that, so nothing is left
-// under the key.
+// Atomicity: GCS makes an object visible only when the request carrying
+// its last byte completes. A failed, cancelled or wrongly sized Put stops
+// before that (a body of stated size that runs short or long fails before
+// its last byte is sent) and cancels the resumable upload, so nothing is
+// left under the key.
 package gcs
 
 import (
@@ -23,15 +33,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	gcs "cloud.google.com/go/storage"
-	"google.golang.org/api/googleapi"
-	"google.golang.org/api/iterator"
-	"google.golang.org/api/option"
 
 	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/storage"
@@ -39,8 +45,7 @@ import (
 
 // Storage is a storage.Storage on one bucket and object name prefix.
 type Storage struct {
-	client    *gcs.Client
-	bucket    *gcs.BucketHandle
+	c         *client
 	opts      Options
 	keyPrefix string // Options.Prefix + "/", or "" for the bucket root
 	root      string // "gs://bucket/prefix"
@@ -55,65 +60,39 @@ var (
 	_ storage.Creator = (*Storage)(nil)
 )
 
-// New creates the client; it makes no request.
+// New reads the credentials and makes the client; it makes no request to
+// the storage (an access token is fetched with the first one).
 func New(ctx context.Context, opts Options) (*Storage, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("gcs storage: %w", err)
 	}
-	s := &Storage{opts: o, root: "gs://" + o.Bucket}
+	s := &Storage{opts: o, root: rootOf(o)}
 	if o.Prefix != "" {
 		s.keyPrefix = o.Prefix + "/"
-		s.root += "/" + o.Prefix
 	}
-	var copts []option.ClientOption
-	if o.CredentialsFile != "" && os.Getenv("STORAGE_EMULATOR_HOST") == "" {
-		t, err := credentialsType(o.CredentialsFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: GOOGLE_APPLICATION_CREDENTIALS: %w", s.root, err)
-		}
-		copts = append(copts, option.WithAuthCredentialsFile(t, o.CredentialsFile))
+	if s.c, err = newClient(ctx, o); err != nil {
+		return nil, fmt.Errorf("%s: %w", s.root, err)
 	}
-	client, err := gcs.NewClient(ctx, copts...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: creating the client: %w", s.root, err)
-	}
-	// Idempotent requests (reads, deletes, uploads with a precondition)
-	// are retried by the library; a bounded number of times, so that an
-	// unreachable endpoint is reported instead of retried until the
-	// operation's deadline.
-	client.SetRetry(gcs.WithMaxAttempts(o.MaxRetries + 1))
-	s.client = client
-	s.bucket = client.Bucket(o.Bucket)
 	return s, nil
 }
 
-// credentialsType reads the "type" of a credentials JSON file, which the
-// client library needs to be told (it refuses to guess, for safety).
-func credentialsType(path string) (option.CredentialsType, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", err
+func rootOf(o Options) string {
+	if o.Prefix == "" {
+		return "gs://" + o.Bucket
 	}
-	var f struct {
-		Type string `json:"type"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return "", fmt.Errorf("%s is not a JSON credentials file", path)
-	}
-	switch t := option.CredentialsType(f.Type); t {
-	case option.ServiceAccount, option.AuthorizedUser, option.ExternalAccount, option.ImpersonatedServiceAccount:
-		return t, nil
-	}
-	return "", fmt.Errorf("%s: unsupported credentials type %q", path, f.Type)
+	return "gs://" + o.Bucket + "/" + o.Prefix
 }
 
-// Close releases the client's connections.
-func (s *Storage) Close() error { return s.client.Close() }
+// Close releases idle connections.
+func (s *Storage) Close() error {
+	s.c.http.CloseIdleConnections()
+	return nil
+}
 
 // requestBytes is what one request in flight holds beyond its body: the
-// HTTP/2 or HTTP/1.1 connection's buffers, TLS records and client state
-// (as S3's; measured by the upload benchmark in gcs_test.go).
+// connection's buffers, TLS records and client state (as S3's; measured
+// by the upload benchmark in gcs_test.go).
 const requestBytes = 256 << 10
 
 // Memory is what a Storage with these options holds (for memory plans).
@@ -135,61 +114,36 @@ func (o Options) Traits() storage.Traits { return storage.Traits{} }
 // String returns "gs://bucket/prefix".
 func (s *Storage) String() string { return s.root }
 
-func (s *Storage) object(k string) *gcs.ObjectHandle {
-	h := s.bucket.Object(s.keyPrefix + k)
-	if s.opts.EncryptionKey != nil {
-		h = h.Key(s.opts.EncryptionKey)
-	}
-	return h
-}
-
 func (s *Storage) objectError(key, op string, err error) error {
 	return classify(fmt.Errorf("%s/%s: %s: %w", s.root, key, op, err))
-}
-
-// classify marks the server's refusals that a retry cannot change as
-// storage.Permanent; network failures, 408, 429 and 5xx stay transient.
-func classify(err error) error {
-	var gerr *googleapi.Error
-	if errors.As(err, &gerr) {
-		c := gerr.Code
-		if c >= 400 && c < 500 && c != http.StatusRequestTimeout && c != http.StatusTooManyRequests {
-			return storage.Permanent(err)
-		}
-		return err
-	}
-	if errors.Is(err, gcs.ErrBucketNotExist) {
-		return storage.Permanent(err)
-	}
-	return err
-}
-
-// httpStatus is the HTTP status of a server's error, 0 when none.
-func httpStatus(err error) int {
-	var gerr *googleapi.Error
-	if errors.As(err, &gerr) {
-		return gerr.Code
-	}
-	return 0
 }
 
 // notFound maps a failed read to storage.ErrNotFound when the object is
 // missing; a missing bucket must not look like the end of the WAL, so a
 // 404 is confirmed once per Storage by looking the bucket up.
 func (s *Storage) notFound(ctx context.Context, k, op string, err error) error {
-	if !errors.Is(err, gcs.ErrObjectNotExist) && httpStatus(err) != http.StatusNotFound {
+	if statusOf(err) != http.StatusNotFound {
 		return s.objectError(k, op, err)
 	}
 	if !s.bucketSeen.Load() {
-		_, berr := s.bucket.Attrs(ctx)
+		resp, berr := s.c.do(ctx, request{method: http.MethodGet, url: s.c.bucketURL(s.opts.Bucket, "", url.Values{"fields": {"name"}})})
 		switch {
-		case errors.Is(berr, gcs.ErrBucketNotExist):
-			return storage.Permanent(s.objectError(k, op, fmt.Errorf("bucket %s does not exist: %w", s.opts.Bucket, berr)))
-		case berr == nil:
-			s.bucketSeen.Store(true)
+		case statusOf(berr) == http.StatusNotFound:
+			return storage.Permanent(fmt.Errorf("%s/%s: %s: bucket %s does not exist", s.root, k, op, s.opts.Bucket))
+		case berr != nil:
+			return s.objectError(k, op, berr)
 		}
+		drain(resp)
+		s.bucketSeen.Store(true)
 	}
 	return storage.NotFoundError(s.root, k)
+}
+
+// drain reads what is left of a small response and closes it, so that its
+// connection is reused.
+func drain(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, errorBodyLimit))
+	resp.Body.Close()
 }
 
 // opContext bounds one operation by GCS_CONTEXT_TIMEOUT.
@@ -203,14 +157,29 @@ func (s *Storage) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: get: %w", s.root, err)
 	}
-	r, err := s.object(k).NewReader(ctx)
+	resp, err := s.c.do(ctx, request{method: http.MethodGet, url: s.c.objectURL(s.opts.Bucket, s.keyPrefix+k, url.Values{"alt": {"media"}})})
 	if err != nil {
 		return nil, s.notFound(ctx, k, "get", err)
 	}
-	return r, nil
+	return resp.Body, nil
 }
 
-// Stat reads the object's attributes.
+// objectAttrs is the part of an object resource tusk reads.
+type objectAttrs struct {
+	Name    string    `json:"name"`
+	Size    string    `json:"size"` // the API's int64 are JSON strings
+	Updated time.Time `json:"updated"`
+}
+
+func (a objectAttrs) info(key string) (storage.ObjectInfo, error) {
+	n, err := strconv.ParseInt(a.Size, 10, 64)
+	if err != nil || n < 0 {
+		return storage.ObjectInfo{}, fmt.Errorf("object %q: size %q is not a byte count", a.Name, a.Size)
+	}
+	return storage.ObjectInfo{Key: key, Size: n, ModTime: a.Updated}, nil
+}
+
+// Stat reads the object's metadata.
 func (s *Storage) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
 	k, err := storage.CleanKey(key)
 	if err != nil {
@@ -218,12 +187,25 @@ func (s *Storage) Stat(ctx context.Context, key string) (storage.ObjectInfo, err
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	a, err := s.object(k).Attrs(ctx)
+	resp, err := s.c.do(ctx, request{method: http.MethodGet, url: s.c.objectURL(s.opts.Bucket, s.keyPrefix+k, url.Values{"fields": {"name,size,updated"}})})
 	if err != nil {
 		return storage.ObjectInfo{}, s.notFound(ctx, k, "stat", err)
 	}
-	return storage.ObjectInfo{Key: k, Size: a.Size, ModTime: a.Updated}, nil
+	defer resp.Body.Close()
+	var a objectAttrs
+	if err := json.NewDecoder(io.LimitReader(resp.Body, errorBodyLimit)).Decode(&a); err != nil {
+		return storage.ObjectInfo{}, s.objectError(k, "stat", fmt.Errorf("reading the object's metadata: %w", err))
+	}
+	info, err := a.info(k)
+	if err != nil {
+		return storage.ObjectInfo{}, s.objectError(k, "stat", err)
+	}
+	return info, nil
 }
+
+// listPageBytes bounds one page of a listing: 1000 names of at most 1024
+// bytes with their sizes and times.
+const listPageBytes = 2 << 20
 
 // List pages through the objects under prefix, in name order. Names ending
 // in '/' (folder markers made by some tools) are not objects and are
@@ -232,28 +214,54 @@ func (s *Storage) List(ctx context.Context, prefix string, fn func(storage.Objec
 	if err := storage.CheckPrefix(prefix); err != nil {
 		return fmt.Errorf("%s: list: %w", s.root, err)
 	}
+	p := strings.TrimLeft(prefix, "/")
+	fail := func(err error) error { return classify(fmt.Errorf("%s/%s: list: %w", s.root, p, err)) }
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	q := &gcs.Query{Prefix: s.keyPrefix + strings.TrimLeft(prefix, "/"), Projection: gcs.ProjectionNoACL}
-	if err := q.SetAttrSelection([]string{"Name", "Size", "Updated"}); err != nil {
-		return err
-	}
-	it := s.bucket.Objects(ctx, q)
+	token := ""
 	for {
-		a, err := it.Next()
-		if errors.Is(err, iterator.Done) {
+		q := url.Values{
+			"prefix":     {s.keyPrefix + p},
+			"maxResults": {"1000"},
+			"projection": {"noAcl"},
+			"fields":     {"items(name,size,updated),nextPageToken"},
+		}
+		if token != "" {
+			q.Set("pageToken", token)
+		}
+		resp, err := s.c.do(ctx, request{method: http.MethodGet, url: s.c.bucketURL(s.opts.Bucket, "o", q)})
+		if err != nil {
+			if statusOf(err) == http.StatusNotFound {
+				return storage.Permanent(fmt.Errorf("%s/%s: list: bucket %s does not exist", s.root, p, s.opts.Bucket))
+			}
+			return fail(err)
+		}
+		var page struct {
+			Items         []objectAttrs `json:"items"`
+			NextPageToken string        `json:"nextPageToken"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, listPageBytes)).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			return fail(fmt.Errorf("reading a page of the listing: %w", err))
+		}
+		for _, a := range page.Items {
+			key, ok := strings.CutPrefix(a.Name, s.keyPrefix)
+			if !ok || key == "" || strings.HasSuffix(key, "/") {
+				continue
+			}
+			info, err := a.info(key)
+			if err != nil {
+				return fail(err)
+			}
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+		if page.NextPageToken == "" || page.NextPageToken == token {
 			return nil
 		}
-		if err != nil {
-			return classify(fmt.Errorf("%s/%s: list: %w", s.root, strings.TrimLeft(prefix, "/"), err))
-		}
-		key, ok := strings.CutPrefix(a.Name, s.keyPrefix)
-		if !ok || key == "" || strings.HasSuffix(key, "/") {
-			continue
-		}
-		if err := fn(storage.ObjectInfo{Key: key, Size: a.Size, ModTime: a.Updated}); err != nil {
-			return err
-		}
+		token = page.NextPageToken
 	}
 }
 
@@ -266,9 +274,14 @@ func (s *Storage) Delete(ctx context.Context, keys ...string) error {
 		if err != nil {
 			return fmt.Errorf("%s: delete: %w", s.root, err)
 		}
-		// Deletes need no key, even of CSEK objects.
-		err = s.bucket.Object(s.keyPrefix + k).Delete(ctx)
-		if err != nil && !errors.Is(err, gcs.ErrObjectNotExist) {
+		resp, err := s.c.do(ctx, request{method: http.MethodDelete, url: s.c.objectURL(s.opts.Bucket, s.keyPrefix+k, nil),
+			ok: []int{http.StatusNoContent, http.StatusOK}})
+		switch {
+		case err == nil:
+			drain(resp)
+		case statusOf(err) == http.StatusNotFound:
+			// Gone already, or no bucket: a Delete of nothing.
+		default:
 			return s.objectError(k, "delete", err)
 		}
 	}
@@ -297,87 +310,28 @@ func (s *Storage) put(ctx context.Context, key string, r io.Reader, size int64, 
 	}
 	ctx, cancel := s.opContext(ctx)
 	defer cancel()
-	obj := s.object(k)
+	q := url.Values{"name": {s.keyPrefix + k}}
 	if ifAbsent {
-		obj = obj.If(gcs.Conditions{DoesNotExist: true})
+		q.Set("ifGenerationMatch", "0")
 	}
-	rs, seekable := r.(io.Seeker)
-	if size < 0 || !seekable {
-		// The writer keeps one chunk to resend it on a retry; a body that
-		// fits in less is given a chunk of its size.
-		chunk := s.opts.ChunkSize
-		if size >= 0 {
-			chunk = min(chunk, alignChunk(size))
-		}
-		err = s.write(ctx, obj, r, size, chunk)
+	if rs, ok := r.(io.ReadSeeker); ok && size >= 0 {
+		err = s.putMedia(ctx, q, rs, size)
 	} else {
-		err = s.putSeekable(ctx, obj, rs, r, size)
+		err = s.putResumable(ctx, q, r, size)
 	}
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	if ifAbsent && httpStatus(err) == http.StatusPreconditionFailed {
+	case ifAbsent && statusOf(err) == http.StatusPreconditionFailed:
 		return fmt.Errorf("%s/%s: %w", s.root, k, storage.ErrExists)
+	case statusOf(err) == http.StatusNotFound:
+		return storage.Permanent(fmt.Errorf("%s/%s: put: bucket %s does not exist", s.root, k, s.opts.Bucket))
 	}
 	return s.objectError(k, "put", err)
 }
 
-// putSeekable sends r in single requests without a buffer, seeking back to
-// retry a transient failure, as the library does for its own chunks.
-func (s *Storage) putSeekable(ctx context.Context, obj *gcs.ObjectHandle, rs io.Seeker, r io.Reader, size int64) error {
-	start, err := rs.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return storage.SourceError{Err: err}
-	}
-	delay := 100 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		err := s.write(ctx, obj, r, size, 0)
-		var src storage.SourceError
-		if err == nil || attempt >= s.opts.MaxRetries || errors.As(err, &src) ||
-			!storage.IsTransient(classify(err)) || httpStatus(err) == http.StatusPreconditionFailed {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 30*time.Second)
-		if _, err := rs.Seek(start, io.SeekStart); err != nil {
-			return storage.SourceError{Err: err}
-		}
-	}
-}
-
-// write runs one upload through the library's writer. Any failure before
-// the last byte cancels the upload's context, which discards the upload
-// instead of finalising it.
-func (s *Storage) write(ctx context.Context, obj *gcs.ObjectHandle, r io.Reader, size int64, chunk int) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w := obj.Retryer(gcs.WithPolicy(gcs.RetryAlways)).NewWriter(wctx)
-	w.ChunkSize = chunk
-	w.ContentType = "application/octet-stream"
-	src := storage.NewSource(ctx, r, size)
-	if _, err := io.Copy(w, src); err != nil {
-		cancel()
-		_ = w.Close()
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			return errors.Join(err, cerr)
-		}
-		return err
-	}
-	if err := w.Close(); err != nil {
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			return errors.Join(err, cerr)
-		}
-		return err
-	}
-	return nil
-}
-
-// Registration declares the backend to the storage registry. The client
-// library retries idempotent requests, and Put retries its own.
+// Registration declares the backend to the storage registry: requests
+// are retried here (GCS_MAX_RETRIES), each from where it failed.
 func Registration() storage.Registration {
 	return storage.Registration{Kind: "gs", Name: "GCS", Prefix: "WALG_GS_PREFIX", Settings: SettingNames()[1:], SkipRetry: true}
 }
@@ -388,13 +342,9 @@ func Configure(o Options) (storage.Configured, error) {
 	if err != nil {
 		return storage.Configured{}, err
 	}
-	root := "gs://" + d.Bucket
-	if d.Prefix != "" {
-		root += "/" + d.Prefix
-	}
 	return storage.Configured{
 		Registration: Registration(),
-		Root:         root,
+		Root:         rootOf(d),
 		Traits:       o.Traits(),
 		Memory:       o.Memory(),
 		Connect: func(ctx context.Context, _ *slog.Logger) (storage.Storage, error) {
@@ -402,3 +352,7 @@ func Configure(o Options) (storage.Configured, error) {
 		},
 	}, nil
 }
+
+// errIncomplete: the server did not take all of an upload's bytes although
+// the client sent them all; retrying would not tell why.
+var errIncomplete = errors.New("the server did not acknowledge the whole upload")

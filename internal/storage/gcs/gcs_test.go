@@ -19,12 +19,9 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv/gcsserver"
 )
 
-// emulator starts fake-gcs-server and points the client library at it
-// (the library reads STORAGE_EMULATOR_HOST from the environment).
+// emulator starts fake-gcs-server.
 func emulator(t testing.TB) *gcsserver.Server {
-	srv := gcsserver.Start(t)
-	t.Setenv("STORAGE_EMULATOR_HOST", srv.Host)
-	return srv
+	return gcsserver.Start(t)
 }
 
 var prefixes atomic.Int64
@@ -39,6 +36,9 @@ func open(t testing.TB, srv *gcsserver.Server, o Options) *Storage {
 	}
 	if o.MaxRetries == 0 {
 		o.MaxRetries = 2
+	}
+	if o.EmulatorHost == "" && o.endpoint == "" {
+		o.EmulatorHost = srv.Host
 	}
 	s, err := New(context.Background(), o)
 	if err != nil {
@@ -67,7 +67,7 @@ func TestBucketRoot(t *testing.T) {
 	if err := srv.CreateBucket(context.Background(), "rootonly"); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), Options{Bucket: "rootonly"})
+	s, err := New(context.Background(), Options{Bucket: "rootonly", EmulatorHost: srv.Host})
 	if err != nil {
 		t.Fatal(err)
 	}

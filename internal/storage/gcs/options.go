@@ -34,11 +34,14 @@ type Options struct {
 	// (see ParsePrefix); a '/' is put between it and each key.
 	Prefix string
 	// CredentialsFile is a Google credentials JSON file
-	// (GOOGLE_APPLICATION_CREDENTIALS); when empty the client library's
-	// application-default credentials apply. With STORAGE_EMULATOR_HOST
-	// in the environment the library talks to that emulator without
-	// credentials.
+	// (GOOGLE_APPLICATION_CREDENTIALS): a service account key or gcloud's
+	// user credentials. When empty, gcloud's application-default file
+	// applies, else the metadata server (see creds.go).
 	CredentialsFile string
+	// EmulatorHost (STORAGE_EMULATOR_HOST) is an emulator's host:port, or
+	// a URL: requests go there, over plain HTTP unless the URL says
+	// otherwise, without credentials, as with Google's client libraries.
+	EmulatorHost string
 	// EncryptionKey is a customer-supplied AES-256 key (CSEK, 32 bytes)
 	// sent with every object request.
 	EncryptionKey []byte
@@ -50,6 +53,11 @@ type Options struct {
 	MaxRetries int
 	// ContextTimeout bounds each Put, Stat, List and Delete.
 	ContextTimeout time.Duration
+
+	// endpoint replaces https://storage.googleapis.com, credentials
+	// still applying, and metadataURL the metadata server's token URL
+	// (tests of the authentication).
+	endpoint, metadataURL string
 }
 
 // SettingNames lists the setting names OptionsFromSettings reads. The
@@ -64,6 +72,7 @@ func SettingNames() []string {
 		"GCS_ENCRYPTION_KEY",
 		"GCS_MAX_CHUNK_SIZE",
 		"GCS_MAX_RETRIES",
+		"STORAGE_EMULATOR_HOST",
 	}
 }
 
@@ -77,7 +86,8 @@ func SettingNames() []string {
 //	GCS_ENCRYPTION_KEY              CSEK: base64 of 32 bytes
 //	GCS_MAX_CHUNK_SIZE              bytes buffered by an upload of unknown
 //	                                length, default 8 MiB (WAL-G: 50 MiB)
-//	GCS_MAX_RETRIES                 default 16
+//	GCS_MAX_RETRIES                 retries of a failed request, default 16
+//	STORAGE_EMULATOR_HOST           emulator host:port, no credentials
 //
 // Every problem is reported, one per line, starting with the setting's
 // name; no value of a secret is printed.
@@ -108,6 +118,7 @@ func OptionsFromSettings(get func(name string) (string, bool)) (Options, error) 
 	}
 	o.Bucket, o.Prefix = bucket, path
 	o.CredentialsFile = val("GOOGLE_APPLICATION_CREDENTIALS")
+	o.EmulatorHost = val("STORAGE_EMULATOR_HOST")
 
 	if v := val("GCS_CONTEXT_TIMEOUT"); v != "" {
 		n, err := strconv.Atoi(v)
