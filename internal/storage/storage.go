@@ -68,6 +68,9 @@ type ObjectInfo struct {
 	Key     string // relative to the storage prefix
 	Size    int64
 	ModTime time.Time
+	// Storage names the storage holding the object when several are used
+	// together (failover storages); empty otherwise.
+	Storage string
 }
 
 // Storage is what tusk needs from an object store.
