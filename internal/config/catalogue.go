@@ -410,19 +410,26 @@ func catalogue() []Setting {
 		duration("WALG_ALIVE_CHECK_INTERVAL", "1m"),
 		duration("WALG_STOP_BACKUP_TIMEOUT", ""),
 		duration("WALG_DAEMON_WAL_UPLOAD_TIMEOUT", "60s"),
-		str("WALG_TARGET_STORAGE").refuse("failover storages").inert("default"),
+		str("WALG_TARGET_STORAGE"),
 		str("PGBACKREST_STANZA").def("main").inactive("for WAL-G's pgbackrest commands, which tusk does not have"),
-		str("WALG_FAILOVER_STORAGES").complex().secret().refuse("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CHECK").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CHECK_TIMEOUT").def("30s").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_LIFETIME").def("15m").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_EMA_ALIVE_LIMIT").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_EMA_DEAD_LIMIT").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_ALIVE_MAX").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_ALIVE_MIN").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MAX").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN").later("failover storages"),
-		str("WALG_FAILOVER_STORAGES_CHECK_SIZE").def("1mb").later("failover storages"),
+		// Failover storages (internal/configure.go ConfigureMultiStorage):
+		// the check's default is on exactly when failovers are configured.
+		str("WALG_FAILOVER_STORAGES").complex().secret().rule(checkFailoverMap),
+		boolean("WALG_FAILOVER_STORAGES_CHECK", ""),
+		duration("WALG_FAILOVER_STORAGES_CHECK_TIMEOUT", "30s"),
+		duration("WALG_FAILOVER_STORAGES_CACHE_LIFETIME", "15m"),
+		fraction("WALG_FAILOVER_STORAGES_CACHE_EMA_ALIVE_LIMIT", "0.99"),
+		fraction("WALG_FAILOVER_STORAGES_CACHE_EMA_DEAD_LIMIT", "0.88"),
+		fraction("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_ALIVE_MAX", "0.05"),
+		fraction("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_ALIVE_MIN", "0.01"),
+		fraction("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MAX", "0.5"),
+		fraction("WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN", "0.1"),
+		str("WALG_FAILOVER_STORAGES_CHECK_SIZE").def("1mb").rule(func(v string) string {
+			if _, err := parseSizeInBytes(v); err != nil {
+				return "is not a size (bytes, or with kb, mb or gb)"
+			}
+			return ""
+		}),
 
 		// tusk's own settings.
 		boolean("TUSK_FETCH_ABORT_ON_STORAGE_ERROR", "false"),

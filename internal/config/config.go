@@ -103,6 +103,8 @@ type Config struct {
 	method   codec.Method       // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
 	store    storage.Configured // with storeErr: the selected storage, read in Load
 	storeErr error
+	// failovers are WALG_FAILOVER_STORAGES, read in Load.
+	failovers []FailoverStorage
 }
 
 // Load resolves and validates the configuration. Warnings (unknown names,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/storage/multi"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
@@ -547,7 +548,6 @@ func TestNotYet(t *testing.T) {
 		"WALG_ENVELOPE_PGP_KEY=k", "WALG_ENVELOPE_PGP_KEY_PATH=/k",
 		"WALG_CSE_KMS_ID=id", "WALG_CSE_KMS_REGION=eu", "YC_CSE_KMS_KEY_ID=id", "YC_SERVICE_ACCOUNT_KEY_FILE=/f",
 		"WALG_USE_WAL_DELTA=true", "WALG_FORCE_WAL_DELTA=1",
-		"WALG_FAILOVER_STORAGES=x", "WALG_TARGET_STORAGE=backup2",
 		"WALG_S3_ENDPOINT_SOURCE=http://x", "S3_RETENTION_PERIOD=86400",
 		"WALG_GS_PREFIX=gs://b/p", "WALE_GS_PREFIX=gs://b/p",
 		"WALG_SWIFT_PREFIX=swift://c/p", "WALG_OSS_PREFIX=oss://b/p", "WALE_SWIFT_PREFIX=swift://c/p",
@@ -576,7 +576,7 @@ func TestNotYet(t *testing.T) {
 	}
 	benign := []string{"WALG_STATSD_ADDRESS=localhost:8125", "HTTP_LISTEN=:8080", "PROFILE_MODE=cpu",
 		"WALG_UPLOAD_WAL_METADATA=INDIVIDUAL", "WALG_USE_COPY_COMPOSER=true", "WALG_DIRECT_IO=true",
-		"WALG_FAILOVER_STORAGES_CHECK_TIMEOUT=1m", "WALE_S3_USE_YC_SESSION_TOKEN=true",
+		"WALE_S3_USE_YC_SESSION_TOKEN=true",
 		"UPLOAD_CONCURRENCY=4", "S3_SKIP_VALIDATION=false", "AWS_DUAL_STACK=true", "WALG_S3_DELETE_BATCH_SIZE=100"}
 	for _, kv := range benign {
 		t.Run(kv, func(t *testing.T) {
@@ -588,14 +588,70 @@ func TestNotYet(t *testing.T) {
 			}
 		})
 	}
-	t.Run("failover map in a config file is refused", func(t *testing.T) {
-		dir := t.TempDir()
-		p := writeFile(t, dir, "c.yaml", "WALG_FAILOVER_STORAGES:\n  second:\n    WALG_S3_PREFIX: s3://x\n")
+}
+
+func TestFailoverStorages(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "c.yaml", `WALG_FILE_PREFIX: /backups/main
+WALG_STORAGE_PREFIX: sub
+WALG_FAILOVER_STORAGES:
+  Second:
+    WALG_FILE_PREFIX: /backups/second
+  first:
+    AWS_ACCESS_KEY_ID: id
+    AWS_SECRET_ACCESS_KEY: key
+    WALE_S3_PREFIX: s3://bucket/p
+    AWS_REGION: us-east-1
+`)
+	c, w := mustLoad(t, LoadOptions{ConfigFile: p, Environ: []string{"AWS_ENDPOINT=http://ignored"}})
+	if len(w) != 0 {
+		t.Errorf("warnings %q", w)
+	}
+	fo := c.FailoverStorages()
+	if len(fo) != 2 || fo[0].Name != "first" || fo[1].Name != "second" {
+		t.Fatalf("failovers %+v", fo)
+	}
+	// WALG_STORAGE_PREFIX applies to every storage.
+	if fo[0].Storage.Root != "s3://bucket/p/sub" || fo[1].Storage.Root != "file:///backups/second/sub" {
+		t.Errorf("roots %q %q", fo[0].Storage.Root, fo[1].Storage.Root)
+	}
+	if fo[0].Hash == "" || fo[0].Hash == fo[1].Hash || c.StorageHash() == fo[1].Hash {
+		t.Errorf("hashes %q %q %q", c.StorageHash(), fo[0].Hash, fo[1].Hash)
+	}
+	o := c.FailoverOptions()
+	if !o.Check || o.CheckSize != 1<<20 || o.CacheLifetime != 15*time.Minute || o.CheckTimeout != 30*time.Second ||
+		o.EMA != multi.DefaultEMA() {
+		t.Errorf("options %+v", o)
+	}
+
+	// Without failovers the checks are off unless asked for.
+	c, _ = mustLoad(t, LoadOptions{Environ: []string{"WALG_FILE_PREFIX=/x", "WALG_FAILOVER_STORAGES_CHECK_SIZE=3kb"}})
+	if o := c.FailoverOptions(); o.Check || o.CheckSize != 3<<10 {
+		t.Errorf("options %+v", o)
+	}
+
+	// JSON in the environment works as in WAL-G.
+	c, _ = mustLoad(t, LoadOptions{Environ: []string{"WALG_FILE_PREFIX=/x",
+		`WALG_FAILOVER_STORAGES={"b":{"WALG_FILE_PREFIX":"/y"}}`, "WALG_FAILOVER_STORAGES_CHECK=false"}})
+	if fo := c.FailoverStorages(); len(fo) != 1 || fo[0].Storage.Root != "file:///y" || c.FailoverOptions().Check {
+		t.Errorf("from the environment: %+v", fo)
+	}
+
+	for body, want := range map[string]string{
+		"WALG_FAILOVER_STORAGES:\n  default:\n    WALG_FILE_PREFIX: /a\n":               `storage "default": the name is reserved`,
+		"WALG_FAILOVER_STORAGES:\n  b:\n    AWS_REGION: x\n":                           `storage "b": no storage configured`,
+		"WALG_FAILOVER_STORAGES:\n  b:\n    WALG_S3_PREFIX: s3://b\n    S3_SSE: nope\n": `storage "b": S3_SSE`,
+		"WALG_FAILOVER_STORAGES:\n  b: 3\n":                                              "WALG_FAILOVER_STORAGES: the value is not a map",
+		"WALG_FAILOVER_STORAGES_CACHE_EMA_DEAD_LIMIT: 0.995\n":                            "ALIVE_LIMIT (0.99) must not be below",
+		"WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN: 2\n":                            `WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN: "2" is not a number between 0 and 1`,
+		"WALG_FAILOVER_STORAGES_CHECK_SIZE: 1tb\n":                                        `WALG_FAILOVER_STORAGES_CHECK_SIZE: "1tb" is not a size`,
+	} {
+		p := writeFile(t, t.TempDir(), "c.yaml", "WALG_FILE_PREFIX: /a\n"+body)
 		_, _, err := load(t, LoadOptions{ConfigFile: p})
-		if err == nil || !strings.Contains(err.Error(), "WALG_FAILOVER_STORAGES is set (in config file "+p+")") {
-			t.Fatalf("err = %v", err)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", body, err, want)
 		}
-	})
+	}
 }
 
 func TestStorageSelection(t *testing.T) {

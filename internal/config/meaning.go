@@ -108,7 +108,7 @@ func meanings() map[string]string {
 		"WALG_ALIVE_CHECK_INTERVAL":             "how often backup-push checks that PostgreSQL is still up",
 		"WALG_STOP_BACKUP_TIMEOUT":              "longest wait for pg_backup_stop (unset: no limit)",
 		"WALG_DAEMON_WAL_UPLOAD_TIMEOUT":        "longest a daemon wal-push may take",
-		"WALG_TARGET_STORAGE":                   "which of the failover storages a command uses",
+		"WALG_TARGET_STORAGE":                   "--target-storage of commands that take it: default or a failover name",
 		"PGBACKREST_STANZA":                     "stanza read by WAL-G's pgbackrest commands",
 		"WALG_FAILOVER_STORAGES":                "failover storages and their settings",
 		"WALG_FAILOVER_STORAGES_CHECK":          "check failover storages' health before use",

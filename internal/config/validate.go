@@ -177,6 +177,17 @@ func (c *Config) crossChecks() (problems, warnings []string) {
 			"%s is ignored: %s is set and takes precedence (WAL-G's storage order)",
 			c.from[s.Name], c.from[sel.Name]))
 	}
+	p, w := c.loadFailovers()
+	problems, warnings = append(problems, p...), append(warnings, w...)
+	emaValid := true
+	for _, n := range []string{"ALIVE_LIMIT", "DEAD_LIMIT", "ALPHA_ALIVE_MIN", "ALPHA_ALIVE_MAX", "ALPHA_DEAD_MIN", "ALPHA_DEAD_MAX"} {
+		emaValid = emaValid && c.valid("WALG_FAILOVER_STORAGES_CACHE_EMA_"+n)
+	}
+	if emaValid {
+		if err := c.FailoverOptions().EMA.Validate(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	return problems, warnings
 }
 
