@@ -639,12 +639,12 @@ WALG_FAILOVER_STORAGES:
 
 	for body, want := range map[string]string{
 		"WALG_FAILOVER_STORAGES:\n  default:\n    WALG_FILE_PREFIX: /a\n":               `storage "default": the name is reserved`,
-		"WALG_FAILOVER_STORAGES:\n  b:\n    AWS_REGION: x\n":                           `storage "b": no storage configured`,
+		"WALG_FAILOVER_STORAGES:\n  b:\n    AWS_REGION: x\n":                            `storage "b": no storage configured`,
 		"WALG_FAILOVER_STORAGES:\n  b:\n    WALG_S3_PREFIX: s3://b\n    S3_SSE: nope\n": `storage "b": S3_SSE`,
-		"WALG_FAILOVER_STORAGES:\n  b: 3\n":                                              "WALG_FAILOVER_STORAGES: the value is not a map",
-		"WALG_FAILOVER_STORAGES_CACHE_EMA_DEAD_LIMIT: 0.995\n":                            "ALIVE_LIMIT (0.99) must not be below",
-		"WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN: 2\n":                            `WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN: "2" is not a number between 0 and 1`,
-		"WALG_FAILOVER_STORAGES_CHECK_SIZE: 1tb\n":                                        `WALG_FAILOVER_STORAGES_CHECK_SIZE: "1tb" is not a size`,
+		"WALG_FAILOVER_STORAGES:\n  b: 3\n":                                             "WALG_FAILOVER_STORAGES: the value is not a map",
+		"WALG_FAILOVER_STORAGES_CACHE_EMA_DEAD_LIMIT: 0.995\n":                          "ALIVE_LIMIT (0.99) must not be below",
+		"WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN: 2\n":                          `WALG_FAILOVER_STORAGES_CACHE_EMA_ALPHA_DEAD_MIN: "2" is not a number between 0 and 1`,
+		"WALG_FAILOVER_STORAGES_CHECK_SIZE: 1tb\n":                                      `WALG_FAILOVER_STORAGES_CHECK_SIZE: "1tb" is not a size`,
 	} {
 		p := writeFile(t, t.TempDir(), "c.yaml", "WALG_FILE_PREFIX: /a\n"+body)
 		_, _, err := load(t, LoadOptions{ConfigFile: p})
