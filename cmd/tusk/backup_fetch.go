@@ -106,7 +106,7 @@ as JSON) and exits without touching DESTINATION or storage.`,
 	f := cmd.Flags()
 	f.StringVar(&fl.restoreSpec, "restore-spec", "", "JSON tablespace spec: where to restore each tablespace")
 	f.StringVar(&fl.targetUserData, "target-user-data", "", "select the backup whose user data equals this JSON")
-	f.StringVar(&fl.targetStorage, "target-storage", "", "storage to restore from (only \"default\" exists)")
+	addTargetStorageFlag(cmd, &fl.targetStorage)
 	f.StringVar(&fl.mask, "mask", "", "restore only files matching this mask (not supported yet)")
 	f.StringVar(&fl.restoreOnly, "restore-only", "", "partial restore of some databases (not supported yet)")
 	f.BoolVar(&fl.reverseUnpack, "reverse-unpack", false, "accepted for WAL-G compatibility: deltas are restored oldest first, with the same result")
@@ -149,9 +149,6 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		debug.SetMemoryLimit(plan.HeapLimit())
 	}
 	dest := args[0]
-	if err := checkTargetStorage(fl.targetStorage); err != nil {
-		return err
-	}
 	switch {
 	case fl.mask != "":
 		return errors.New("backup-fetch --mask is not supported yet")
@@ -197,7 +194,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		}
 	}
 
-	store, err := a.openStorage(ctx)
+	store, err := a.openStorageFor(ctx, useUnite, fl.targetStorage)
 	if err != nil {
 		return err
 	}

@@ -32,10 +32,14 @@ func newListCommand(a *app, cmd *cobra.Command, view func(storage.Storage) stora
 		Args: argCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if err := checkTargetStorage(target); err != nil {
-				return err
+			use := useUnite
+			if view != nil {
+				use = usePrimary // catchup-list: WAL-G has no failover for it
+				if err := checkTargetStorage(target); err != nil {
+					return err
+				}
 			}
-			store, err := a.openStorage(ctx)
+			store, err := a.openStorageFor(ctx, use, target)
 			if err != nil {
 				return err
 			}
@@ -66,15 +70,15 @@ func newListCommand(a *app, cmd *cobra.Command, view func(storage.Storage) stora
 	f.BoolVar(&pretty, "pretty", false, "print a table (or indented JSON with --json)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&detail, "detail", false, "add each backup's metadata (start/finish time, host, data dir, LSNs, permanence)")
-	f.StringVar(&target, "target-storage", "", "storage to list (only the primary storage, \"default\", exists)")
+	addTargetStorageFlag(cmd, &target)
 	return cmd
 }
 
-// checkTargetStorage accepts WAL-G's --target-storage for the one storage
-// tusk has; failover storages are not implemented.
+// checkTargetStorage accepts --target-storage only for the primary storage,
+// for commands that WAL-G runs on it alone.
 func checkTargetStorage(name string) error {
 	if name != "" && name != backup.DefaultStorageName {
-		return fmt.Errorf("--target-storage %q: only the primary storage %q is configured (failover storages are not supported)", name, backup.DefaultStorageName)
+		return fmt.Errorf("--target-storage %q: this command uses the primary storage %q only", name, backup.DefaultStorageName)
 	}
 	return nil
 }

@@ -85,7 +85,7 @@ becomes BASE_BACKUP's MAX_RATE.`,
 	f.StringVar(&fl.deltaFromUserData, "delta-from-user-data", "", "take the delta from the backup with this user data (WALG_DELTA_FROM_USER_DATA)")
 	f.StringVar(&fl.userData, "add-user-data", "", "JSON stored as the backup's user data (WALG_SENTINEL_USER_DATA)")
 	f.BoolVar(&fl.withoutFilesMetadata, "without-files-metadata", false, "do not upload files_metadata.json (WALG_WITHOUT_FILES_METADATA)")
-	f.StringVar(&fl.targetStorage, "target-storage", "", "storage to write to (only \"default\" exists)")
+	addTargetStorageFlag(cmd, &fl.targetStorage)
 	f.BoolVar(&fl.memoryPlan, "memory-plan", false, "print the memory bound of this configuration and exit")
 	return cmd
 }
@@ -93,9 +93,6 @@ becomes BASE_BACKUP's MAX_RATE.`,
 func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags) error {
 	ctx := cmd.Context()
 	cfg := a.cfg
-	if fl.targetStorage != "" && fl.targetStorage != "default" {
-		return fmt.Errorf("--target-storage %q: failover storages are not supported; only \"default\" exists", fl.targetStorage)
-	}
 	method, err := a.compression()
 	if err != nil {
 		return err
@@ -186,7 +183,11 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if !opts.Remote {
 		opts.DataDir = args[0]
 	}
-	if opts.Store, err = a.openStorage(ctx); err != nil {
+	use := useWrite
+	if fl.catchupFrom != 0 {
+		use = usePrimary // WAL-G runs catchup-push on the primary storage only
+	}
+	if opts.Store, err = a.openStorageFor(ctx, use, fl.targetStorage); err != nil {
 		return err
 	}
 	op := "backup-push"

@@ -100,7 +100,7 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 		return errors.New("PGDATA: not set; the daemon resolves WAL file names against it")
 	}
 	gogc := applyMemoryPlan(plan)
-	w, err := a.newWAL(ctx)
+	w, err := a.newWAL(ctx, useFollow, "")
 	if err != nil {
 		return err
 	}

@@ -133,7 +133,7 @@ func TestDaemonPlanCoversPush(t *testing.T) {
 					}
 					ctx := context.Background()
 					base := liveHeap()
-					w, err := a.newWAL(ctx)
+					w, err := a.newWAL(ctx, useFollow, "")
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -64,7 +64,8 @@ type deleteRunner func(a *app, cmd *cobra.Command, choose func(*retention.Repo) 
 
 func runDelete(a *app, cmd *cobra.Command, df deleteFlags, choose func(*retention.Repo) (*retention.Plan, error)) error {
 	ctx := cmd.Context()
-	store, err := a.openStorage(ctx)
+	// WAL-G deletes across every alive storage.
+	store, err := a.openStorageFor(ctx, useUniteWrite, "")
 	if err != nil {
 		return err
 	}

@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string) int {
 	root, a := newApp()
 	root.SetArgs(args[1:])
 	err := root.ExecuteContext(ctx)
+	a.closeStorages()
 	if err == nil {
 		return 0
 	}

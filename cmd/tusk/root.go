@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tusk-pg/tusk/internal/config"
+	"github.com/tusk-pg/tusk/internal/storage/multi"
 )
 
 // app is what every command gets: the resolved configuration and a logger.
@@ -22,6 +23,9 @@ type app struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	logFile *logFile // nil: logs go to stderr
+	// storageSets are the failover storage sets opened, whose status
+	// cache is saved when the command ends (closeStorages).
+	storageSets []*multi.Set
 }
 
 func newRootCommand() *cobra.Command {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strings"
 	"path/filepath"
 
 	"github.com/tusk-pg/tusk/internal/bufpool"
@@ -11,18 +13,110 @@ import (
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/rss"
 	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/storage/multi"
 	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 // openStorage connects the backend the configuration selects, with the
 // wrappers every backend gets (storage.Open): the one way commands reach
-// storage.
+// the primary storage alone.
 func (a *app) openStorage(ctx context.Context) (storage.Storage, error) {
 	c, err := a.cfg.Storage()
 	if err != nil {
 		return nil, err
 	}
-	return storage.Open(ctx, c, storage.Wrappers{NetworkRateLimit: a.cfg.NetworkRateLimit()}, a.log)
+	return storage.Open(ctx, c, a.wrappers(), a.log)
+}
+
+func (a *app) wrappers() storage.Wrappers {
+	return storage.Wrappers{NetworkRateLimit: a.cfg.NetworkRateLimit()}
+}
+
+// storageUse is how a command uses the failover storages, WAL-G's
+// policy for it.
+type storageUse int
+
+const (
+	// usePrimary: the primary storage alone (commands WAL-G does not run
+	// on failover storages).
+	usePrimary storageUse = iota
+	// useWrite: the first alive storage, chosen once (wal-push,
+	// backup-push); checks include a write.
+	useWrite
+	// useFollow: the first alive storage at each operation (the daemon).
+	useFollow
+	// useMerge: every alive storage, each object from the first holding
+	// it (wal-fetch, wal-prefetch).
+	useMerge
+	// useUnite: every alive storage, listing every copy with its storage
+	// (backup-list, backup-fetch).
+	useUnite
+	// useUniteWrite is useUnite with write checks (delete).
+	useUniteWrite
+)
+
+// openStorageFor opens the storage a command uses under WAL-G's failover
+// rules: target (--target-storage, else WALG_TARGET_STORAGE) names one
+// storage ("default" is the primary). Without failover storages and
+// without a target other than the primary this is openStorage.
+func (a *app) openStorageFor(ctx context.Context, use storageUse, target string) (storage.Storage, error) {
+	if use == usePrimary {
+		return a.openStorage(ctx)
+	}
+	if target == "" {
+		target = a.cfg.TargetStorage()
+	}
+	failovers := a.cfg.FailoverStorages()
+	if len(failovers) == 0 && (target == "" || target == multi.Default) {
+		return a.openStorage(ctx)
+	}
+	if use == useFollow && target != "" {
+		use = useWrite // a named storage is used for every operation
+	}
+	primary, err := a.openStorage(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var members []multi.Member
+	for _, f := range failovers {
+		st, err := storage.Open(ctx, f.Storage, a.wrappers(), a.log)
+		if err != nil {
+			return nil, fmt.Errorf("failover storage %q: %w", f.Name, err)
+		}
+		members = append(members, multi.Member{Name: f.Name, Hash: f.Hash, Store: st})
+	}
+	o := a.cfg.FailoverOptions()
+	o.CheckWrite = use == useWrite || use == useFollow || use == useUniteWrite
+	o.Log = a.log
+	set, err := multi.New(multi.Member{Hash: a.cfg.StorageHash(), Store: primary}, members, o)
+	if err != nil {
+		return nil, err
+	}
+	a.storageSets = append(a.storageSets, set)
+	switch use {
+	case useWrite:
+		st, name, err := set.Writer(ctx, target)
+		if err == nil {
+			a.log.Info("files will be uploaded to storage "+name, "storage", name)
+		}
+		return st, err
+	case useFollow:
+		return set.Follower(), nil
+	default:
+		st, names, err := set.Reader(ctx, target, use != useMerge)
+		if err == nil {
+			a.log.Debug("files will be read from storages "+strings.Join(names, ", "), "storages", names)
+		}
+		return st, err
+	}
+}
+
+// closeStorages saves what the failover storages' status cache learnt.
+func (a *app) closeStorages() {
+	for _, s := range a.storageSets {
+		_ = s.Close()
+	}
+	a.storageSets = nil
 }
 
 // walBuffering is how WAL uploads reach storage with this configuration
@@ -53,7 +147,7 @@ type walTools struct {
 	restorer *wal.Restorer
 }
 
-func (a *app) newWAL(ctx context.Context) (*walTools, error) {
+func (a *app) newWAL(ctx context.Context, use storageUse, target string) (*walTools, error) {
 	method, err := a.compression()
 	if err != nil {
 		return nil, err
@@ -62,7 +156,7 @@ func (a *app) newWAL(ctx context.Context) (*walTools, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := a.openStorage(ctx)
+	store, err := a.openStorageFor(ctx, use, target)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,8 @@ const (
 )
 
 func newWalFetchCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var target string
+	cmd := &cobra.Command{
 		Use:   "wal-fetch WAL_NAME DESTINATION",
 		Short: "Restore one archived WAL file (restore_command = 'tusk wal-fetch %f %p')",
 		Long: `Downloads, decrypts and decompresses one archived WAL file into DESTINATION.
@@ -44,19 +45,22 @@ TUSK_FETCH_ABORT_ON_STORAGE_ERROR=true, any failure other than "not found" exits
 128 instead, and PostgreSQL stops recovery (restart it when storage is back).
 
 After a fetch, the next WALG_DOWNLOAD_CONCURRENCY segments are prefetched in the
-background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).`,
+background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).
+
+With WALG_FAILOVER_STORAGES each file is read from the first alive storage that
+holds it, or from --target-storage alone.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			name, dest := args[0], args[1]
-			w, err := a.newWAL(ctx)
+			w, err := a.newWAL(ctx, useMerge, target)
 			if err != nil {
 				return a.fetchExit(err)
 			}
 			err = w.restorer.Restore(ctx, name, dest, wal.PrefetchOptions{
 				Dir:   wal.PrefetchDir(a.cfg.PrefetchDir(), dest),
 				Count: a.cfg.DownloadConcurrency(),
-				Start: func(name string) { a.spawnPrefetch(name, dest) },
+				Start: func(name string) { a.spawnPrefetch(name, dest, target) },
 			})
 			if err != nil {
 				return a.fetchExit(err)
@@ -65,6 +69,14 @@ background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).`,
 			return nil
 		},
 	}
+	addTargetStorageFlag(cmd, &target)
+	return cmd
+}
+
+// addTargetStorageFlag adds WAL-G's --target-storage.
+func addTargetStorageFlag(cmd *cobra.Command, target *string) {
+	cmd.Flags().StringVar(target, "target-storage", "",
+		`name of the storage to run the command on: "default" for the primary, or a WALG_FAILOVER_STORAGES name (default: WALG_TARGET_STORAGE, else WAL-G's choice among the alive storages)`)
 }
 
 func (a *app) fetchExit(err error) error {
@@ -79,7 +91,7 @@ func (a *app) fetchExit(err error) error {
 
 // spawnPrefetch starts `tusk wal-prefetch` detached, with the same
 // configuration, so replay does not wait for the following downloads.
-func (a *app) spawnPrefetch(name, dest string) {
+func (a *app) spawnPrefetch(name, dest, target string) {
 	self, err := os.Executable()
 	if err != nil {
 		return
@@ -90,6 +102,9 @@ func (a *app) spawnPrefetch(name, dest string) {
 	}
 	if a.storagePrefix != "" {
 		args = append(args, "--walg-storage-prefix", a.storagePrefix)
+	}
+	if target != "" {
+		args = append(args, "--target-storage", target)
 	}
 	cmd := exec.Command(self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

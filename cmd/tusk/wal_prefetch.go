@@ -7,14 +7,15 @@ import (
 )
 
 func newWalPrefetchCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var target string
+	cmd := &cobra.Command{
 		Use:    "wal-prefetch WAL_NAME PREFETCH_LOCATION",
 		Short:  "Download the segments after WAL_NAME ahead of replay (started by wal-fetch)",
 		Hidden: true,
 		Args:   exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := a.newWAL(ctx)
+			w, err := a.newWAL(ctx, useMerge, target)
 			if err != nil {
 				return err
 			}
@@ -22,4 +23,6 @@ func newWalPrefetchCommand(a *app) *cobra.Command {
 			return w.restorer.Prefetch(ctx, args[0], dir, a.cfg.DownloadConcurrency())
 		},
 	}
+	addTargetStorageFlag(cmd, &target)
+	return cmd
 }

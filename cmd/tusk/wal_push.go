@@ -7,7 +7,8 @@ import (
 )
 
 func newWalPushCommand(a *app) *cobra.Command {
-	return &cobra.Command{
+	var target string
+	cmd := &cobra.Command{
 		Use:   "wal-push WAL_FILE_PATH",
 		Short: "Archive one WAL file (archive_command = 'tusk wal-push %p')",
 		Long: `Compresses, encrypts (when a key is configured) and uploads one WAL file to
@@ -19,11 +20,14 @@ once. A segment must be exactly WALG_PG_WAL_SIZE MiB. With
 WALG_PREVENT_WAL_OVERWRITE (always for .history files) an existing object is
 compared first: equal content succeeds, different content fails, and the
 object is created only if its name is still free (atomically on file storage
-and on S3 servers that honour If-None-Match).`,
+and on S3 servers that honour If-None-Match).
+
+With WALG_FAILOVER_STORAGES it uploads to the first alive storage (the primary
+if alive, else the failovers by name), or to --target-storage.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := a.newWAL(ctx)
+			w, err := a.newWAL(ctx, useWrite, target)
 			if err != nil {
 				return err
 			}
@@ -36,4 +40,6 @@ and on S3 servers that honour If-None-Match).`,
 			})
 		},
 	}
+	addTargetStorageFlag(cmd, &target)
+	return cmd
 }

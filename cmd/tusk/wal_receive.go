@@ -72,7 +72,7 @@ func (a *app) walReceivePlan() (*memplan.Plan, error) {
 }
 
 func (a *app) walReceive(ctx context.Context) error {
-	w, err := a.newWAL(ctx)
+	w, err := a.newWAL(ctx, usePrimary, "")
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/tusk-pg/tusk/internal/storage"
 )
 
-// DefaultStorageName is what backup-list shows in storage_name while tusk
-// has a single storage (WAL-G names its primary storage "default").
+// DefaultStorageName is what backup-list shows in storage_name for the
+// primary storage (WAL-G's name for it).
 const DefaultStorageName = "default"
 
 // Limits on the plain JSON documents read from storage, which may be
@@ -52,7 +52,7 @@ func List(ctx context.Context, store storage.Storage) ([]Info, error) {
 		if !ok {
 			return nil
 		}
-		out = append(out, Info{Name: name, ModTime: o.ModTime, WalFileName: WalFileName(name), StorageName: DefaultStorageName})
+		out = append(out, Info{Name: name, ModTime: o.ModTime, WalFileName: WalFileName(name), StorageName: storageName(o)})
 		return nil
 	})
 	if err != nil {
@@ -94,7 +94,16 @@ func Find(ctx context.Context, store storage.Storage, name string) (Info, error)
 	if err != nil {
 		return Info{}, fmt.Errorf("backup %q: %w", name, err)
 	}
-	return Info{Name: name, ModTime: st.ModTime, WalFileName: WalFileName(name), StorageName: DefaultStorageName}, nil
+	return Info{Name: name, ModTime: st.ModTime, WalFileName: WalFileName(name), StorageName: storageName(st)}, nil
+}
+
+// storageName is the storage_name backup-list shows: the storage holding
+// the sentinel among failover storages, else the primary's name.
+func storageName(o storage.ObjectInfo) string {
+	if o.Storage != "" {
+		return o.Storage
+	}
+	return DefaultStorageName
 }
 
 // FindByUserData returns the one backup whose metadata.json user_data
