@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"path/filepath"
+	"strings"
 
 	"github.com/tusk-pg/tusk/internal/bufpool"
 	"github.com/tusk-pg/tusk/internal/codec"
