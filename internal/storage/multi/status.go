@@ -135,7 +135,7 @@ func (s status) alpha(p EMAParams) float64 {
 }
 
 // Weights of the operations, WAL-G's: reads and writes grow with the
-// logarithm of their size in MiB.
+// logarithm of their size in MiB (an unknown size, -1, weighs as 0).
 const (
 	weightExists = 1000
 	weightList   = 2000

@@ -115,9 +115,10 @@ func (v *view) Put(ctx context.Context, key string, r io.Reader, size int64) err
 	if err != nil {
 		return err
 	}
-	cr := &countingReader{r: r}
-	err = m.Store.Put(ctx, key, cr, size)
-	v.set.report(m, weightSized(cr.n), err)
+	// r goes to the backend as is: wrapping it would hide io.Seeker,
+	// which lets a backend measure or resend a body without buffering it.
+	err = m.Store.Put(ctx, key, r, size)
+	v.set.report(m, weightSized(size), err)
 	return named(m, err)
 }
 
@@ -137,13 +138,12 @@ func (v *view) Create(ctx context.Context, key string, r io.Reader, size int64) 
 		}
 		return v.Put(ctx, key, r, size)
 	}
-	cr := &countingReader{r: r}
-	err = c.Create(ctx, key, cr, size)
+	err = c.Create(ctx, key, r, size)
 	rep := err
 	if errors.Is(err, storage.ErrExists) {
 		rep = nil // the storage answered
 	}
-	v.set.report(m, weightSized(cr.n), rep)
+	v.set.report(m, weightSized(size), rep)
 	return named(m, err)
 }
 
@@ -311,17 +311,6 @@ func named(m Member, err error) error {
 		return err
 	}
 	return storageErr{m.Name, err}
-}
-
-type countingReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // reportingReader reports a download's result when it is closed: a
