@@ -194,7 +194,11 @@ func pct(now, was uint64) float64 {
 // SectionKey names the docs section of a run: one section per burst length,
 // so a 720 s run does not replace the 180 s results.
 func SectionKey(sum *Summary) string {
-	return fmt.Sprintf("burst-%.0fs", sum.Settings.Duration)
+	k := fmt.Sprintf("burst-%.0fs", sum.Settings.Duration)
+	if st := sum.Settings.Storage; st != "" && st != "s3" {
+		k += "-" + st
+	}
+	return k
 }
 
 const (
@@ -239,7 +243,11 @@ func Markdown(sum *Summary, baseline *Summary, baselineName string) string {
 		m.Postgres, orNone(m.PgBackRest, "pgBackRest not used"), m.Versitygw, m.Tusk, m.GoVersion)
 	fmt.Fprintf(&b, "- Workload: pgbench %s, scale %d, %d clients, %d threads, plus a wide-row churn (%d rows of %d B, %d rows per update); %d MiB segments.\n",
 		st.PgbenchMode, st.Scale, st.Clients, st.Jobs, st.WideRows, st.WideRowBytes, st.WideBatch, st.SegmentMiB)
-	fmt.Fprintf(&b, "- Archivers: upload concurrency %d, %s; PostgreSQL: `%s`.\n", st.UploadConcurrency, st.Compression, strings.Join(st.PostgresConf, "`, `"))
+	fmt.Fprintf(&b, "- Archivers: upload concurrency %d, %s", st.UploadConcurrency, st.Compression)
+	if st.StorageDesc != "" {
+		fmt.Fprintf(&b, ", storage %s", st.StorageDesc)
+	}
+	fmt.Fprintf(&b, "; PostgreSQL: `%s`.\n", strings.Join(st.PostgresConf, "`, `"))
 	if sum.OutDir != "" {
 		fmt.Fprintf(&b, "- Raw samples, summary and plots: `%s/`.\n", sum.OutDir)
 	}

@@ -268,6 +268,10 @@ type Settings struct {
 	Compression       string   `json:"compression"`
 	SegmentMiB        int      `json:"wal_segment_mib"`
 	PostgresConf      []string `json:"postgres_conf"`
+	// Storage is the backend archived to ("" in older runs: s3) and
+	// StorageDesc what served it.
+	Storage     string `json:"storage,omitempty"`
+	StorageDesc string `json:"storage_desc,omitempty"`
 }
 
 // ArchiverResult is everything measured for one archiver in one run.

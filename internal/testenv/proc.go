@@ -157,6 +157,9 @@ func (p *Proc) Stop() {
 	}
 }
 
+// Pid is the process's id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Kill kills the process group at once (SIGKILL), as a crash or a power
 // cut would, and waits for it. Killing a stopped process does nothing.
 func (p *Proc) Kill() {

@@ -13,7 +13,7 @@
 // From bench/ (its own module), with binaries built from the module root:
 //
 //	go build -o /tmp/tusk ./cmd/tusk   # in the repository root
-//	go run ./cmd/daemonload -tusk /tmp/tusk
+//	go run ./cmd/daemonload -tusk /tmp/tusk [-storage file|s3|sftp|azure]
 package main
 
 import (
@@ -24,12 +24,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/tusk-pg/tusk/bench/procfs"
+	"github.com/tusk-pg/tusk/bench/storages"
 	"github.com/tusk-pg/tusk/internal/daemon/wire"
-	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
 
 const segSize = 16 << 20
@@ -40,28 +41,29 @@ func main() {
 	workers := flag.Int("upload-concurrency", 4, "WALG_UPLOAD_CONCURRENCY")
 	method := flag.String("compression", "lz4", "WALG_COMPRESSION_METHOD")
 	oneShot := flag.Bool("one-shot", false, "measure one-shot `tusk wal-push %p` runs (with their look-ahead) instead of the daemon")
+	kind := flag.String("storage", "s3", "storage to archive to: "+strings.Join(storages.Kinds, ", "))
 	flag.Parse()
 	if *tusk == "" {
 		fmt.Fprintln(os.Stderr, "daemonload: -tusk is required")
 		os.Exit(2)
 	}
-	if err := run(*tusk, *segments, *workers, *method, *oneShot); err != nil {
+	if err := run(*tusk, *kind, *segments, *workers, *method, *oneShot); err != nil {
 		fmt.Fprintln(os.Stderr, "daemonload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(tusk string, segments, workers int, method string, oneShot bool) error {
+func run(tusk, kind string, segments, workers int, method string, oneShot bool) error {
 	work, err := os.MkdirTemp("", "tusk-daemonload-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(work)
-	s3, err := s3server.Run(s3server.Options{TLS: true, Bucket: "bench", Prefix: "load", Dir: filepath.Join(work, "s3")})
+	store, err := storages.Start(kind, filepath.Join(work, "storage"), "bench", -1, -1)
 	if err != nil {
 		return err
 	}
-	defer s3.Close()
+	defer store.Close()
 
 	pgdata := filepath.Join(work, "pgdata")
 	walDir := filepath.Join(pgdata, "pg_wal")
@@ -90,11 +92,11 @@ func run(tusk string, segments, workers int, method string, oneShot bool) error 
 		}
 	}
 
-	env := append(os.Environ(), s3.Env()...)
+	env := append(os.Environ(), store.Env("load")...)
 	env = append(env, "PGDATA="+pgdata, fmt.Sprintf("WALG_UPLOAD_CONCURRENCY=%d", workers),
 		"WALG_COMPRESSION_METHOD="+method)
 	if oneShot {
-		return runOneShot(tusk, env, pgdata, names, workers, method)
+		return runOneShot(tusk, env, pgdata, names, workers, method, store.Desc)
 	}
 	sock := filepath.Join(work, "d.sock")
 	cmd := exec.Command(tusk, "daemon", sock)
@@ -176,8 +178,8 @@ func run(tusk string, segments, workers int, method string, oneShot bool) error 
 	gib := float64(segments) * segSize / (1 << 30)
 	cpu := float64(endStat.CPUTicks()-startStat.CPUTicks()) / procfs.ClockTicks
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("segments %d (%.2f GiB) in %.1f s, upload concurrency %d, %s, S3 over TLS (versitygw)\n",
-		segments, gib, elapsed.Seconds(), workers, method)
+	fmt.Printf("segments %d (%.2f GiB) in %.1f s, upload concurrency %d, %s, %s\n",
+		segments, gib, elapsed.Seconds(), workers, method, store.Desc)
 	fmt.Printf("daemon committed: %.1f MiB after start-up, peak %.1f MiB, %.1f MiB 3 s after the last request\n",
 		mib(startCommitted), mib(peakCommitted), mib(idleCommitted))
 	fmt.Printf("daemon RSS: peak %.1f MiB sampled (VmHWM %.1f MiB), %.1f MiB 3 s after the last request\n",
@@ -193,7 +195,7 @@ func run(tusk string, segments, workers int, method string, oneShot bool) error 
 // run goes through GNU time: the rusage of a child this process starts
 // directly would count this process's own resident set, which the child
 // shares until it execs (Go starts children with CLONE_VM).
-func runOneShot(tusk string, env []string, pgdata string, names []string, workers int, method string) error {
+func runOneShot(tusk string, env []string, pgdata string, names []string, workers int, method, desc string) error {
 	status := filepath.Join(pgdata, "pg_wal", "archive_status")
 	rec := filepath.Join(pgdata, "..", "time.out")
 	var maxRSS, sumRSS int64
@@ -223,8 +225,8 @@ func runOneShot(tusk string, env []string, pgdata string, names []string, worker
 	}
 	gib := float64(len(names)) * segSize / (1 << 30)
 	load, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("one-shot wal-push: %d runs (%.2f GiB) in %.1f s, upload concurrency %d, %s, S3 over TLS (versitygw)\n",
-		len(names), gib, time.Since(start).Seconds(), workers, method)
+	fmt.Printf("one-shot wal-push: %d runs (%.2f GiB) in %.1f s, upload concurrency %d, %s, %s\n",
+		len(names), gib, time.Since(start).Seconds(), workers, method, desc)
 	fmt.Printf("max RSS per run: %.1f MiB (mean %.1f MiB)\n", float64(maxRSS)/1024, float64(sumRSS)/1024/float64(len(names)))
 	fmt.Printf("CPU: %.2f s, %.2f s per GiB, %.0f ms per run; load average %s", cpu, cpu/gib,
 		1000*cpu/float64(len(names)), load)

@@ -66,7 +66,7 @@ func (r *runDir) vars() map[string]string {
 // archiverEnv is the environment every archiver gets (through the server's
 // environment and the daemon's): WAL-G's settings for the run's prefix.
 func (h *harness) archiverEnv(prefix, pgdata string) []string {
-	return append(h.s3.EnvFor(prefix),
+	return append(h.store.Env(prefix),
 		"PGDATA="+pgdata,
 		"WALG_UPLOAD_CONCURRENCY="+strconv.Itoa(h.opts.uploadConcurrency),
 		"WALG_COMPRESSION_METHOD="+compression,
@@ -155,7 +155,7 @@ log-level-file=info
 pg1-path=%s
 pg1-socket-path=%s
 pg1-port=%d
-`, strings.Trim(r.prefix, "/"), bucket, h.s3.Region, h.s3.AccessKey, h.s3.SecretKey, h.s3.Port(), h.s3.CAFile,
+`, strings.Trim(r.prefix, "/"), bucket, h.store.S3.Region, h.store.S3.AccessKey, h.store.S3.SecretKey, h.store.S3.Port(), h.store.S3.CAFile,
 		h.opts.uploadConcurrency, compression,
 		filepath.Join(r.dir, "pgbackrest-spool"), filepath.Join(r.dir, "pgbackrest-log"), filepath.Join(r.dir, "pgbackrest-lock"),
 		r.cl.DataDir(), r.cl.SocketDir(), r.cl.Port())

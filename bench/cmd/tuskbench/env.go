@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tusk-pg/tusk/bench/storages"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
@@ -259,21 +260,24 @@ func (h *harness) tuskHas(ctx context.Context, command string) bool {
 	return err == nil && bytes.Contains(out, []byte(command))
 }
 
-// startS3 runs versitygw (posix backend, TLS, 127.0.0.1 only) and creates
-// the bucket.
-func (h *harness) startS3() error {
-	srv, err := s3server.Run(s3server.Options{TLS: true, Bucket: bucket, Dir: filepath.Join(h.work, "s3")})
+// startStorage starts the storage the archivers write to (--storage; for
+// s3, versitygw with its posix backend over TLS on 127.0.0.1), owned by
+// the server user where it is a directory.
+func (h *harness) startStorage() error {
+	st, err := storages.Start(h.opts.storage, filepath.Join(h.work, "storage"), bucket, h.pgUser.UID, h.pgUser.GID)
 	if err != nil {
 		return err
 	}
-	h.s3 = srv
-	h.managed.add(srv.Pid())
+	h.store = st
+	for _, pid := range st.Pids {
+		h.managed.add(pid)
+	}
 	return nil
 }
 
-// stored counts the objects and bytes under prefix in the bucket.
+// stored counts the objects and bytes under prefix in the storage.
 func (h *harness) stored(ctx context.Context, prefix string) (objects, size int64, err error) {
-	objs, err := h.s3.Objects(ctx, strings.Trim(prefix, "/")+"/")
+	objs, err := h.store.Objects(ctx, strings.Trim(prefix, "/")+"/")
 	for _, sz := range objs {
 		objects++
 		size += sz

@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ import (
 
 	"github.com/tusk-pg/tusk/bench/procfs"
 	"github.com/tusk-pg/tusk/bench/report"
+	"github.com/tusk-pg/tusk/bench/storages"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
@@ -59,6 +61,7 @@ type options struct {
 	keep              bool
 	noInstall         bool
 	render            string
+	storage           string
 }
 
 // seconds is a flag that takes "180" (seconds) or a Go duration ("3m").
@@ -127,6 +130,7 @@ func parseFlags(args []string) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (clusters, bucket) for inspection")
 	fs.BoolVar(&o.noInstall, "no-install", false, "fail instead of installing missing dependencies")
 	fs.StringVar(&o.render, "render", "", "run nothing: rewrite summary.md and the docs section from this summary.json")
+	fs.StringVar(&o.storage, "storage", "s3", "storage the archivers write to: "+strings.Join(storages.Kinds, ", ")+" (pgBackRest: s3 only)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -162,6 +166,12 @@ func parseFlags(args []string) (options, error) {
 	if len(seen) == 0 {
 		return o, errors.New("no archiver to run")
 	}
+	if !slices.Contains(storages.Kinds, o.storage) {
+		return o, fmt.Errorf("--storage %q: want one of %s", o.storage, strings.Join(storages.Kinds, ", "))
+	}
+	if o.storage != "s3" && slices.Contains(o.archivers, report.KindPgBackRest) {
+		return o, fmt.Errorf("--storage %s: pgBackRest is run against S3 only; leave it out of --archivers", o.storage)
+	}
 	if o.duration < 10*time.Second {
 		return o, errors.New("--duration must be at least 10 s")
 	}
@@ -184,7 +194,7 @@ type harness struct {
 	tusk, timed string
 	// tuskClient is the small tusk-daemon-client binary, when built.
 	tuskClient string
-	s3         *s3server.Server
+	store      *storages.Store
 }
 
 func main() {
@@ -278,16 +288,17 @@ func (h *harness) main(ctx context.Context) error {
 	if h.timed, err = h.wrapper(); err != nil {
 		return err
 	}
-	if err := h.startS3(); err != nil {
+	if err := h.startStorage(); err != nil {
 		return err
 	}
-	defer h.s3.Close()
+	defer h.store.Close()
 
 	sum := &report.Summary{Started: started, OutDir: relTo(h.root, h.outDir), Machine: h.machine(ctx, needPgbr)}
 	sum.Settings = report.Settings{
 		Duration: h.opts.duration.Seconds(), Scale: h.opts.scale, Clients: h.opts.clients, Jobs: h.opts.jobs,
 		PgbenchMode: "-N (simple-update)", WideRows: h.opts.wideRows, WideRowBytes: wideMD5s * 32, WideBatch: h.opts.wideBatch,
 		UploadConcurrency: h.opts.uploadConcurrency, Compression: compression, SegmentMiB: segmentMiB,
+		Storage: h.store.Kind, StorageDesc: h.store.Desc,
 		PostgresConf: append(append([]string{}, workloadConf...), "shared_buffers = 128MB", "fsync = off", "synchronous_commit = off"),
 	}
 
@@ -531,7 +542,7 @@ func (h *harness) collectLogs(r *runDir, out string) {
 			continue
 		}
 		if f == "pgbackrest.conf" {
-			b = []byte(redact(string(b), h.s3.SecretKey, h.s3.AccessKey))
+			b = []byte(redact(string(b), h.store.Secrets...))
 		}
 		_ = os.WriteFile(filepath.Join(out, f), b, 0o644)
 	}

@@ -53,8 +53,43 @@ type Server struct {
 // the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	bin := testenv.RequireTool(t, "azurite-blob", "TUSK_AZURITE", ".tmp/azurite/node_modules/.bin/azurite-blob")
-	dir := t.TempDir()
+	bin := testenv.RequireTool(t, "azurite-blob", "TUSK_AZURITE", binPath)
+	s, err := startIn(bin, t.TempDir())
+	if s != nil {
+		t.Cleanup(func() {
+			s.proc.Stop()
+			if t.Failed() {
+				t.Logf("azurite: log tail:\n%s", s.proc.LogTail(4096))
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("azurite: %v", err)
+	}
+	return s
+}
+
+// binPath is where scripts/install-deps.sh installs Azurite, from the
+// module root.
+const binPath = ".tmp/azurite/node_modules/.bin/azurite-blob"
+
+// Run is Start outside a test (benchmarks): the server keeps its data
+// under dir; Stop ends it.
+func Run(dir string) (*Server, error) {
+	bin, err := testenv.FindTool("azurite-blob", "TUSK_AZURITE", binPath)
+	if err != nil {
+		return nil, err
+	}
+	s, err := startIn(bin, dir)
+	if err != nil && s != nil {
+		s.Stop()
+	}
+	return s, err
+}
+
+// startIn runs Azurite with its data under dir and creates container
+// "tusk"; a server that started is returned even when that fails.
+func startIn(bin, dir string) (*Server, error) {
 	var s *Server
 	var err error
 	for range 3 { // a free port can be taken before Azurite binds it
@@ -63,20 +98,14 @@ func Start(t testing.TB) *Server {
 		}
 	}
 	if err != nil {
-		t.Fatalf("azurite: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() {
-		s.proc.Stop()
-		if t.Failed() {
-			t.Logf("azurite: log tail:\n%s", s.proc.LogTail(4096))
-		}
-	})
 	s.Container = "tusk"
-	if err := s.CreateContainer(context.Background(), s.Container); err != nil {
-		t.Fatalf("azurite: %v", err)
-	}
-	return s
+	return s, s.CreateContainer(context.Background(), s.Container)
 }
+
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.proc.Pid() }
 
 // run starts Azurite on port, or on a free port when it is 0, with its
 // data under dir.

@@ -290,6 +290,14 @@ func descendants(pid int) []int {
 	return out
 }
 
+// Pid is sshd's process id, 0 when it is stopped.
+func (s *Server) Pid() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Restart starts sshd again on the same port with the same keys.
 func (s *Server) Restart() error {
 	s.Stop()
