@@ -99,6 +99,7 @@ In postgresql.conf:
 		newDaemonCommand(a),
 		newDaemonClientCommand(),
 		newStCommand(a),
+		newCopyCommand(a),
 		newVersionCommand(),
 		newSettingsCommand(),
 	)

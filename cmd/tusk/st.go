@@ -43,9 +43,10 @@ not grow with the size of an object or of a listing.`,
 		newStPutCommand(a, fl),
 		newStRmCommand(a, fl),
 		newStCheckCommand(a, fl),
+		newStCopyCommand(a),
 	)
 	// WAL-G's st subcommands tusk lacks say so, whatever their arguments.
-	for _, name := range []string{"copy", "transfer"} {
+	for _, name := range []string{"transfer"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:                name,
 			Short:              fmt.Sprintf("WAL-G's st %s: not implemented in tusk yet", name),
