@@ -27,7 +27,8 @@ func TestArchiveRestoreS3(t *testing.T) {
 
 // TestBackupRestoreS3 is backupRestoreCycle (daemon archiving, a full and
 // a delta backup, a restore to a restore point) against versitygw over
-// TLS, as TestBackupRestoreAzure and the other backends' cycles.
+// TLS, as TestBackupRestoreAzure and the other backends' cycles. Then the
+// refusals: a wrong secret key and no server, each one line.
 func TestBackupRestoreS3(t *testing.T) {
 	t.Parallel()
 	tusk := testenv.BuildTusk(t)
@@ -46,6 +47,10 @@ func TestBackupRestoreS3(t *testing.T) {
 			}
 		}
 		return out, nil
+	})
+	checkRefusals(t, tusk, srv.Env(), []refusal{
+		{"wrong key", []string{"AWS_SECRET_ACCESS_KEY=wrong" + srv.SecretKey}, "s3://" + srv.Bucket + "/clusters/pg15/"},
+		{"unreachable", []string{"AWS_ENDPOINT=https://127.0.0.1:1", "WALG_S3_MAX_RETRIES=1"}, "127.0.0.1:1"},
 	})
 }
 
