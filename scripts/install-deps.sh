@@ -12,6 +12,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 VERSITYGW_VERSION=v1.8.0
 FAKE_GCS_VERSION=v1.56.1
 AZURITE_VERSION=3.37.0
+LOCAL_KMS_VERSION=v0.0.0-20260228092603-2a5e92d09ab6
 
 # Debian package -> a file that proves it is usable. pgbench ships in
 # postgresql-15 on Debian 12, so checking the file catches a broken install.
@@ -103,6 +104,19 @@ if ! command -v fake-gcs-server >/dev/null && [[ ! -x $gobin/fake-gcs-server ]];
 	if [[ ! -x $gobin/fake-gcs-server ]]; then
 		log "go install fake-gcs-server@$FAKE_GCS_VERSION"
 		CGO_ENABLED=0 go install "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION"
+	fi
+fi
+
+# local-kms: the AWS KMS emulator the KMS client-side encryption tests run
+# against (internal/testenv/kmsserver).
+if ! command -v local-kms >/dev/null && [[ ! -x $gobin/local-kms ]]; then
+	while pgrep -f 'go install github.com/nsmithuk/local-kms' >/dev/null; do
+		log "waiting for a running local-kms install"
+		sleep 5
+	done
+	if [[ ! -x $gobin/local-kms ]]; then
+		log "go install local-kms@$LOCAL_KMS_VERSION"
+		CGO_ENABLED=0 go install "github.com/nsmithuk/local-kms@$LOCAL_KMS_VERSION"
 	fi
 fi
 

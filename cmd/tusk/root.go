@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -20,7 +21,10 @@ type app struct {
 	turbo         bool
 	settingFlags  map[string]*string // setting name → hidden flag value
 
-	cfg     *config.Config
+	cfg *config.Config
+	// ctx is the command's (cancelled on SIGTERM), for components whose
+	// interfaces carry none: the KMS crypter's requests.
+	ctx     context.Context
 	log     *slog.Logger
 	logFile *logFile // nil: logs go to stderr
 	// storageSets are the failover storage sets opened, whose status
@@ -139,6 +143,7 @@ func (a *app) load(cmd *cobra.Command) error {
 		return err
 	}
 	a.cfg = cfg
+	a.ctx = cmd.Context()
 	if err := a.setupLogging(); err != nil {
 		return err
 	}

@@ -137,7 +137,7 @@ func (a *app) compression() (codec.Method, error) { return a.cfg.Compression(), 
 
 // crypter builds the encryption the configuration asks for, or nil.
 func (a *app) crypter() (crypt.Crypter, error) {
-	return crypt.FromSettings(a.cfg.Crypt())
+	return crypt.FromSettings(a.ctx, a.cfg.Crypt())
 }
 
 // walTools are the WAL commands' workers, built once per process.

@@ -354,8 +354,11 @@ func catalogue() []Setting {
 		str("WALG_ENVELOPE_PGP_YC_SERVICE_ACCOUNT_KEY_FILE").later("envelope PGP encryption"),
 		str("WALG_ENVELOPE_PGP_YC_ENDPOINT").later("envelope PGP encryption"),
 		str("WALG_ENVELOPE_CACHE_EXPIRATION").def("0").later("envelope PGP encryption"),
-		str("WALG_CSE_KMS_ID").refuse("AWS KMS client-side encryption"),
-		str("WALG_CSE_KMS_REGION").refuse("AWS KMS client-side encryption"),
+		str("WALG_CSE_KMS_ID"),
+		str("WALG_CSE_KMS_REGION"),
+		// WAL-G reaches only AWS's regional KMS endpoint; emulators and
+		// private (VPC) endpoints need a URL.
+		str("TUSK_KMS_ENDPOINT"),
 		str("YC_CSE_KMS_KEY_ID").refuse("Yandex Cloud KMS encryption"),
 		str("YC_SERVICE_ACCOUNT_KEY_FILE").refuse("Yandex Cloud KMS encryption"),
 

@@ -446,7 +446,8 @@ func (c *Config) GoMaxProcs() int {
 func (c *Config) Compression() codec.Method { return c.method }
 
 // Crypt returns the encryption settings for crypt.FromSettings. Load has
-// refused the kinds tusk does not implement (GnuPG, envelope PGP, KMS).
+// refused the kinds tusk does not implement (GnuPG, envelope PGP, Yandex
+// Cloud KMS).
 func (c *Config) Crypt() crypt.Settings {
 	return crypt.Settings{
 		PGPKey:                c.value("WALG_PGP_KEY"),
@@ -455,6 +456,9 @@ func (c *Config) Crypt() crypt.Settings {
 		LibsodiumKey:          c.value("WALG_LIBSODIUM_KEY"),
 		LibsodiumKeyPath:      c.value("WALG_LIBSODIUM_KEY_PATH"),
 		LibsodiumKeyTransform: c.value("WALG_LIBSODIUM_KEY_TRANSFORM"),
+		KMSKeyID:              c.value("WALG_CSE_KMS_ID"),
+		KMSRegion:             c.value("WALG_CSE_KMS_REGION"),
+		KMSEndpoint:           c.value("TUSK_KMS_ENDPOINT"),
 	}
 }
 

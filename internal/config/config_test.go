@@ -546,7 +546,7 @@ func TestNotYet(t *testing.T) {
 	refused := []string{
 		"WALG_GPG_KEY_ID=k", "WALE_GPG_KEY_ID=k", "GPG_KEY_ID=k",
 		"WALG_ENVELOPE_PGP_KEY=k", "WALG_ENVELOPE_PGP_KEY_PATH=/k",
-		"WALG_CSE_KMS_ID=id", "WALG_CSE_KMS_REGION=eu", "YC_CSE_KMS_KEY_ID=id", "YC_SERVICE_ACCOUNT_KEY_FILE=/f",
+		"YC_CSE_KMS_KEY_ID=id", "YC_SERVICE_ACCOUNT_KEY_FILE=/f",
 		"WALG_USE_WAL_DELTA=true", "WALG_FORCE_WAL_DELTA=1",
 		"WALG_S3_ENDPOINT_SOURCE=http://x", "S3_RETENTION_PERIOD=86400",
 		"WALG_GS_PREFIX=gs://b/p", "WALE_GS_PREFIX=gs://b/p",
@@ -805,6 +805,13 @@ func TestTurboAndEncryption(t *testing.T) {
 		{[]string{"WALG_PGP_KEY=-----BEGIN"}, crypt.Settings{PGPKey: "-----BEGIN", LibsodiumKeyTransform: "none"}, 0},
 		{[]string{"WALG_PGP_KEY_PATH=/p", "WALG_LIBSODIUM_KEY=x"},
 			crypt.Settings{PGPKeyPath: "/p", LibsodiumKey: "x", LibsodiumKeyTransform: "none"}, 1},
+		{[]string{"WALG_CSE_KMS_ID=alias/k", "WALG_CSE_KMS_REGION=eu-west-2", "TUSK_KMS_ENDPOINT=http://127.0.0.1:1"},
+			crypt.Settings{KMSKeyID: "alias/k", KMSRegion: "eu-west-2", KMSEndpoint: "http://127.0.0.1:1", LibsodiumKeyTransform: "none"}, 0},
+		// WAL-G's precedence: OpenPGP over KMS over libsodium.
+		{[]string{"WALG_CSE_KMS_ID=k", "WALG_LIBSODIUM_KEY_PATH=/k"},
+			crypt.Settings{KMSKeyID: "k", LibsodiumKeyPath: "/k", LibsodiumKeyTransform: "none"}, 1},
+		{[]string{"WALG_PGP_KEY_PATH=/p", "WALG_CSE_KMS_ID=k", "WALG_LIBSODIUM_KEY=x"},
+			crypt.Settings{PGPKeyPath: "/p", KMSKeyID: "k", LibsodiumKey: "x", LibsodiumKeyTransform: "none"}, 2},
 	} {
 		c, w := mustLoad(t, LoadOptions{Environ: tt.env})
 		if c.Crypt() != tt.want || len(w) != tt.warnings {

@@ -61,7 +61,8 @@ func meanings() map[string]string {
 		"WALG_ENVELOPE_PGP_YC_ENDPOINT":                 "envelope encryption: Yandex Cloud KMS endpoint",
 		"WALG_ENVELOPE_CACHE_EXPIRATION":                "envelope encryption: how long unwrapped keys are cached",
 		"WALG_CSE_KMS_ID":                               "AWS KMS key for client-side encryption",
-		"WALG_CSE_KMS_REGION":                           "region of that AWS KMS key",
+		"WALG_CSE_KMS_REGION":                           "region of that AWS KMS key; unset: AWS_REGION",
+		"TUSK_KMS_ENDPOINT":                             "AWS KMS URL for emulators and private endpoints; unset: AWS's regional endpoint",
 		"YC_CSE_KMS_KEY_ID":                             "Yandex Cloud KMS key for client-side encryption",
 		"YC_SERVICE_ACCOUNT_KEY_FILE":                   "Yandex Cloud service account key for that KMS",
 

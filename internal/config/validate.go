@@ -157,9 +157,21 @@ func (c *Config) crossChecks() (problems, warnings []string) {
 			"%s and %s are both set: plain PGP and envelope PGP cannot be configured together, choose one",
 			pgp, envelope))
 	}
-	if sodium := c.firstSet("WALG_LIBSODIUM_KEY", "WALG_LIBSODIUM_KEY_PATH"); pgp != "" && sodium != "" {
-		warnings = append(warnings, fmt.Sprintf(
-			"%s is ignored: %s is set and OpenPGP encryption takes precedence", sodium, pgp))
+	// WAL-G's precedence: OpenPGP, AWS KMS, libsodium; the first set wins.
+	winner, kind := "", ""
+	for _, k := range []struct{ set, kind string }{
+		{pgp, "OpenPGP"},
+		{c.firstSet("WALG_CSE_KMS_ID"), "AWS KMS"},
+		{c.firstSet("WALG_LIBSODIUM_KEY", "WALG_LIBSODIUM_KEY_PATH"), "libsodium"},
+	} {
+		switch {
+		case k.set == "":
+		case winner == "":
+			winner, kind = k.set, k.kind
+		default:
+			warnings = append(warnings, fmt.Sprintf(
+				"%s is ignored: %s is set and %s encryption takes precedence", k.set, winner, kind))
+		}
 	}
 
 	sel, shadowed := c.selectStorage()

@@ -2,6 +2,8 @@ package crypt
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"runtime/metrics"
 	"testing"
@@ -77,5 +79,49 @@ func FuzzOpenPGPDecrypt(f *testing.F) {
 		// size on top of the streaming bound.
 		_, limit := MemoryEstimate(dec)
 		fuzzDecrypt(t, dec, data, limit+1<<20+4*int64(len(data)))
+	})
+}
+
+// fuzzKeys stands in for KMS in the fuzz target only (a fuzzer cannot make
+// thousands of requests a second to a server): it "wraps" the n-th data
+// key to a fixed 184-byte blob whose first byte is n, and unwraps only
+// those, so inputs reach the DARE stream parser with the right key.
+type fuzzKeys struct {
+	keys [][]byte
+}
+
+func fuzzBlob(n int) []byte {
+	b := bytes.Repeat([]byte{0xb1}, kmsEncryptedKeySize)
+	b[0] = byte(n)
+	return b
+}
+
+func (f *fuzzKeys) encryptKey(_ context.Context, plaintext []byte) ([]byte, error) {
+	f.keys = append(f.keys, bytes.Clone(plaintext))
+	return fuzzBlob(len(f.keys) - 1), nil
+}
+
+func (f *fuzzKeys) decryptKey(_ context.Context, blob []byte) ([]byte, error) {
+	n := int(blob[0])
+	if n >= len(f.keys) || !bytes.Equal(blob, fuzzBlob(n)) {
+		return nil, errors.New("InvalidCiphertextException")
+	}
+	return bytes.Clone(f.keys[n]), nil
+}
+
+// FuzzKMSReader feeds objects to the KMS crypter's reader: the 184-byte
+// wrapped key, then the DARE stream. Whatever the bytes, it must end in an
+// error or the plaintext, allocating no more than its package buffer and ciphers.
+func FuzzKMSReader(f *testing.F) {
+	c := &kmsCrypter{ctx: context.Background(), keys: &fuzzKeys{}}
+	for _, n := range []int{0, 1, 100, 1 << 16, 1<<16 + 1} {
+		f.Add(seal(f, c, randomBytes(n, uint64(n)), 1000))
+	}
+	f.Add(fuzzBlob(0)[:100])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// One 64 KiB package buffer, the wrapped key, both AEADs sio
+		// keys for a stream, the stand-in's copies: about 88 KiB, however
+		// long the input.
+		fuzzDecrypt(t, c, data, 96<<10)
 	})
 }

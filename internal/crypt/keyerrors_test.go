@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func TestKeyErrorsHideKeyMaterial(t *testing.T) {
 		"pgp not armored": {PGPKey: "~^secret"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := FromSettings(s)
+			_, err := FromSettings(context.Background(), s)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -73,7 +74,7 @@ func TestKeyFileNotRegular(t *testing.T) {
 	} {
 		done := make(chan error, 1)
 		go func() {
-			_, err := FromSettings(s)
+			_, err := FromSettings(context.Background(), s)
 			done <- err
 		}()
 		select {

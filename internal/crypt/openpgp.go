@@ -87,7 +87,7 @@ func (c *pgpCrypter) Decrypt(r io.Reader) (io.ReadCloser, error) {
 	if any, _ := c.privateKeys(); !any {
 		return nil, errors.New("openpgp: the keyring holds no private key; decrypting needs the private key")
 	}
-	return &pgpReader{c: c, src: r}, nil
+	return &openingReader{name: "openpgp", src: r, open: c.open}, nil
 }
 
 // pgpWriter starts the OpenPGP message on the first Write or Close rather
@@ -162,75 +162,26 @@ func (w *pgpWriter) Reset(dst io.Writer) {
 	*w = pgpWriter{keys: w.keys, dst: dst}
 }
 
-// pgpReader opens the message on the first Read (ReadMessage reads the
-// packet headers and decrypts the session key).
-type pgpReader struct {
-	c    *pgpCrypter
-	src  io.Reader
-	body io.Reader
-	err  error
-}
-
-func (r *pgpReader) Read(p []byte) (int, error) {
-	if r.err != nil {
-		return 0, r.err
-	}
-	if r.body == nil {
-		if r.src == nil {
-			return 0, errors.New("openpgp: read after Close")
-		}
-		if r.err = r.open(); r.err != nil {
-			return 0, r.err
-		}
-	}
-	n, err := r.body.Read(p)
+// open reads the packet headers and decrypts the session key.
+func (c *pgpCrypter) open(src io.Reader) (io.Reader, error) {
+	md, err := openpgp.ReadMessage(src, c.keys, nil, nil)
 	if err != nil {
-		if err != io.EOF {
-			err = fmt.Errorf("openpgp: %w (corrupted or tampered object)", err)
-		}
-		r.err = err
-	}
-	return n, err
-}
-
-func (r *pgpReader) open() error {
-	md, err := openpgp.ReadMessage(r.src, r.c.keys, nil, nil)
-	if err != nil {
-		if _, locked := r.c.privateKeys(); locked && errors.Is(err, pgperrors.ErrKeyIncorrect) {
-			return fmt.Errorf("openpgp: the private key is protected by a passphrase; set WALG_PGP_KEY_PASSPHRASE: %w", err)
+		if _, locked := c.privateKeys(); locked && errors.Is(err, pgperrors.ErrKeyIncorrect) {
+			return nil, fmt.Errorf("openpgp: the private key is protected by a passphrase; set WALG_PGP_KEY_PASSPHRASE: %w", err)
 		}
 		if errors.Is(err, pgperrors.ErrKeyIncorrect) {
-			return fmt.Errorf("openpgp: no key in the keyring decrypts this object (wrong key?): %w", err)
+			return nil, fmt.Errorf("openpgp: no key in the keyring decrypts this object (wrong key?): %w", err)
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("openpgp: object ends early (truncated or empty): %w", err)
+			return nil, fmt.Errorf("openpgp: object ends early (truncated or empty): %w", err)
 		}
-		return fmt.Errorf("openpgp: read message: %w", err)
+		return nil, fmt.Errorf("openpgp: read message: %w", err)
 	}
 	// ReadMessage also accepts plain literal data; WAL-G never writes it,
 	// and taking it would let anyone who can write to the storage bypass
 	// the encryption.
 	if !md.IsEncrypted || md.IsSymmetricallyEncrypted {
-		return errors.New("openpgp: object is not a message encrypted to a public key")
+		return nil, errors.New("openpgp: object is not a message encrypted to a public key")
 	}
-	r.body = md.UnverifiedBody
-	return nil
-}
-
-// Close reads the rest of the message, so its integrity code is checked
-// even if the consumer stopped early. It does not close the source.
-func (r *pgpReader) Close() error {
-	if r.src == nil {
-		return nil
-	}
-	var buf [512]byte
-	var err error
-	for err == nil {
-		_, err = r.Read(buf[:])
-	}
-	r.src = nil
-	if err == io.EOF {
-		return nil
-	}
-	return err
+	return md.UnverifiedBody, nil
 }

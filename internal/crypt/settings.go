@@ -1,10 +1,14 @@
 package crypt
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // Settings are the encryption settings tusk implements, by WAL-G's names.
 // The configuration layer fills them and refuses the encryption kinds tusk
-// lacks (GnuPG keyrings, envelope PGP, KMS) before they reach this package.
+// lacks (GnuPG keyrings, envelope PGP, Yandex Cloud KMS) before they reach
+// this package.
 type Settings struct {
 	PGPKey           string // WALG_PGP_KEY: an armored key, or its lines joined by "\n"
 	PGPKeyPath       string // WALG_PGP_KEY_PATH
@@ -14,13 +18,18 @@ type Settings struct {
 	// LibsodiumKeyTransform is WALG_LIBSODIUM_KEY_TRANSFORM: none, hex or
 	// base64 ("" is none).
 	LibsodiumKeyTransform string
+	KMSKeyID              string // WALG_CSE_KMS_ID
+	KMSRegion             string // WALG_CSE_KMS_REGION
+	KMSEndpoint           string // TUSK_KMS_ENDPOINT
 }
 
 // FromSettings builds the encryption s selects, or returns nil when none
 // is configured; empty fields count as unset. WAL-G's order: WALG_PGP_KEY,
 // else WALG_PGP_KEY_PATH (OpenPGP, with WALG_PGP_KEY_PASSPHRASE); then
-// WALG_LIBSODIUM_KEY, else WALG_LIBSODIUM_KEY_PATH (libsodium).
-func FromSettings(s Settings) (Crypter, error) {
+// WALG_CSE_KMS_ID (AWS KMS); then WALG_LIBSODIUM_KEY, else
+// WALG_LIBSODIUM_KEY_PATH (libsodium). ctx bounds the KMS requests of the
+// crypter's whole life.
+func FromSettings(ctx context.Context, s Settings) (Crypter, error) {
 	switch {
 	case s.PGPKey != "":
 		c, err := NewOpenPGP(OpenPGPKeyFromEnv(s.PGPKey), s.PGPKeyPassphrase)
@@ -38,6 +47,8 @@ func FromSettings(s Settings) (Crypter, error) {
 			return nil, fmt.Errorf("WALG_PGP_KEY_PATH (%s): %w", s.PGPKeyPath, err)
 		}
 		return c, nil
+	case s.KMSKeyID != "":
+		return NewKMS(ctx, KMSOptions{KeyID: s.KMSKeyID, Region: s.KMSRegion, Endpoint: s.KMSEndpoint})
 	}
 
 	var key []byte
@@ -62,13 +73,19 @@ func FromSettings(s Settings) (Crypter, error) {
 // beyond its one chunk buffer. go-crypto's encrypting writer additionally
 // makes short-lived garbage about equal to the bytes it encrypts
 // (crypto/cipher.StreamWriter allocates per write; tusk cuts writes to
-// 16 KiB), which the GC reclaims without raising the peak much.
+// 16 KiB), which the GC reclaims without raising the peak much. AWS KMS
+// holds one DARE package (64 KiB and 32 bytes) each way, from sio's pool,
+// its ciphers, and while a stream starts what its KMS request keeps live
+// (the SDK's connection and caches): measured 117 to 129 KiB writer, 45 to
+// 77 KiB reader in all.
 func MemoryEstimate(c Crypter) (writer, reader int64) {
 	switch c.(type) {
 	case *libsodium:
 		return 16 << 10, 16 << 10
 	case *pgpCrypter:
 		return 128 << 10, 64 << 10
+	case *kmsCrypter:
+		return 160 << 10, 112 << 10
 	}
 	return 0, 0
 }

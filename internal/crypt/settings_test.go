@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func TestFromSettings(t *testing.T) {
 		{"pgp bad inline", Settings{PGPKey: "garbage"}, "", "WALG_PGP_KEY:"},
 		{"pgp missing file", Settings{PGPKeyPath: filepath.Join(dir, "none.asc")}, "", "WALG_PGP_KEY_PATH"},
 	} {
-		cr, err := FromSettings(c.settings)
+		cr, err := FromSettings(context.Background(), c.settings)
 		switch {
 		case c.err != "":
 			if err == nil || !strings.Contains(err.Error(), c.err) {
