@@ -101,8 +101,8 @@ func (s *configuredStorage) open(ctx context.Context, a *app) (storage.Storage, 
 }
 
 // crypter is the encryption its config file sets, or nil.
-func (s *configuredStorage) crypter() (crypt.Crypter, error) {
-	cr, err := crypt.FromSettings(s.cfg.Crypt())
+func (s *configuredStorage) crypter(ctx context.Context) (crypt.Crypter, error) {
+	cr, err := crypt.FromSettings(ctx, s.cfg.Crypt())
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.what, err)
 	}

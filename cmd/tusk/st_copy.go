@@ -34,7 +34,7 @@ streamed: --memory-plan prints the bound.`,
 			}
 			var dec, enc crypt.Crypter
 			if decrypt {
-				if dec, err = src.crypter(); err != nil {
+				if dec, err = src.crypter(ctx); err != nil {
 					return err
 				}
 				if dec == nil {
@@ -42,7 +42,7 @@ streamed: --memory-plan prints the bound.`,
 				}
 			}
 			if encrypt {
-				if enc, err = dst.crypter(); err != nil {
+				if enc, err = dst.crypter(ctx); err != nil {
 					return err
 				}
 				if enc == nil {
