@@ -244,7 +244,7 @@ func TestFetchFixtures(t *testing.T) {
 					}
 					return ""
 				}
-				cr, err := crypt.FromSettings(crypt.Settings{
+				cr, err := crypt.FromSettings(context.Background(), crypt.Settings{
 					PGPKey: fx.Env["WALG_PGP_KEY"], PGPKeyPath: path("WALG_PGP_KEY_PATH"),
 					PGPKeyPassphrase: fx.Env["WALG_PGP_KEY_PASSPHRASE"],
 					LibsodiumKey:     fx.Env["WALG_LIBSODIUM_KEY"], LibsodiumKeyPath: path("WALG_LIBSODIUM_KEY_PATH"),
