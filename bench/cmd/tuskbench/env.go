@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -223,11 +224,16 @@ func (h *harness) buildTusk(ctx context.Context) error {
 	}
 	h.tusk = filepath.Join(dir, "tusk")
 	if h.opts.tuskBin != "" {
-		b, err := os.ReadFile(h.opts.tuskBin)
-		if err != nil {
+		if err := copyBinary(h.opts.tuskBin, h.tusk); err != nil {
 			return fmt.Errorf("--tusk: %w", err)
 		}
-		return os.WriteFile(h.tusk, b, 0o755)
+		// The small client binary, when it lies beside the given one.
+		client := filepath.Join(filepath.Dir(h.opts.tuskBin), "tusk-daemon-client")
+		if _, err := os.Stat(client); err != nil {
+			return nil
+		}
+		h.tuskClient = filepath.Join(dir, "tusk-daemon-client")
+		return copyBinary(client, h.tuskClient)
 	}
 	h.log.Info("building tusk", "dir", h.root)
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.tusk, "./cmd/tusk")
@@ -250,6 +256,29 @@ func (h *harness) buildTusk(ctx context.Context) error {
 	}
 	h.tuskClient = client
 	return nil
+}
+
+// copyBinary copies an executable as cp does (copy_file_range), not in
+// one write of the whole file: a file written in one large write sits in
+// the page cache in large folios, and every process that maps its code
+// then counts whole folios as resident (measured: tusk version took
+// 26.6-38.5 MiB RSS from such a copy, 20.4-21.1 MiB from cp's or the
+// linker's), which would measure the copy rather than tusk.
+func copyBinary(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // tuskHas reports whether the tusk binary has a command (tusk daemon is
