@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -12,8 +13,33 @@ import (
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/azurite"
+	"github.com/tusk-pg/tusk/internal/testenv/gcsserver"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 )
+
+// TestBackupRestoreGCS runs tusk's main jobs against fake-gcs-server,
+// reached through STORAGE_EMULATOR_HOST: see backupRestoreCycle (daemon
+// archiving, a full and a delta backup, a restore to a restore point).
+// Then the refusals: a credentials file that is not one, and no server,
+// each one line naming the setting.
+func TestBackupRestoreGCS(t *testing.T) {
+	t.Parallel()
+	tusk := testenv.BuildTusk(t)
+	srv := gcsserver.Start(t)
+	env := append(srv.Env("clusters/pg15"), "GCS_MAX_RETRIES=2")
+	backupRestoreCycle(t, tusk, env, func(ctx context.Context, prefix string) (map[string]int64, error) {
+		return srv.Objects(ctx, "clusters/pg15/"+prefix)
+	})
+	notCreds := filepath.Join(pgcluster.TempDir(t), "not-credentials.json")
+	if err := os.WriteFile(notCreds, []byte("not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkRefusals(t, tusk, env, []refusal{
+		{"wrong credentials", []string{"STORAGE_EMULATOR_HOST=", "GOOGLE_APPLICATION_CREDENTIALS=" + notCreds},
+			"GOOGLE_APPLICATION_CREDENTIALS: " + notCreds + " is not a JSON credentials file"},
+		{"unreachable", []string{"STORAGE_EMULATOR_HOST=127.0.0.1:1", "GCS_MAX_RETRIES=1"}, "no answer from STORAGE_EMULATOR_HOST=127.0.0.1:1"},
+	})
+}
 
 // TestBackupRestoreAzure runs tusk's main jobs against Azurite, reached
 // through TUSK_AZURE_ENDPOINT (path-style) with the account key: see

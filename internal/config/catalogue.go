@@ -528,17 +528,19 @@ func catalogue() []Setting {
 		str("AWS_WEB_IDENTITY_TOKEN_FILE"),
 		str("AWS_DEFAULT_OUTPUT").inactive("the AWS CLI's; no effect on S3 requests"),
 
-		// Options of storages tusk does not implement (config.md §6).
-		// Google Cloud Storage stays unregistered: internal/storage/gcs
-		// passes the storage contract, but Google's client library
-		// (gRPC, xDS, protobuf descriptors) adds about 25 MiB of RSS to
-		// every tusk process, whatever its storage (docs/benchmarks.md).
-		foreign("GOOGLE_APPLICATION_CREDENTIALS").secret(),
-		foreign("GCS_CONTEXT_TIMEOUT"),
-		foreign("GCS_NORMALIZE_PREFIX"),
-		foreign("GCS_ENCRYPTION_KEY").secret(),
-		foreign("GCS_MAX_CHUNK_SIZE"),
-		foreign("GCS_MAX_RETRIES"),
+		// Google Cloud Storage (pkg/storages/gcs/configure.go), read like
+		// the other storage options: bare name, then WALG_, then WALE_.
+		str("GOOGLE_APPLICATION_CREDENTIALS"),
+		// As Google's client libraries read it: an emulator's host:port
+		// (or URL), spoken to without credentials.
+		str("STORAGE_EMULATOR_HOST"),
+		integer("GCS_CONTEXT_TIMEOUT", "3600", 1).lookup(walCompat("GCS_CONTEXT_TIMEOUT")...),
+		boolean("GCS_NORMALIZE_PREFIX", "true").lookup(walCompat("GCS_NORMALIZE_PREFIX")...),
+		str("GCS_ENCRYPTION_KEY").lookup(walCompat("GCS_ENCRYPTION_KEY")...).secret(),
+		// WAL-G buffers this much per upload (50 MiB); tusk only for a body
+		// of unknown length, and by default 8 MiB.
+		integer("GCS_MAX_CHUNK_SIZE", "8388608", 1).lookup(walCompat("GCS_MAX_CHUNK_SIZE")...),
+		integer("GCS_MAX_RETRIES", "16", 0).lookup(walCompat("GCS_MAX_RETRIES")...),
 		// Azure Blob Storage (pkg/storages/azure/configure.go); WAL-G
 		// documents the buffer settings as WALG_AZURE_*, which walCompat
 		// covers.

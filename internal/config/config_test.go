@@ -549,7 +549,6 @@ func TestNotYet(t *testing.T) {
 		"YC_CSE_KMS_KEY_ID=id", "YC_SERVICE_ACCOUNT_KEY_FILE=/f",
 		"WALG_USE_WAL_DELTA=true", "WALG_FORCE_WAL_DELTA=1",
 		"WALG_S3_ENDPOINT_SOURCE=http://x", "S3_RETENTION_PERIOD=86400",
-		"WALG_GS_PREFIX=gs://b/p", "WALE_GS_PREFIX=gs://b/p",
 		"WALG_SWIFT_PREFIX=swift://c/p", "WALG_OSS_PREFIX=oss://b/p", "WALE_SWIFT_PREFIX=swift://c/p",
 	}
 	for _, kv := range refused {
@@ -670,7 +669,7 @@ func TestStorageSelection(t *testing.T) {
 		{name: "s3 before gs: gs ignored", env: []string{"WALG_GS_PREFIX=gs://b", "WALG_S3_PREFIX=s3://b"}, kind: StorageS3, pfx: "s3://b", warnSubstr: "WALG_GS_PREFIX is ignored"},
 		{name: "file before ssh", env: []string{"WALG_SSH_PREFIX=ssh://h/p", "WALE_FILE_PREFIX=/f"}, kind: StorageFile, pfx: "/f", warnSubstr: "WALG_SSH_PREFIX is ignored: WALE_FILE_PREFIX"},
 		{name: "oss before s3: refused", env: []string{"WALG_OSS_PREFIX=oss://b", "WALG_S3_PREFIX=s3://b"}, loadErr: "WALG_OSS_PREFIX is set, but tusk does not support Alibaba OSS storage yet"},
-		{name: "gs only: refused", env: []string{"WALG_GS_PREFIX=gs://b"}, loadErr: "WALG_GS_PREFIX is set, but tusk does not support Google Cloud storage yet"},
+		{name: "gs only", env: []string{"WALG_GS_PREFIX=gs://b"}, kind: StorageGS, pfx: "gs://b"},
 		{name: "azure by flag", flags: map[string]string{"WALG_AZ_PREFIX": "azure://c", "AZURE_STORAGE_ACCOUNT": "a", "AZURE_STORAGE_ACCESS_KEY": "a2V5"}, kind: StorageAzure, pfx: "azure://c"},
 		{name: "swift only: refused", env: []string{"WALG_SWIFT_PREFIX=swift://c"}, loadErr: "WALG_SWIFT_PREFIX is set, but tusk does not support"},
 		{name: "azure without account", env: []string{"WALG_AZ_PREFIX=azure://c"}, loadErr: "AZURE_STORAGE_ACCOUNT: must be set"},

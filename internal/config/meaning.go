@@ -188,7 +188,8 @@ func meanings() map[string]string {
 		"AWS_DEFAULT_OUTPUT":                 "output format of the AWS CLI",
 
 		// Other storages.
-		"GOOGLE_APPLICATION_CREDENTIALS": "Google Cloud credentials JSON file; unset: application-default credentials",
+		"GOOGLE_APPLICATION_CREDENTIALS": "Google Cloud credentials JSON file (service account key or gcloud user credentials); unset: gcloud's file, then the metadata server",
+		"STORAGE_EMULATOR_HOST":          "host:port of a Google Cloud Storage emulator, spoken to without credentials",
 		"GCS_CONTEXT_TIMEOUT":            "seconds one Google Cloud Storage operation may take",
 		"GCS_NORMALIZE_PREFIX":           "false keeps extra slashes of WALG_GS_PREFIX (WAL-E archives)",
 		"GCS_ENCRYPTION_KEY":             "Google Cloud Storage customer-supplied encryption key (base64 of 32 bytes)",

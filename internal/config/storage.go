@@ -10,6 +10,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/storage"
 	"github.com/tusk-pg/tusk/internal/storage/azure"
 	"github.com/tusk-pg/tusk/internal/storage/file"
+	"github.com/tusk-pg/tusk/internal/storage/gcs"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
 	"github.com/tusk-pg/tusk/internal/storage/sftp"
 )
@@ -84,6 +85,13 @@ func registry() []backend {
 				return storage.Configured{}, err
 			}
 			return s3.Configure(o), nil
+		}},
+		{gcs.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
+			o, err := gcs.OptionsFromSettings(c.backendSettings("WALG_GS_PREFIX", prefix))
+			if err != nil {
+				return storage.Configured{}, err
+			}
+			return gcs.Configure(o)
 		}},
 		{azure.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
 			o, err := azure.OptionsFromSettings(c.backendSettings("WALG_AZ_PREFIX", prefix))
