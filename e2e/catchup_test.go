@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,51 +28,7 @@ func TestCatchupPushFetch(t *testing.T) {
 	tusk := testenv.BuildTusk(t)
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store}
-	primary := pgcluster.New(t, pgcluster.Options{Conf: []string{
-		"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB", "max_slot_wal_keep_size = 0",
-	}})
-	primary.Start()
-	primary.Exec(`create table accounts (id int primary key, owner text not null);
-		insert into accounts select g, md5(g::text) from generate_series(1, 50000) g;
-		create table doomed (id int); insert into doomed select generate_series(1, 1000);
-		checkpoint`)
-	primary.Stop()
-	standby := primary.Clone(pgcluster.Options{Conf: []string{
-		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
-		"hot_standby = on",
-	}})
-	standby.WriteDataFile("standby.signal", nil)
-	primary.Start()
-	standby.Start()
-	primary.Exec(`insert into accounts select g, md5(g::text) from generate_series(50001, 60000) g`)
-	waitReplayed(t, primary, standby)
-
-	// The standby stops; the primary moves on far enough that the WAL
-	// from the standby's position is recycled.
-	var from string
-	if err := standby.QueryRow("select redo_lsn::text from pg_control_checkpoint()").Scan(&from); err != nil {
-		t.Fatal(err)
-	}
-	standby.Stop()
-	primary.Exec(`update accounts set owner = owner || 'x' where id % 7 = 0;
-		insert into accounts select g, md5(g::text) from generate_series(60001, 120000) g;
-		drop table doomed;
-		create table fresh (id int primary key, body text);
-		insert into fresh select g, repeat(md5(g::text), 10) from generate_series(1, 20000) g;
-		create index accounts_owner on accounts (owner)`)
-	for range 6 {
-		primary.Exec("select pg_switch_wal(); checkpoint")
-	}
-	var gone bool
-	if err := primary.QueryRow("select min(name) > pg_walfile_name($1::pg_lsn) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'", from).Scan(&gone); err != nil || !gone {
-		t.Fatalf("the primary still has the standby's WAL from %s (%v): the test would not show a catch-up", from, err)
-	}
-
-	// From now on the primary keeps the recent WAL the caught-up standby
-	// streams from (the backup does not hold it: there is no slot and no
-	// archive).
-	primary.Exec("alter system set wal_keep_size = '512MB'")
-	primary.Exec("select pg_reload_conf()")
+	primary, standby, from := laggingStandby(t)
 
 	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
 	res := runAsServer(t, tusk, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
@@ -124,11 +82,17 @@ func TestCatchupPushFetch(t *testing.T) {
 	if fetch.code != 0 {
 		t.Fatalf("catchup-fetch: exit %d\n%s", fetch.code, fetch.output)
 	}
+	checkCaughtUp(t, primary, standby)
+}
+
+// checkCaughtUp starts the caught-up standby of laggingStandby and checks
+// that it streams from the primary with the same tables, also after more
+// writes, and without the dropped one.
+func checkCaughtUp(t *testing.T, primary, standby *pgcluster.Cluster) {
+	t.Helper()
 	standby.Start()
 	waitReplayed(t, primary, standby)
 	checkSame(t, primary, standby, "accounts", "fresh")
-
-	// It keeps streaming.
 	primary.Exec(`delete from accounts where id % 11 = 0; insert into fresh select g, 'late' from generate_series(20001, 21000) g`)
 	waitReplayed(t, primary, standby)
 	checkSame(t, primary, standby, "accounts", "fresh")
@@ -136,6 +100,60 @@ func TestCatchupPushFetch(t *testing.T) {
 	if err := standby.QueryRow("select to_regclass('doomed') is not null").Scan(&doomed); err != nil || doomed {
 		t.Errorf("the dropped table is still visible on the standby: %v %v", doomed, err)
 	}
+}
+
+// laggingStandby returns a stopped standby so far behind its running
+// primary that the WAL it needs is gone (the primary keeps none for it and
+// archives nothing), and the standby's REDO point. Meanwhile the primary
+// changed rows, dropped a table (doomed) and created one (fresh); from now
+// on it keeps the recent WAL a caught-up standby streams from.
+func laggingStandby(t *testing.T) (primary, standby *pgcluster.Cluster, from string) {
+	t.Helper()
+	primary = pgcluster.New(t, pgcluster.Options{Conf: []string{
+		"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB", "max_slot_wal_keep_size = 0",
+	}})
+	primary.Start()
+	primary.Exec(`create table accounts (id int primary key, owner text not null);
+		insert into accounts select g, md5(g::text) from generate_series(1, 50000) g;
+		create table doomed (id int); insert into doomed select generate_series(1, 1000);
+		checkpoint`)
+	primary.Stop()
+	standby = primary.Clone(pgcluster.Options{Conf: []string{
+		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
+		"hot_standby = on",
+	}})
+	standby.WriteDataFile("standby.signal", nil)
+	primary.Start()
+	standby.Start()
+	primary.Exec(`insert into accounts select g, md5(g::text) from generate_series(50001, 60000) g`)
+	waitReplayed(t, primary, standby)
+
+	// The standby stops; the primary moves on far enough that the WAL
+	// from the standby's position is recycled.
+	if err := standby.QueryRow("select redo_lsn::text from pg_control_checkpoint()").Scan(&from); err != nil {
+		t.Fatal(err)
+	}
+	standby.Stop()
+	primary.Exec(`update accounts set owner = owner || 'x' where id % 7 = 0;
+		insert into accounts select g, md5(g::text) from generate_series(60001, 120000) g;
+		drop table doomed;
+		create table fresh (id int primary key, body text);
+		insert into fresh select g, repeat(md5(g::text), 10) from generate_series(1, 20000) g;
+		create index accounts_owner on accounts (owner)`)
+	for range 6 {
+		primary.Exec("select pg_switch_wal(); checkpoint")
+	}
+	var gone bool
+	if err := primary.QueryRow("select min(name) > pg_walfile_name($1::pg_lsn) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'", from).Scan(&gone); err != nil || !gone {
+		t.Fatalf("the primary still has the standby's WAL from %s (%v): the test would not show a catch-up", from, err)
+	}
+
+	// From now on the primary keeps the recent WAL the caught-up standby
+	// streams from (the backup does not hold it: there is no slot and no
+	// archive).
+	primary.Exec("alter system set wal_keep_size = '512MB'")
+	primary.Exec("select pg_reload_conf()")
+	return primary, standby, from
 }
 
 // waitReplayed waits until standby has replayed the primary's current WAL
@@ -166,4 +184,111 @@ func checkSame(t *testing.T, primary, standby *pgcluster.Cluster, tables ...stri
 			t.Errorf("table %s: standby %v, primary %v", tbl, s, p)
 		}
 	}
+}
+
+// TestCatchupSendReceive brings a standby whose WAL is gone back with
+// catchup-receive on it and catchup-send from the primary over loopback
+// TCP, no storage involved: the standby starts, streams from the primary
+// again, and every table matches, also after more writes. Before that, a
+// receiver waiting for its sender ends promptly on SIGTERM, leaving the
+// data directory as it was.
+func TestCatchupSendReceive(t *testing.T) {
+	tusk := testenv.BuildTusk(t)
+	primary, standby, from := laggingStandby(t)
+	// A database created while the standby was away: its directory is new
+	// to the standby.
+	primary.Exec("create database late_db")
+	controlBefore, err := os.ReadFile(filepath.Join(standby.DataDir(), "global", "pg_control"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("SIGTERM", func(t *testing.T) {
+		port, err := testenv.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recv := startCatchupReceiver(t, tusk, standby, port)
+		began := time.Now()
+		if err := recv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-recv.exited:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("catchup-receive still runs 3 s after SIGTERM")
+		}
+		t.Logf("catchup-receive ended %v after SIGTERM: %v", time.Since(began), recv.err)
+		if recv.err == nil {
+			t.Errorf("catchup-receive ended with status 0 after SIGTERM:\n%s", readFile(recv.log))
+		}
+		after, _ := os.ReadFile(filepath.Join(standby.DataDir(), "global", "pg_control"))
+		if !bytes.Equal(after, controlBefore) {
+			t.Error("pg_control changed")
+		}
+	})
+
+	port, err := testenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := startCatchupReceiver(t, tusk, standby, port)
+	send := runAsServer(t, tusk, primary.ConnEnv(), "catchup-send", primary.DataDir(), fmt.Sprintf("127.0.0.1:%d", port))
+	if send.code != 0 {
+		t.Fatalf("catchup-send: exit %d\n%s", send.code, send.output)
+	}
+	select {
+	case <-recv.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("catchup-receive still runs 30 s after catchup-send returned")
+	}
+	if recv.err != nil {
+		t.Fatalf("catchup-receive: %v\n%s", recv.err, readFile(recv.log))
+	}
+	t.Logf("sender: %s", lastLine(send.output))
+	t.Logf("receiver: %s", lastLine(readFile(recv.log)))
+	m := regexp.MustCompile(`msg="catchup-send: done" from=(\S+) .* full_files=(\d+) increments=(\d+) unchanged=(\d+) deleted=(\d+)`).FindStringSubmatch(send.output)
+	if m == nil {
+		t.Fatalf("catchup-send output lacks its summary:\n%s", send.output)
+	}
+	if m[1] != from {
+		t.Errorf("the sender caught up from %s, the standby's REDO point is %s", m[1], from)
+	}
+	if m[3] == "0" || m[4] == "0" || m[5] == "0" {
+		t.Errorf("expected page increments, unchanged files and deletions (the dropped table): %s", m[0])
+	}
+	for _, keep := range []string{"postgresql.conf", "standby.signal"} {
+		if _, err := os.Stat(filepath.Join(standby.DataDir(), keep)); err != nil {
+			t.Errorf("the standby lost %s: %v", keep, err)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(standby.DataDir(), "backup_label")); err != nil || !strings.Contains(string(b), "START WAL LOCATION") {
+		t.Errorf("backup_label: %q %v", b, err)
+	}
+	checkCaughtUp(t, primary, standby)
+	var lateDB bool
+	if err := standby.QueryRow("select exists (select from pg_database where datname = 'late_db')").Scan(&lateDB); err != nil || !lateDB {
+		t.Errorf("the new database is not on the standby: %v %v", lateDB, err)
+	}
+}
+
+// startCatchupReceiver starts catchup-receive into standby's data
+// directory on port and waits until it listens.
+func startCatchupReceiver(t *testing.T, tusk string, standby *pgcluster.Cluster, port int) *bgProc {
+	t.Helper()
+	p := startBackground(t, tusk, nil, filepath.Join(pgcluster.TempDir(t), "receive.log"),
+		"catchup-receive", standby.DataDir(), fmt.Sprint(port))
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(readFile(p.log), "waiting for catchup-send") {
+		if !p.running() || time.Now().After(deadline) {
+			t.Fatalf("catchup-receive is not listening (running %v):\n%s", p.running(), readFile(p.log))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return p
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
 }

@@ -96,6 +96,8 @@ In postgresql.conf:
 		newCatchupPushCommand(a),
 		newCatchupFetchCommand(a),
 		newCatchupListCommand(a),
+		newCatchupSendCommand(a),
+		newCatchupReceiveCommand(a),
 		newBackupFetchCommand(a),
 		newBackupPushCommand(a),
 		newBackupMarkCommand(a),

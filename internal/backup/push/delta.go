@@ -209,20 +209,28 @@ func classifyPage(p []byte, baseLSN uint64) pageVerdict {
 // file is then stored whole. A file that shrank ends the scan early (WAL
 // replay truncates it again).
 func (b *builder) scanChanged(ctx context.Context, f *os.File, size int64, baseLSN uint64) (blocks []uint32, ok bool, err error) {
-	p := b.p
-	r := p.source(ctx, f)
-	blocks = b.blocks[:0]
-	defer func() { b.blocks = blocks[:0] }()
+	blocks, ok, err = scanPages(ctx, b.p.source(ctx, f), f.Name(), b.buf, size, baseLSN, b.blocks[:0])
+	b.blocks = blocks[:0]
+	return blocks, ok, err
+}
+
+// scanPages reads size bytes of a relation file from r through buf and
+// appends to blocks the numbers of the pages classifyPage keeps for a
+// delta from baseLSN. ok is false as soon as a page is not valid.
+func scanPages(ctx context.Context, r io.Reader, name string, buf []byte, size int64, baseLSN uint64, blocks []uint32) (_ []uint32, ok bool, err error) {
 	var off int64
 	for off < size {
-		chunk := b.buf[:min(int64(len(b.buf)), size-off)]
+		if err := ctx.Err(); err != nil {
+			return blocks, false, context.Cause(ctx)
+		}
+		chunk := buf[:min(int64(len(buf)), size-off)]
 		n, rerr := io.ReadFull(r, chunk)
 		for i := 0; i+backup.IncrementBlockSize <= n; i += backup.IncrementBlockSize {
 			switch classifyPage(chunk[i:i+backup.IncrementBlockSize], baseLSN) {
 			case pageChanged:
 				blocks = append(blocks, uint32((off+int64(i))/backup.IncrementBlockSize))
 			case pageInvalid:
-				return nil, false, nil
+				return blocks, false, nil
 			}
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
@@ -230,9 +238,9 @@ func (b *builder) scanChanged(ctx context.Context, f *os.File, size int64, baseL
 		}
 		if rerr != nil {
 			if ctx.Err() != nil {
-				return nil, false, context.Cause(ctx)
+				return blocks, false, context.Cause(ctx)
 			}
-			return nil, false, fmt.Errorf("read %s: %w", f.Name(), rerr)
+			return blocks, false, fmt.Errorf("read %s: %w", name, rerr)
 		}
 		off += int64(n)
 	}

@@ -90,12 +90,12 @@ func (w *walker) visit(ctx context.Context, p, rel string, info fs.FileInfo, unl
 		if err := w.emit(walkEntry{path: p, name: name, info: info, kind: entryDir}); err != nil {
 			return err
 		}
-		if rel != "" && walgExcluded(base) {
+		if rel != "" && backup.Excluded(base) {
 			return nil // stored empty, as WAL-G does
 		}
 		return w.walkDir(ctx, p, rel)
 	case mode.IsRegular():
-		if walgExcluded(base) || pgExcludedFile(base) || isTempPrefixed(base) || (w.catchup && catchupExcluded(base)) {
+		if backup.Excluded(base) || pgExcludedFile(base) || isTempPrefixed(base) || (w.catchup && catchupExcluded(base)) {
 			return nil
 		}
 		e := walkEntry{path: p, name: name, info: info, kind: entryFile}
@@ -124,7 +124,7 @@ func (w *walker) visitSymlink(p, rel, name string, info fs.FileInfo) error {
 	if dir == "pg_tblspc" {
 		return nil // a tablespace: its contents were walked under this name already
 	}
-	if walgExcluded(base) || pgExcludedFile(base) || isTempPrefixed(base) {
+	if backup.Excluded(base) || pgExcludedFile(base) || isTempPrefixed(base) {
 		if rel == "pg_wal" || rel == "pg_xlog" {
 			// pg_wal is often a symlink to another disk. WAL-G stores
 			// nothing for it then, and the restored cluster lacks the

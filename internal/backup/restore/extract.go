@@ -49,6 +49,10 @@ type Extractor struct {
 	// tablespaces are remapped).
 	skip     map[string]bool
 	progress backup.Progress
+	// existing is set on a data directory brought up to date in place
+	// (catch-up): a regular file is then written under a temporary name
+	// and renamed over the old one, so a crash leaves either whole.
+	existing bool
 	// layer describes the backup whose tars are being extracted; it
 	// changes only between layers of a delta chain, never during one.
 	layer extractLayer
@@ -163,7 +167,7 @@ func existingExtractor(dest string, opts ExtractorOptions) (*Extractor, error) {
 	e := &Extractor{
 		dest: dest, root: root, tablespaces: map[string]*tablespaceRoot{}, fsync: !opts.NoFsync,
 		skip: map[string]bool{}, dirModes: map[dirKey]fs.FileMode{}, progress: opts.Progress,
-		layer: extractLayer{createMissing: true},
+		layer: extractLayer{createMissing: true}, existing: true,
 	}
 	for _, s := range opts.Skip {
 		e.skip[s] = true
@@ -472,6 +476,10 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 			return fmt.Errorf("create directory for %s: %w", e.display(t), err)
 		}
 	}
+	final := ""
+	if e.existing && name != pgControlTemp {
+		final, name = name, path.Join(path.Dir(name), "."+path.Base(name)+".tusk-restore")
+	}
 	f, err := e.create(t.root, name)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", e.display(t), err)
@@ -495,7 +503,15 @@ func (e *Extractor) file(t target, rel string, hdr *tar.Header, r io.Reader, buf
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil && final != "" {
+		// Renaming replaces whatever is at final, a planted symlink
+		// included, rather than writing through it.
+		err = t.root.Rename(name, final)
+	}
 	if err != nil {
+		if final != "" {
+			t.root.Remove(name)
+		}
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
 			return err // already names the file
