@@ -25,6 +25,7 @@ import (
 // starts, streams from the primary again, and every table matches, also
 // after more writes.
 func TestCatchupPushFetch(t *testing.T) {
+	t.Parallel()
 	tusk := testenv.BuildTusk(t)
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store}
@@ -193,8 +194,12 @@ func checkSame(t *testing.T, primary, standby *pgcluster.Cluster, tables ...stri
 // receiver waiting for its sender ends promptly on SIGTERM, leaving the
 // data directory as it was.
 func TestCatchupSendReceive(t *testing.T) {
+	t.Parallel()
 	tusk := testenv.BuildTusk(t)
+	t0 := time.Now()
+	step := func(what string) { t.Logf("%6.1fs %s", time.Since(t0).Seconds(), what) }
 	primary, standby, from := laggingStandby(t)
+	step("standby left behind")
 	// A database created while the standby was away: its directory is new
 	// to the standby.
 	primary.Exec("create database late_db")
@@ -233,6 +238,7 @@ func TestCatchupSendReceive(t *testing.T) {
 		t.Fatal(err)
 	}
 	recv := startCatchupReceiver(t, tusk, standby, port)
+	step("receiver listening")
 	send := runAsServer(t, tusk, primary.ConnEnv(), "catchup-send", primary.DataDir(), fmt.Sprintf("127.0.0.1:%d", port))
 	if send.code != 0 {
 		t.Fatalf("catchup-send: exit %d\n%s", send.code, send.output)
@@ -245,6 +251,7 @@ func TestCatchupSendReceive(t *testing.T) {
 	if recv.err != nil {
 		t.Fatalf("catchup-receive: %v\n%s", recv.err, readFile(recv.log))
 	}
+	step("catch-up sent")
 	t.Logf("sender: %s", lastLine(send.output))
 	t.Logf("receiver: %s", lastLine(readFile(recv.log)))
 	m := regexp.MustCompile(`msg="catchup-send: done" from=(\S+) .* full_files=(\d+) increments=(\d+) unchanged=(\d+) deleted=(\d+)`).FindStringSubmatch(send.output)
@@ -266,6 +273,7 @@ func TestCatchupSendReceive(t *testing.T) {
 		t.Errorf("backup_label: %q %v", b, err)
 	}
 	checkCaughtUp(t, primary, standby)
+	step("caught up and streaming")
 	var lateDB bool
 	if err := standby.QueryRow("select exists (select from pg_database where datname = 'late_db')").Scan(&lateDB); err != nil || !lateDB {
 		t.Errorf("the new database is not on the standby: %v %v", lateDB, err)
