@@ -241,3 +241,69 @@ func countFiles(root string) int {
 	})
 	return n
 }
+
+// TestStCopy copies objects between file storages with tusk st copy: as
+// stored, everything under a prefix, overwriting; and re-encrypted from
+// one libsodium key to another (--decrypt-source, --encrypt-source), which
+// the target's key then reads back. A wrong source key writes nothing.
+func TestStCopy(t *testing.T) {
+	t.Parallel()
+	tusk := testenv.BuildTusk(t)
+	dir := t.TempDir()
+	srcRoot, dstRoot := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+	keyA := []string{"WALG_LIBSODIUM_KEY=" + strings.Repeat("a", 32)}
+	keyB := []string{"WALG_LIBSODIUM_KEY=" + strings.Repeat("b", 32)}
+	srcEnv := append([]string{"WALG_FILE_PREFIX=" + srcRoot}, keyA...)
+	dstEnv := append([]string{"WALG_FILE_PREFIX=" + dstRoot}, keyB...)
+	from := configFile(t, dir, "from.json", srcEnv)
+	to := configFile(t, dir, "to.json", dstEnv)
+	plain := bytes.Repeat([]byte("tusk st copy\n"), 50000)
+	local := filepath.Join(dir, "local")
+	if err := os.WriteFile(local, plain, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"keep/one", "keep/two", "other/three"} {
+		if res := runTusk(t, tusk, srcEnv, "st", "put", local, key); res.code != 0 {
+			t.Fatalf("st put: %s", res.output)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dstRoot, "keep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dstRoot, "keep", "one.lz4"), []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// As stored: same bytes, the stale object replaced, other/ left out.
+	if res := runTusk(t, tusk, nil, "st", "copy", "--from", from, "--to", to, "-p", "keep/"); res.code != 0 {
+		t.Fatalf("st copy exit %d:\n%s", res.code, res.output)
+	}
+	src, dst := readTree(t, srcRoot), readTree(t, dstRoot)
+	if len(dst) != 2 || !bytes.Equal(dst["keep/one.lz4"], src["keep/one.lz4"]) || !bytes.Equal(dst["keep/two.lz4"], src["keep/two.lz4"]) {
+		t.Errorf("st copy -p keep/: target holds %d objects, want keep/one.lz4 and keep/two.lz4 as in the source", len(dst))
+	}
+
+	// Re-encrypted for the target's key.
+	if res := runTusk(t, tusk, nil, "st", "copy", "--from", from, "--to", to, "-d", "-e"); res.code != 0 {
+		t.Fatalf("st copy -d -e exit %d:\n%s", res.code, res.output)
+	}
+	got := filepath.Join(dir, "got")
+	if res := runTusk(t, tusk, dstEnv, "st", "get", "other/three.lz4", got); res.code != 0 {
+		t.Fatalf("st get with the target's key, exit %d:\n%s", res.code, res.output)
+	}
+	if b, err := os.ReadFile(got); err != nil || !bytes.Equal(b, plain) {
+		t.Errorf("re-encrypted object reads back as %d bytes (%v), want %d", len(b), err, len(plain))
+	}
+	if bytes.Equal(readTree(t, dstRoot)["other/three.lz4"], src["other/three.lz4"]) {
+		t.Errorf("re-encrypted object has the source's bytes")
+	}
+
+	// The wrong key for the source: refused, nothing written.
+	wrong := configFile(t, dir, "wrong.json", []string{"WALG_FILE_PREFIX=" + srcRoot, "WALG_LIBSODIUM_KEY=" + strings.Repeat("c", 32)})
+	empty := configFile(t, dir, "empty.json", []string{"WALG_FILE_PREFIX=" + filepath.Join(dir, "empty")})
+	res := runTusk(t, tusk, nil, "st", "copy", "--from", wrong, "--to", empty, "-d")
+	if res.code == 0 || countFiles(filepath.Join(dir, "empty")) != 0 {
+		t.Errorf("st copy -d with the wrong key: exit %d, %d files written:\n%s", res.code, countFiles(filepath.Join(dir, "empty")), res.output)
+	}
+	t.Logf("wrong key: %s", lastLine(res.output))
+}

@@ -226,9 +226,10 @@ func commonPrefix(a, b string) string {
 
 // copyOne streams one object from the source into the target.
 func (c *Copier) copyOne(ctx context.Context, o storage.ObjectInfo) error {
+	// Backends name the object in their errors.
 	body, err := c.From.Get(ctx, o.Key)
 	if err != nil {
-		return fmt.Errorf("read source object %s/%s: %w", c.From, o.Key, err)
+		return err
 	}
 	defer body.Close()
 	if c.Transform != nil {
@@ -243,7 +244,7 @@ func (c *Copier) copyOne(ctx context.Context, o storage.ObjectInfo) error {
 		err = c.To.Put(ctx, o.Key, r, o.Size)
 	}
 	if err != nil {
-		return fmt.Errorf("write destination object %s/%s: %w", c.To, o.Key, err)
+		return err
 	}
 	c.copied.Add(1)
 	c.bytes.Add(o.Size)
