@@ -1,7 +1,7 @@
 // Package storages starts the storage a benchmark archives to, one of
 // tusk's backends with the server the tests use: a directory (file),
 // versitygw over TLS (s3), OpenSSH's SFTP server (sftp) and Azurite
-// (azure). Every benchmark then gives tusk the same settings but the
+// (azure) and fake-gcs-server with its objects on disk (gcs). Every benchmark then gives tusk the same settings but the
 // storage's own, so its figures compare backends.
 package storages
 
@@ -14,12 +14,13 @@ import (
 	"strings"
 
 	"github.com/tusk-pg/tusk/internal/testenv/azurite"
+	"github.com/tusk-pg/tusk/internal/testenv/gcsserver"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 	"github.com/tusk-pg/tusk/internal/testenv/sshserver"
 )
 
 // Kinds are the storages Start knows, S3 first (the reference).
-var Kinds = []string{"s3", "file", "sftp", "azure"}
+var Kinds = []string{"s3", "file", "sftp", "azure", "gcs"}
 
 // Store is a running storage.
 type Store struct {
@@ -98,6 +99,20 @@ func Start(kind, dir, bucket string, uid, gid int) (*Store, error) {
 			Kind: kind, Desc: "Azure: Azurite " + azurite.Version + " (path-style endpoint, loopback, account key)",
 			Pids: []int{srv.Pid()}, Secrets: []string{azurite.Key},
 			env: srv.Env,
+			objects: func(ctx context.Context, prefix string) (map[string]int64, error) {
+				return srv.Objects(ctx, prefix)
+			},
+			close: srv.Stop,
+		}, nil
+	case "gcs":
+		srv, err := gcsserver.Run(filepath.Join(dir, "gcs"))
+		if err != nil {
+			return nil, err
+		}
+		return &Store{
+			Kind: kind, Desc: "GCS: fake-gcs-server " + gcsserver.Version + " (filesystem backend, loopback, STORAGE_EMULATOR_HOST)",
+			Pids: []int{srv.Pid()},
+			env:  srv.Env,
 			objects: func(ctx context.Context, prefix string) (map[string]int64, error) {
 				return srv.Objects(ctx, prefix)
 			},

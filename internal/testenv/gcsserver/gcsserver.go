@@ -39,58 +39,116 @@ type Server struct {
 	Host   string
 	Bucket string
 	proc   *testenv.Proc
+	bin    string
+	dir    string
+	port   int
+	onDisk bool
 }
 
 // Start runs a server with bucket "tusk" for the test and stops it when
-// the test ends.
-func Start(t testing.TB) *Server {
+// the test ends. Its objects live in the server's memory.
+func Start(t testing.TB) *Server { return start(t, false) }
+
+// StartOnDisk is Start with the objects in files under a directory of the
+// test (the filesystem backend), which outlive Kill for Restart.
+func StartOnDisk(t testing.TB) *Server { return start(t, true) }
+
+func start(t testing.TB, onDisk bool) *Server {
 	t.Helper()
 	bin := testenv.RequireTool(t, "fake-gcs-server", "TUSK_FAKE_GCS_SERVER")
-	dir := t.TempDir()
+	s, err := startIn(bin, t.TempDir(), onDisk)
+	if s != nil {
+		t.Cleanup(func() {
+			s.proc.Stop()
+			if t.Failed() {
+				t.Logf("gcsserver: log tail:\n%s", s.proc.LogTail(4096))
+			}
+		})
+	}
+	if err != nil {
+		t.Fatalf("gcsserver: %v", err)
+	}
+	return s
+}
+
+// Run is StartOnDisk outside a test (benchmarks), with the objects under
+// dir; Stop ends it.
+func Run(dir string) (*Server, error) {
+	bin, err := testenv.FindTool("fake-gcs-server", "TUSK_FAKE_GCS_SERVER")
+	if err != nil {
+		return nil, err
+	}
+	s, err := startIn(bin, dir, true)
+	if err != nil && s != nil {
+		s.Stop()
+	}
+	return s, err
+}
+
+// startIn runs the server with its files under dir and creates bucket
+// "tusk"; a server that started is returned even when that fails.
+func startIn(bin, dir string, onDisk bool) (*Server, error) {
 	var s *Server
 	var err error
 	// A free port can be taken between the probe and the server's bind.
 	for range 3 {
-		if s, err = run(bin, dir); err == nil {
+		if s, err = run(bin, dir, 0, onDisk); err == nil {
 			break
 		}
 	}
 	if err != nil {
-		t.Fatalf("gcsserver: %v", err)
-	}
-	t.Cleanup(func() {
-		s.proc.Stop()
-		if t.Failed() {
-			t.Logf("gcsserver: log tail:\n%s", s.proc.LogTail(4096))
-		}
-	})
-	if err := s.CreateBucket(context.Background(), "tusk"); err != nil {
-		t.Fatalf("gcsserver: %v", err)
-	}
-	s.Bucket = "tusk"
-	return s
-}
-
-func run(bin, dir string) (*Server, error) {
-	port, err := testenv.FreePort()
-	if err != nil {
 		return nil, err
 	}
+	s.Bucket = "tusk"
+	return s, s.CreateBucket(context.Background(), s.Bucket)
+}
+
+// run starts the server on port, or on a free port when it is 0.
+func run(bin, dir string, port int, onDisk bool) (*Server, error) {
+	var err error
+	if port == 0 {
+		if port, err = testenv.FreePort(); err != nil {
+			return nil, err
+		}
+	}
 	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin,
-		"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),
-		"-backend", "memory", "-public-host", host, "-external-url", "http://"+host,
-		"-log-level", "warn")
+	args := []string{"-scheme", "http", "-host", "127.0.0.1", "-port", strconv.Itoa(port),
+		"-public-host", host, "-external-url", "http://" + host, "-log-level", "warn"}
+	if onDisk {
+		args = append(args, "-backend", "filesystem", "-filesystem-root", filepath.Join(dir, "data"))
+	} else {
+		args = append(args, "-backend", "memory")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"HOME=" + dir}
 	proc, err := testenv.StartProc(cmd, filepath.Join(dir, "fake-gcs-server.log"), 30*time.Second,
 		testenv.HTTPReady("http://"+host+"/storage/v1/b"))
 	if err != nil {
 		return nil, err
 	}
-	return &Server{Host: host, proc: proc}, nil
+	return &Server{Host: host, proc: proc, bin: bin, dir: dir, port: port, onDisk: onDisk}, nil
 }
 
-// Stop stops the server; its objects are gone with it.
+// Pid is the server's process id.
+func (s *Server) Pid() int { return s.proc.Pid() }
+
+// Kill kills the server at once (SIGKILL), as a crash would; requests in
+// flight get no answer. Objects on disk (StartOnDisk) stay for Restart.
+func (s *Server) Kill() { s.proc.Kill() }
+
+// Restart stops the server if it runs and starts it again on the same
+// port with the same files.
+func (s *Server) Restart() error {
+	s.proc.Stop()
+	n, err := run(s.bin, s.dir, s.port, s.onDisk)
+	if err != nil {
+		return fmt.Errorf("gcsserver: restarting on port %d: %w", s.port, err)
+	}
+	s.proc = n.proc
+	return nil
+}
+
+// Stop stops the server; its objects are gone with it, unless on disk.
 func (s *Server) Stop() { s.proc.Stop() }
 
 // URL is the gs:// URL of path inside the bucket.
