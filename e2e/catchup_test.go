@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/catchup"
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
@@ -230,6 +232,75 @@ func TestCatchupSendReceive(t *testing.T) {
 		after, _ := os.ReadFile(filepath.Join(standby.DataDir(), "global", "pg_control"))
 		if !bytes.Equal(after, controlBefore) {
 			t.Error("pg_control changed")
+		}
+	})
+
+	t.Run("sender SIGTERM", func(t *testing.T) {
+		// A receiver that answers and then reads nothing: the sender
+		// blocks writing, its backup started.
+		var sysID int64
+		var tli int32
+		if err := primary.QueryRow("select system_identifier, (select timeline_id from pg_control_checkpoint()) from pg_control_system()").Scan(&sysID, &tli); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer nc.Close()
+			c, err := catchup.NewConn(nc)
+			if err == nil && c.WriteHello(catchup.Control{SystemIdentifier: uint64(sysID), CurrentTimeline: uint32(tli), Checkpoint: 1}, catchup.FileList{}) == nil {
+				time.Sleep(time.Minute)
+			}
+		}()
+		sender := startBackground(t, tusk, primary.ConnEnv(), filepath.Join(pgcluster.TempDir(t), "send.log"),
+			"catchup-send", primary.DataDir(), ln.Addr().String())
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var n int
+			if err := primary.QueryRow("select count(*) from pg_stat_activity where state = 'idle' and query like '%pg_backup_start%'").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				break
+			}
+			if !sender.running() || time.Now().After(deadline) {
+				t.Fatalf("catchup-send did not start its backup (running %v):\n%s", sender.running(), readFile(sender.log))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second) // sending by now
+		began := time.Now()
+		if err := sender.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-sender.exited:
+		case <-time.After(3 * time.Second):
+			t.Fatalf("catchup-send still runs 3 s after SIGTERM")
+		}
+		t.Logf("catchup-send ended %v after SIGTERM: %v", time.Since(began), sender.err)
+		if sender.err == nil {
+			t.Errorf("catchup-send ended with status 0 after SIGTERM:\n%s", readFile(sender.log))
+		}
+		// Its session, and so its backup, is gone.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			var n int
+			if err := primary.QueryRow("select count(*) from pg_stat_activity where query like '%pg_backup_start%' and pid <> pg_backend_pid()").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the sender's backup session outlives it")
+			}
 		}
 	})
 
