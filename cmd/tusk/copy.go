@@ -78,9 +78,9 @@ func (a *app) storageFromConfig(flag, path string) (*configuredStorage, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%s: a config file is required", flag)
 	}
-	cfg, warnings, err := config.Load(config.LoadOptions{ConfigFile: path})
+	cfg, warnings, err := config.Load(config.LoadOptions{ConfigFile: path, ConfigFileFlag: flag})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
+		return nil, err
 	}
 	for _, w := range warnings {
 		a.log.Warn(w, "config", path)

@@ -70,6 +70,9 @@ func (s Source) String() string {
 type LoadOptions struct {
 	// ConfigFile is --config. Empty: WALG_CONFIG_PATH, then $Home/.walg.*.
 	ConfigFile string
+	// ConfigFileFlag names the flag ConfigFile came from in messages;
+	// empty: "--config".
+	ConfigFileFlag string
 	// Flags maps a setting key (canonical name or alias, see FlagNames) to
 	// the value of its flag; only flags the user passed belong here.
 	Flags map[string]string
@@ -113,7 +116,7 @@ type Config struct {
 // line per problem.
 func Load(opts LoadOptions) (*Config, []string, error) {
 	env := parseEnviron(opts.Environ)
-	file, fileVals, fileWarn, err := readConfigFile(opts.ConfigFile, env["WALG_CONFIG_PATH"], opts.Home)
+	file, fileVals, fileWarn, err := readConfigFile(opts.ConfigFile, opts.ConfigFileFlag, env["WALG_CONFIG_PATH"], opts.Home)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -54,8 +54,11 @@ const (
 //
 // Any config file, found or named, that others could have written is
 // refused (see openConfigFile), as ssh refuses its own.
-func readConfigFile(explicit, envPath, home string) (string, map[string]rawValue, []string, error) {
-	path, named := explicit, "--config"
+func readConfigFile(explicit, flag, envPath, home string) (string, map[string]rawValue, []string, error) {
+	if flag == "" {
+		flag = "--config"
+	}
+	path, named := explicit, flag
 	if path == "" && envPath != "" {
 		path, named = envPath, "WALG_CONFIG_PATH"
 	}
