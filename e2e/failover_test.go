@@ -156,4 +156,21 @@ func TestFailoverStorageMidBurst(t *testing.T) {
 	if got := anyDigest(t, restored, "burst"); got != want {
 		t.Errorf("restored burst %v, primary had %v", got, want)
 	}
+
+	// Bring the failover's WAL home: st transfer moves it to the primary.
+	if r := runAsServer(t, tusk, env, "st", "transfer", "pg-wals", "--source", "spare"); r.code != 0 {
+		t.Fatalf("st transfer pg-wals exit %d:\n%s", r.code, r.output)
+	}
+	onPrimary = walNames(s3Keys(t, srv, "main/"))
+	for _, name := range onSpare {
+		if !slices.Contains(onPrimary, name) {
+			t.Errorf("%s is not on the primary storage after st transfer", name)
+		}
+	}
+	if r := runAsServer(t, tusk, env, "st", "ls", "-r", "--target", "spare", "wal_005"); r.code != 0 || strings.Contains(r.output, ".lz4") {
+		t.Errorf("the failover still lists WAL after st transfer (exit %d):\n%s", r.code, r.output)
+	}
+	if r := runAsServer(t, tusk, env, "wal-fetch", lastOnSpare, dst, "--target-storage", "default"); r.code != 0 {
+		t.Errorf("wal-fetch %s from the primary after st transfer: exit %d:\n%s", lastOnSpare, r.code, r.output)
+	}
 }

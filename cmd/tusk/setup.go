@@ -32,6 +32,22 @@ func (a *app) wrappers() storage.Wrappers {
 	return storage.Wrappers{NetworkRateLimit: a.cfg.NetworkRateLimit()}
 }
 
+// namedStorage opens one storage by name, "default" for the primary,
+// without an alive check (WAL-G's st tools and st transfer).
+func (a *app) namedStorage(ctx context.Context, name string) (storage.Storage, error) {
+	if name == "" || name == multi.Default {
+		return a.openStorage(ctx)
+	}
+	names := []string{multi.Default}
+	for _, f := range a.cfg.FailoverStorages() {
+		if f.Name == name {
+			return storage.Open(ctx, f.Storage, a.wrappers(), a.log)
+		}
+		names = append(names, f.Name)
+	}
+	return nil, fmt.Errorf("storage %q is not configured; the storages are %s", name, strings.Join(names, ", "))
+}
+
 // storageUse is how a command uses the failover storages, WAL-G's
 // policy for it.
 type storageUse int

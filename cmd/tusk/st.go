@@ -13,6 +13,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/storage/multi"
 )
 
 // stFlags are the flags every st subcommand takes (WAL-G's persistent
@@ -33,7 +34,7 @@ there: make sure you know what you are doing. Every one streams: memory does
 not grow with the size of an object or of a listing.`,
 	}
 	pf := cmd.PersistentFlags()
-	pf.StringVarP(&fl.target, "target", "t", "default", "storage to work on (only \"default\" exists)")
+	pf.StringVarP(&fl.target, "target", "t", "default", "storage to work on: \"default\" (the primary) or a WALG_FAILOVER_STORAGES name")
 	pf.BoolVarP(&fl.glob, "glob", "g", false, "treat paths as glob patterns (not supported yet)")
 	cmd.AddCommand(
 		newStLsCommand(a, fl),
@@ -44,31 +45,20 @@ not grow with the size of an object or of a listing.`,
 		newStRmCommand(a, fl),
 		newStCheckCommand(a, fl),
 		newStCopyCommand(a),
+		newStTransferCommand(a, fl),
 	)
-	// WAL-G's st subcommands tusk lacks say so, whatever their arguments.
-	for _, name := range []string{"transfer"} {
-		cmd.AddCommand(&cobra.Command{
-			Use:                name,
-			Short:              fmt.Sprintf("WAL-G's st %s: not implemented in tusk yet", name),
-			Hidden:             true,
-			DisableFlagParsing: true,
-			RunE: func(*cobra.Command, []string) error {
-				return fmt.Errorf("WAL-G's \"st %s\" is not implemented in tusk yet", name)
-			},
-		})
-	}
 	return cmd
 }
 
 // open checks the shared flags and opens the storage.
 func (fl *stFlags) open(ctx context.Context, a *app) (storage.Storage, error) {
-	if fl.target != "default" {
-		return nil, fmt.Errorf("--target %q: failover storages are not supported; only \"default\" exists", fl.target)
-	}
 	if fl.glob {
 		return nil, errors.New("--glob is not supported by tusk yet: give exact paths")
 	}
-	return a.openStorage(ctx)
+	if fl.target == multi.All {
+		return nil, fmt.Errorf("--target %q is not supported by tusk yet: name one storage", fl.target)
+	}
+	return a.namedStorage(ctx, fl.target)
 }
 
 // listWriter prints WAL-G's listing table (type, size, last modified,

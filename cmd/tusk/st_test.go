@@ -145,8 +145,10 @@ func testSt(t *testing.T, env map[string]string) {
 	}
 
 	// What tusk does not do is refused, not ignored.
-	wantErr("failover storages are not supported", "ls", "--target", "backup2")
+	wantErr(`storage "backup2" is not configured; the storages are default`, "ls", "--target", "backup2")
 	wantErr("--glob is not supported", "ls", "-g", "*")
 	wantErr("not supported", "rm", "--all-versions", "x")
-	wantErr(`WAL-G's "st transfer" is not implemented in tusk yet`, "transfer", "files", "--source", "a")
+	wantErr(`--source: storage "a" is not configured`, "transfer", "files", "x", "--source", "a")
+	wantErr(`--source and --target are both "default"`, "transfer", "pg-wals", "--source", "default")
+	wantErr("--source: the storage to move files from must be given", "transfer", "backups")
 }

@@ -57,25 +57,42 @@ type Copier struct {
 	// otherwise an object To holds with the same size is skipped and one
 	// with another size fails the copy with ErrConflict (WAL-G's copy).
 	Overwrite bool
+	// KeepExisting skips every object To holds, whatever its size (st
+	// transfer without --overwrite); it takes precedence over Overwrite's
+	// absence, not over Overwrite.
+	KeepExisting bool
 	// Transform, when set, rewrites each object's bytes; without it the
 	// bytes are copied unchanged and their count checked against the
 	// source listing.
 	Transform Transform
+	// After runs in the copying worker once an object is copied (st
+	// transfer: wait for it to appear, then delete it from the source);
+	// its failure is the object's.
+	After func(ctx context.Context, o storage.ObjectInfo) error
+	// Limit stops after this many objects are copied or being copied;
+	// 0: no limit.
+	Limit int64
+	// KeepGoing logs an object's failure and goes on with the others
+	// (Stats().Failed counts them) instead of stopping at the first.
+	KeepGoing bool
 	Log       *slog.Logger
 
-	copied, skipped, bytes atomic.Int64
+	copied, skipped, failed, bytes, started atomic.Int64
 }
+
+// errLimit ends a listing once Limit objects are under way.
+var errLimit = errors.New("copy limit reached")
 
 // Stats counts what a Copier did.
 type Stats struct {
-	Copied, Skipped int64
+	Copied, Skipped, Failed int64
 	// Bytes is the total size of the objects copied, as read.
 	Bytes int64
 }
 
 // Stats returns the counts so far.
 func (c *Copier) Stats() Stats {
-	return Stats{Copied: c.copied.Load(), Skipped: c.skipped.Load(), Bytes: c.bytes.Load()}
+	return Stats{Copied: c.copied.Load(), Skipped: c.skipped.Load(), Failed: c.failed.Load(), Bytes: c.bytes.Load()}
 }
 
 func (c *Copier) log() *slog.Logger {
@@ -125,6 +142,9 @@ func (c *Copier) copyAll(ctx context.Context, list func(fn func(storage.ObjectIn
 			if err := gctx.Err(); err != nil {
 				return err
 			}
+			if c.Limit > 0 && c.started.Add(1) > c.Limit {
+				return errLimit
+			}
 			g.Go(func() error { return c.copyOne(gctx, o) })
 		}
 		return nil
@@ -148,6 +168,9 @@ func (c *Copier) copyAll(ctx context.Context, list func(fn func(storage.ObjectIn
 	if err == nil {
 		err = flush()
 	}
+	if errors.Is(err, errLimit) {
+		err = nil
+	}
 	werr := g.Wait()
 	if err == nil || (werr != nil && errors.Is(err, context.Canceled) && ctx.Err() == nil) {
 		// A worker's failure cancelled the listing: report the failure.
@@ -163,7 +186,7 @@ func (c *Copier) copyAll(ctx context.Context, list func(fn func(storage.ObjectIn
 // with the same size are counted as skipped, one with another size is
 // ErrConflict. The target is listed once, under the batch's common prefix.
 func (c *Copier) missing(ctx context.Context, batch []storage.ObjectInfo) ([]storage.ObjectInfo, error) {
-	if c.Overwrite || len(batch) == 0 {
+	if (c.Overwrite && !c.KeepExisting) || len(batch) == 0 {
 		return batch, nil
 	}
 	want := make(map[string]int, len(batch))
@@ -190,7 +213,7 @@ func (c *Copier) missing(ctx context.Context, batch []storage.ObjectInfo) ([]sto
 		switch {
 		case have[i] < 0:
 			todo = append(todo, o)
-		case have[i] == o.Size:
+		case have[i] == o.Size || c.KeepExisting:
 			c.skipped.Add(1)
 			c.log().Debug("skipping existing object", "key", o.Key)
 		default:
@@ -224,8 +247,23 @@ func commonPrefix(a, b string) string {
 	return a[:n]
 }
 
-// copyOne streams one object from the source into the target.
+// copyOne copies one object and runs After; with KeepGoing a failure is
+// logged and counted instead of returned.
 func (c *Copier) copyOne(ctx context.Context, o storage.ObjectInfo) error {
+	err := c.copyBody(ctx, o)
+	if err == nil && c.After != nil {
+		err = c.After(ctx, o)
+	}
+	if err != nil && c.KeepGoing && ctx.Err() == nil {
+		c.failed.Add(1)
+		c.log().Error("object not copied", "key", o.Key, "error", err)
+		return nil
+	}
+	return err
+}
+
+// copyBody streams one object from the source into the target.
+func (c *Copier) copyBody(ctx context.Context, o storage.ObjectInfo) error {
 	// Backends name the object in their errors.
 	body, err := c.From.Get(ctx, o.Key)
 	if err != nil {
