@@ -43,7 +43,11 @@ func ChooseBuffering(requested string, st storage.Traits, crypter crypt.Crypter)
 	}
 	// Two passes must agree on the length: true of every codec and of
 	// libsodium (fixed framing), not of OpenPGP (its session-key packet
-	// varies in length).
+	// varies in length). AWS KMS's length is fixed too, but every pass
+	// would make its own KMS request and data key.
+	if crypter != nil && crypter.Name() == "aws-kms" {
+		return BufferMemory, "recompress would make a KMS request per pass; aws-kms makes one per object"
+	}
 	if crypter != nil && crypter.Name() != "libsodium" {
 		return BufferMemory, "recompress needs an encryption of fixed length; " + crypter.Name() + " is not"
 	}
