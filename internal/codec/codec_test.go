@@ -283,7 +283,7 @@ func TestOutputHeaders(t *testing.T) {
 	if z[4] != 0x64 || z[5] != 0x50 {
 		t.Errorf("lz4 FLG/BD = %#x/%#x, want 0x64/0x50", z[4], z[5])
 	}
-	// zstd: checksum flag set, no content size, window 2 MiB, as for
+	// zstd: checksum flag set, no content size, window 1 MiB, as for
 	// WAL-G's 16 MiB segments. (For input that fits one 128 KiB block the
 	// library knows the size at Close and writes a single-segment frame
 	// with content size, for WAL-G as for tusk.)
@@ -292,8 +292,8 @@ func TestOutputHeaders(t *testing.T) {
 	if fhd := z[4]; fhd&0x04 == 0 || fhd&0xc0 != 0 || fhd&0x20 != 0 {
 		t.Errorf("zstd frame header descriptor = %#x", fhd)
 	}
-	if wd := z[5]; wd != (21-10)<<3 {
-		t.Errorf("zstd window descriptor = %#x, want 2 MiB", wd)
+	if wd := z[5]; wd != (20-10)<<3 {
+		t.Errorf("zstd window descriptor = %#x, want 1 MiB", wd)
 	}
 }
 

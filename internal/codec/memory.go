@@ -11,9 +11,9 @@ package codec
 //
 //	method  writer (tusk's settings)                 reader (largest accepted stream)
 //	lz4     2 × 256 KiB block + frame state 1.0 MiB  2 × 4 MiB block (frame maximum, WAL-G)  8.0 MiB
-//	zstd    2 MiB window + level's tables            8 MiB window (WAL-G's) + 2 blocks        8.6 MiB
-//	          fastest 2.6, default 3.8,
-//	          better 6.8, best 36.7 MiB
+//	zstd    1 MiB window + level's tables            8 MiB window (WAL-G's) + 2 blocks        8.6 MiB
+//	          fastest 1.6, default 2.8,
+//	          better 5.8, best 35.7 MiB
 //	lzma    512 KiB dictionary × ~10    5.3 MiB      8 MiB dictionary (WAL-G's)              8.8 MiB
 //	brotli  2^19 window + hash tables   3.8 MiB      2^22 window (WAL-G's)                   4.1 MiB
 //	none    nothing                                  nothing
@@ -30,14 +30,14 @@ func MemoryEstimate(m Method) (writer, reader int64) {
 	case lz4Method:
 		return MiB, 2*lz4MaxBlock + 256<<10
 	case zstdMethod:
-		w := int64(4 * MiB)
+		w := int64(3 * MiB)
 		switch m.level {
 		case ZstdFastest:
-			w = 3 * MiB
+			w = 2 * MiB
 		case ZstdBetter:
-			w = 7 * MiB
+			w = 6 * MiB
 		case ZstdBest:
-			w = 37 * MiB
+			w = 36 * MiB
 		}
 		return w, zstdMaxWindow + MiB
 	case lzmaMethod:
