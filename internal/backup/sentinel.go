@@ -78,6 +78,13 @@ type Sentinel struct {
 	// Legacy holds files metadata that old WAL-G versions embedded in the
 	// sentinel; nil when the sentinel has none. Never written.
 	Legacy *FilesMetadata `json:"-"`
+	// UnnamedBase marks a delta from a base that is no stored backup: a
+	// catch-up backup, whose base is the standby at DeltaLSN. WAL-G writes
+	// DeltaFrom and DeltaFullName for it as empty strings, and its
+	// catchup-fetch applies page increments only when DeltaFrom is present
+	// (BackupSentinelDto.IsIncremental). IsDelta stays false: there is no
+	// chain to follow.
+	UnnamedBase bool `json:"-"`
 }
 
 // IsDelta reports whether the backup is a delta (has a base backup).
@@ -88,6 +95,9 @@ func (s *Sentinel) IsDelta() bool { return s.DeltaFrom != "" }
 func (s *Sentinel) Validate() error {
 	if s.DeltaFrom != "" && (s.DeltaLSN == 0 || s.DeltaFullName == "" || s.DeltaCount == 0) {
 		return fmt.Errorf("inconsistent sentinel: DeltaFrom %q without DeltaLSN, DeltaFullName or DeltaCount", s.DeltaFrom)
+	}
+	if s.UnnamedBase && (s.DeltaLSN == 0 || s.DeltaCount == 0) {
+		return fmt.Errorf("inconsistent sentinel: an empty DeltaFrom without DeltaLSN or DeltaCount")
 	}
 	if s.Spec != nil {
 		if err := s.Spec.Validate(); err != nil {
@@ -106,12 +116,19 @@ func (s *Sentinel) UnmarshalJSON(data []byte) error {
 	var aux struct {
 		sentinelFields
 		DeltaFromLSN *pg.LSN `json:"DeltaFromLSN"`
+		// Shadows sentinelFields.DeltaFrom, to tell an empty name (WAL-G's
+		// catch-up backups) from none.
+		DeltaFrom *string `json:"DeltaFrom"`
 		FilesMetadata
 	}
 	if err := json.Unmarshal(data, &aux); err != nil {
 		return err
 	}
 	*s = Sentinel(aux.sentinelFields)
+	if aux.DeltaFrom != nil {
+		s.DeltaFrom = *aux.DeltaFrom
+		s.UnnamedBase = *aux.DeltaFrom == ""
+	}
 	if s.DeltaLSN == 0 && aux.DeltaFromLSN != nil {
 		s.DeltaLSN = *aux.DeltaFromLSN
 	}
@@ -144,7 +161,35 @@ func EncodeSentinel(s *Sentinel) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode backup sentinel: %w", err)
 	}
+	if c.UnnamedBase {
+		return withEmptyBaseNames(&c, b)
+	}
 	return b, nil
+}
+
+// withEmptyBaseNames adds `"DeltaFrom":"","DeltaFullName":""` to the
+// encoding b of an UnnamedBase sentinel where WAL-G has them: right after
+// LSN and DeltaLSN, the first two keys (omitempty leaves the empty names
+// out of b).
+func withEmptyBaseNames(s *Sentinel, b []byte) ([]byte, error) {
+	if s.DeltaFrom != "" || s.DeltaFullName != "" || s.DeltaLSN == 0 || s.DeltaCount == 0 {
+		return nil, fmt.Errorf("encode backup sentinel: a delta from an unnamed base needs DeltaLSN and DeltaCount and no base names (DeltaFrom %q)", s.DeltaFrom)
+	}
+	head, err := json.Marshal(struct {
+		LSN      pg.LSN `json:"LSN"`
+		DeltaLSN pg.LSN `json:"DeltaLSN"`
+	}{s.LSN, s.DeltaLSN})
+	if err != nil {
+		return nil, fmt.Errorf("encode backup sentinel: %w", err)
+	}
+	head = append(head[:len(head)-1], ',')
+	if !bytes.HasPrefix(b, head) {
+		return nil, fmt.Errorf("encode backup sentinel: unexpected key order in %.40s", b)
+	}
+	out := make([]byte, 0, len(b)+32)
+	out = append(out, head...)
+	out = append(out, `"DeltaFrom":"","DeltaFullName":"",`...)
+	return append(out, b[len(head):]...), nil
 }
 
 // Metadata is `<name>/metadata.json` (WAL-G's ExtendedMetadataDto). After

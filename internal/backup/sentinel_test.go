@@ -209,6 +209,7 @@ func TestSentinelInvalid(t *testing.T) {
 		`{"Spec":{"base_prefix":"/d","tablespaces":["../x"],"../x":{"loc":"/a","link":"pg_tblspc/../x"}}}`,
 		`{"Spec":{"base_prefix":"/d","tablespaces":["1"],"1":{"loc":"rel","link":"pg_tblspc/1"}}}`,
 		`{"LSN":"12"}`,
+		`{"LSN":12,"DeltaFrom":""}`,
 		`[]`,
 	} {
 		if _, err := ParseSentinel([]byte(raw)); err == nil {
@@ -329,4 +330,53 @@ func FuzzParseFilesMetadata(f *testing.F) {
 			t.Fatalf("re-parse %s: %v", b.Bytes(), err)
 		}
 	})
+}
+
+// walgCatchupSentinel is a sentinel WAL-G v3.0.9's catchup-push wrote in
+// catchup_005/ (host name and data directory replaced): its base is the
+// standby, which has no name, so DeltaFrom and DeltaFullName are present
+// and empty. WAL-G's catchup-fetch applies
+// page increments only when DeltaFrom is present.
+const walgCatchupSentinel = `{"LSN":318767144,"DeltaLSN":301989984,"DeltaFrom":"","DeltaFullName":"","DeltaCount":1,"PgVersion":150018,"FinishLSN":318767416,"SystemIdentifier":7716589983213013434,"UncompressedSize":182874521,"CompressedSize":22164175,"DataCatalogSize":183023638,"ChkpNum":null,"Version":2,"StartTime":"2026-12-07T16:32:14.670427Z","FinishTime":"2026-12-07T16:32:16.978008Z","DateFmt":"%Y-%m-%dT%H:%M:%S.%fZ","Hostname":"db1","DataDir":"/var/lib/postgresql/15/main","IsPermanent":false}`
+
+func TestSentinelUnnamedBase(t *testing.T) {
+	s, err := ParseSentinel([]byte(walgCatchupSentinel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.UnnamedBase || s.IsDelta() || s.DeltaLSN != 301989984 || s.DeltaCount != 1 {
+		t.Errorf("WAL-G's catch-up sentinel read as %+v", s)
+	}
+	enc, err := EncodeSentinel(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(enc) != walgCatchupSentinel {
+		t.Errorf("re-encoded catch-up sentinel differs\n got %s\nwant %s", enc, walgCatchupSentinel)
+	}
+
+	// A user data string that looks like the keys does not move them.
+	s.UserData = json.RawMessage(`",\"DeltaCount\":"`)
+	enc, err = EncodeSentinel(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(enc), `"DeltaFrom":""`); n != 1 || !strings.Contains(string(enc), `"DeltaFullName":"","DeltaCount":1,`) {
+		t.Errorf("catch-up sentinel with user data: %s", enc)
+	}
+
+	// Without the flag, an empty base name is left out (a full backup).
+	full := &Sentinel{LSN: 1, Version: SentinelVersion}
+	if enc, _ := EncodeSentinel(full); strings.Contains(string(enc), "DeltaFrom") {
+		t.Errorf("full backup sentinel names a base: %s", enc)
+	}
+	for _, bad := range []*Sentinel{
+		{LSN: 2, UnnamedBase: true, DeltaCount: 1},                                                          // no DeltaLSN
+		{LSN: 2, UnnamedBase: true, DeltaLSN: 1},                                                            // no DeltaCount
+		{LSN: 2, UnnamedBase: true, DeltaLSN: 1, DeltaCount: 1, DeltaFrom: "base_000000010000000000000002"}, // named
+	} {
+		if _, err := EncodeSentinel(bad); err == nil {
+			t.Errorf("EncodeSentinel(%+v) accepted", bad)
+		}
+	}
 }

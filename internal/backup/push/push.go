@@ -441,6 +441,8 @@ func (j *job) sentinel(stop pg.BackupStop) *backup.Sentinel {
 		s.DeltaFrom = d.name
 		s.DeltaFullName = d.fullName()
 		s.DeltaCount = d.count
+		// A catch-up base is the standby, not a stored backup.
+		s.UnnamedBase = d.name == ""
 	}
 	if info.HasSystemIdentifier {
 		id := info.SystemIdentifier
