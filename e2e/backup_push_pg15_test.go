@@ -223,6 +223,15 @@ func restoreFromBackup(t *testing.T, tusk string, env []string, name string, s *
 // of bin ("" for PostgreSQL 15).
 func restoreFromBackupBin(t *testing.T, tusk, bin string, env []string, name string, s *backup.Sentinel, target string) *pgcluster.Cluster {
 	t.Helper()
+	return restoreWith(t, tusk, bin, env, name, s, target, nil)
+}
+
+// restoreWith is restoreFromBackupBin with fetcher (tusk or WAL-G) as
+// backup-fetch and wal-fetch, and afterFetch, when not nil, run on the
+// fetched data directory before the server starts.
+func restoreWith(t *testing.T, fetcher, bin string, env []string, name string, s *backup.Sentinel, target string, afterFetch func(dataDir string)) *pgcluster.Cluster {
+	t.Helper()
+	tusk := fetcher
 	base := pgcluster.TempDir(t)
 	dest := filepath.Join(base, "data")
 	spec := map[string]any{"base_prefix": dest, "tablespaces": []string{}}
@@ -245,6 +254,9 @@ func restoreFromBackupBin(t *testing.T, tusk, bin string, env []string, name str
 	res := runAsServer(t, tusk, env, "backup-fetch", dest, name, "--restore-spec", specFile)
 	if res.code != 0 {
 		t.Fatalf("backup-fetch exit %d:\n%s", res.code, res.output)
+	}
+	if afterFetch != nil {
+		afterFetch(dest)
 	}
 	c := pgcluster.Open(t, dest, pgcluster.Options{
 		BinDir: bin,

@@ -1,0 +1,378 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
+	"github.com/tusk-pg/tusk/internal/testenv/s3server"
+)
+
+// The tests in this file check, with a real WAL-G binary, that what one
+// tool stores the other restores (docs/compatibility.md). They run only
+// when TUSK_WALG_BIN names a WAL-G binary (a PostgreSQL build of WAL-G,
+// e.g. v3.0.9's main/pg); CI has none, so they skip there.
+
+// walgBinary returns TUSK_WALG_BIN, or skips the test.
+func walgBinary(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("TUSK_WALG_BIN")
+	if p == "" {
+		t.Skip("SKIPPED: TUSK_WALG_BIN is not set; the WAL-G interoperability checks need a WAL-G binary (docs/compatibility.md)")
+	}
+	out, err := exec.Command(p, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("TUSK_WALG_BIN=%s: %v\n%s", p, err, out)
+	}
+	t.Logf("WAL-G: %s", strings.TrimSpace(string(out)))
+	return p
+}
+
+// interopStorage is one storage both tools are pointed at.
+type interopStorage struct {
+	env []string
+	get func(t *testing.T, key string) []byte
+}
+
+func fileStorage(t *testing.T) interopStorage {
+	dir := pgcluster.TempDir(t)
+	return interopStorage{
+		env: []string{"WALG_FILE_PREFIX=" + dir},
+		get: func(t *testing.T, key string) []byte { return mustRead(t, filepath.Join(dir, key)) },
+	}
+}
+
+func s3Storage(t *testing.T) interopStorage {
+	srv, err := s3server.Run(s3server.Options{Prefix: "interop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return interopStorage{
+		env: srv.Env(),
+		get: func(t *testing.T, key string) []byte { return s3Get(t, srv, "interop/"+key) },
+	}
+}
+
+// fixDataDirMode is run after a WAL-G backup-fetch: WAL-G creates the
+// missing parents of a file it extracts with mode 0755
+// (utility.CreateParentDirs), the data directory included when a tar
+// starting with a file is extracted first, and PostgreSQL refuses to start
+// on it; WAL-G's own remote-backup test runs chmod 0700 after backup-fetch.
+// nil (nothing to fix) for tusk, which creates the data directory 0700.
+func fixDataDirMode(t *testing.T, fetcher, walg string) func(string) {
+	if fetcher != walg {
+		return nil
+	}
+	return func(dir string) {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var backupNameRE = regexp.MustCompile(`base_[0-9A-F]{24}`)
+
+// backupNameIn is the first backup name in a push's output (tusk's
+// `name=base_...`, WAL-G's "Wrote backup with name base_...").
+func backupNameIn(t *testing.T, output string) string {
+	t.Helper()
+	name := backupNameRE.FindString(output)
+	if name == "" {
+		t.Fatalf("no backup name in the output:\n%s", output)
+	}
+	return name
+}
+
+// TestWALGInteropRemoteBackup takes a remote backup (backup-push without a
+// data directory, BASE_BACKUP over TCP with a password replication user)
+// of PostgreSQL 15 with a user tablespace under pgbench with one tool and
+// restores it with the other's backup-fetch and wal-fetch to a restore
+// point, on file storage and on S3 (versitygw). The WAL is archived by
+// tusk wal-push.
+func TestWALGInteropRemoteBackup(t *testing.T) {
+	walg := walgBinary(t)
+	tusk := testenv.BuildTusk(t)
+	for _, c := range []struct {
+		name             string
+		storage          func(*testing.T) interopStorage
+		pusher, fetcher  string
+		compressionLevel string
+	}{
+		{"tusk-to-walg/file", fileStorage, tusk, walg, "zstd"},
+		{"tusk-to-walg/s3", s3Storage, tusk, walg, "lz4"},
+		{"walg-to-tusk/file", fileStorage, walg, tusk, "zstd"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := c.storage(t)
+			env := append([]string{"WALG_COMPRESSION_METHOD=" + c.compressionLevel}, st.env...)
+			tbs := pgcluster.TempDir(t)
+			primary := pgcluster.New(t, pgcluster.Options{
+				DataChecksums: true,
+				TCP:           true,
+				Conf:          []string{"archive_mode = on", fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk)},
+				Env:           env,
+			})
+			primary.Start()
+			primary.Exec("create tablespace remote_space location '" + tbs + "'")
+			if out, err := pgbenchCmd(primary, "-i", "-q", "-s", "2", "--tablespace=remote_space").CombinedOutput(); err != nil {
+				t.Fatalf("pgbench -i: %v\n%s", err, out)
+			}
+			primary.Exec(`create table static (id int primary key, body text);
+				insert into static select g, repeat(md5(g::text), 20) from generate_series(1, 20000) g`)
+			replEnv := primary.AddReplicationUser("backup_agent", "s3cret pass'word")
+			primary.Exec("grant pg_monitor to backup_agent")
+
+			stopBench := background(t, pgbenchCmd(primary, "-n", "-c", "2", "-T", "600"))
+			defer stopBench()
+			time.Sleep(time.Second)
+			pushEnv := append(append([]string{"WALG_TAR_SIZE_THRESHOLD=4194304"}, env...), replEnv...)
+			res := runAsServer(t, c.pusher, pushEnv, "backup-push")
+			if res.code != 0 {
+				t.Fatalf("%s backup-push exit %d:\n%s", c.pusher, res.code, res.output)
+			}
+			name := backupNameIn(t, res.output)
+			stopBench()
+
+			want := map[string]digest{}
+			for _, tbl := range append(pgbenchTables, "static") {
+				want[tbl] = anyDigest(t, primary, tbl)
+			}
+			primary.Exec("select pg_create_restore_point('after_load')")
+			primary.WaitArchived(primary.SwitchWAL(), 2*time.Minute)
+			primary.Stop()
+
+			s, err := backup.ParseSentinel(st.get(t, backup.SentinelKey(name)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Spec == nil || len(s.Spec.Tablespaces) != 1 {
+				t.Fatalf("sentinel of %s: tablespace spec %+v", name, s.Spec)
+			}
+			r := restoreWith(t, c.fetcher, "", env, name, s, "recovery_target_name = 'after_load'", fixDataDirMode(t, c.fetcher, walg))
+			// The tablespace is where --restore-spec put it, not in the
+			// primary's directory (tablespace_map is not restored).
+			link, err := os.Readlink(filepath.Join(r.DataDir(), "pg_tblspc", s.Spec.Tablespaces[0].Name))
+			if err != nil || link == tbs || !strings.HasPrefix(link, filepath.Dir(r.DataDir())) {
+				t.Errorf("restored tablespace link %q (%v), the primary's was %s", link, err, tbs)
+			}
+			for tbl, w := range want {
+				if got := anyDigest(t, r, tbl); got != w {
+					t.Errorf("table %s: restored %v, primary had %v", tbl, got, w)
+				}
+			}
+			checkPgbenchInvariant(t, r, "restored to the restore point")
+			r.Stop()
+		})
+	}
+}
+
+// TestWALGInteropWalReceive archives WAL with tusk wal-receive only
+// (archive_mode off; zstd and libsodium), takes a base backup with tusk,
+// and restores it with WAL-G's backup-fetch and wal-fetch to a restore
+// point taken after a pgbench load.
+func TestWALGInteropWalReceive(t *testing.T) {
+	walg := walgBinary(t)
+	tusk := testenv.BuildTusk(t)
+	store := pgcluster.TempDir(t)
+	env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=zstd", "WALG_LIBSODIUM_KEY=tusk-e2e-wal-receive-key-0123456789"}
+	primary := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: []string{
+		"wal_level = replica", "max_wal_senders = 4", "max_replication_slots = 4", "wal_keep_size = 0",
+	}})
+	primary.Start()
+	if out, err := pgbenchCmd(primary, "-i", "-q", "-s", "2").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	connEnv := append(append([]string{}, env...), primary.ConnEnv()...)
+	rcv := startReceiver(t, tusk, connEnv, filepath.Join(pgcluster.TempDir(t), "wal-receive.log"))
+	time.Sleep(2 * time.Second) // the slot exists before the backup starts
+	res := runAsServer(t, tusk, connEnv, "backup-push", primary.DataDir())
+	if res.code != 0 {
+		t.Fatalf("backup-push: exit %d\n%s", res.code, res.output)
+	}
+	name := backupNameIn(t, res.output)
+	if out, err := pgbenchCmd(primary, "-n", "-c", "2", "-T", "15").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	want := map[string]digest{}
+	for _, tbl := range pgbenchTables {
+		want[tbl] = anyDigest(t, primary, tbl)
+	}
+	primary.Exec("select pg_create_restore_point('after_load')")
+	waitObject(t, store, primary.SwitchWAL(), rcv, 2*time.Minute)
+	rcv.cmd.Process.Signal(syscall.SIGTERM)
+	<-rcv.exited
+	primary.Stop()
+
+	s, err := backup.ParseSentinel(mustRead(t, filepath.Join(store, backup.SentinelKey(name))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := restoreWith(t, walg, "", env, name, s, "recovery_target_name = 'after_load'", fixDataDirMode(t, walg, walg))
+	for tbl, w := range want {
+		if got := anyDigest(t, r, tbl); got != w {
+			t.Errorf("table %s: restored %v, primary had %v", tbl, got, w)
+		}
+	}
+	checkPgbenchInvariant(t, r, "restored from WAL-G with wal-receive's WAL")
+	r.Stop()
+}
+
+// TestWALGInteropCatchup leaves a standby behind past the WAL the primary
+// keeps, and catches it up with one tool's catchup-push and the other's
+// catchup-fetch, both ways; the standby then streams again with equal
+// data. catchup-list of the fetching tool lists the pushed backup.
+func TestWALGInteropCatchup(t *testing.T) {
+	walg := walgBinary(t)
+	tusk := testenv.BuildTusk(t)
+	for _, c := range []struct{ name, pusher, fetcher string }{
+		{"walg-to-tusk", walg, tusk},
+		{"tusk-to-walg", tusk, walg},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			store := pgcluster.TempDir(t)
+			env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=lz4"}
+			primary := pgcluster.New(t, pgcluster.Options{Conf: []string{
+				"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB",
+			}})
+			primary.Start()
+			primary.Exec(`create table accounts (id int primary key, owner text not null);
+				insert into accounts select g, md5(g::text) from generate_series(1, 50000) g;
+				create table doomed (id int); insert into doomed select generate_series(1, 1000);
+				checkpoint`)
+			primary.Stop()
+			standby := primary.Clone(pgcluster.Options{Conf: []string{
+				fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
+				"hot_standby = on",
+			}})
+			standby.WriteDataFile("standby.signal", nil)
+			primary.Start()
+			standby.Start()
+			primary.Exec(`insert into accounts select g, md5(g::text) from generate_series(50001, 60000) g`)
+			waitReplayed(t, primary, standby)
+			var from string // decimal: WAL-G's --from-lsn takes nothing else
+			if err := standby.QueryRow("select (redo_lsn - '0/0'::pg_lsn)::bigint::text from pg_control_checkpoint()").Scan(&from); err != nil {
+				t.Fatal(err)
+			}
+			standby.Stop()
+			primary.Exec(`update accounts set owner = owner || 'x' where id % 7 = 0;
+				insert into accounts select g, md5(g::text) from generate_series(60001, 120000) g;
+				drop table doomed;
+				create table fresh (id int primary key, body text);
+				insert into fresh select g, repeat(md5(g::text), 10) from generate_series(1, 20000) g`)
+			for range 6 {
+				primary.Exec("select pg_switch_wal(); checkpoint")
+			}
+			var gone bool
+			if err := primary.QueryRow("select min(name) > pg_walfile_name('0/0'::pg_lsn + $1::numeric) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'", from).Scan(&gone); err != nil || !gone {
+				t.Fatalf("the primary still has the standby's WAL from %s (%v)", from, err)
+			}
+			primary.Exec("alter system set wal_keep_size = '512MB'")
+			primary.Exec("select pg_reload_conf()")
+
+			pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
+			res := runAsServer(t, c.pusher, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
+			if res.code != 0 {
+				t.Fatalf("%s catchup-push: exit %d\n%s", c.pusher, res.code, res.output)
+			}
+			name := backupNameIn(t, res.output)
+			if l := runAsServer(t, c.fetcher, env, "catchup-list"); l.code != 0 || !strings.Contains(l.output, name) {
+				t.Errorf("%s catchup-list: exit %d, %s missing\n%s", c.fetcher, l.code, name, l.output)
+			}
+			fetch := runAsServer(t, c.fetcher, env, "catchup-fetch", standby.DataDir(), name)
+			if fetch.code != 0 {
+				t.Fatalf("%s catchup-fetch: exit %d\n%s", c.fetcher, fetch.code, fetch.output)
+			}
+			standby.Start()
+			waitReplayed(t, primary, standby)
+			checkSame(t, primary, standby, "accounts", "fresh")
+			primary.Exec(`delete from accounts where id % 11 = 0; insert into fresh select g, 'late' from generate_series(20001, 21000) g`)
+			waitReplayed(t, primary, standby)
+			checkSame(t, primary, standby, "accounts", "fresh")
+		})
+	}
+}
+
+// listedBackup is one entry of `backup-list --detail --json`, the fields
+// both tools print.
+type listedBackup struct {
+	Name      string `json:"backup_name"`
+	WalFile   string `json:"wal_file_name"`
+	Permanent bool   `json:"is_permanent"`
+	StartLSN  uint64 `json:"start_lsn"`
+	FinishLSN uint64 `json:"finish_lsn"`
+}
+
+func listBackups(t *testing.T, bin string, env []string) []listedBackup {
+	t.Helper()
+	res := runAsServer(t, bin, env, "backup-list", "--detail", "--json")
+	if res.code != 0 {
+		t.Fatalf("%s backup-list: exit %d\n%s", bin, res.code, res.output)
+	}
+	out := ""
+	for _, line := range strings.Split(res.output, "\n") {
+		if strings.HasPrefix(line, "[") {
+			out = line // WAL-G logs a line ("List backups from storages: [default]") first
+		}
+	}
+	var l []listedBackup
+	if err := json.Unmarshal([]byte(out), &l); err != nil {
+		t.Fatalf("%s backup-list --json: %v\n%s", bin, err, res.output)
+	}
+	sort.Slice(l, func(i, j int) bool { return l[i].Name < l[j].Name })
+	return l
+}
+
+// TestWALGInteropRetention takes four backups with tusk, marks the first
+// permanent with tusk backup-mark and deletes with tusk `delete retain
+// FULL 1 --confirm`; WAL-G's backup-list then shows exactly what tusk's
+// does (the permanent one and the newest), and a WAL-G backup-mark of
+// another one is seen by tusk.
+func TestWALGInteropRetention(t *testing.T) {
+	walg := walgBinary(t)
+	tusk := testenv.BuildTusk(t)
+	store := pgcluster.TempDir(t)
+	env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=lz4"}
+	primary := archivingPrimary(t, tusk, "", env)
+	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
+	var names []string
+	for i := range 4 {
+		primary.Exec(fmt.Sprintf("create table t%d as select generate_series(1, 10000) id", i))
+		res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir())
+		if res.code != 0 {
+			t.Fatalf("backup-push: exit %d\n%s", res.code, res.output)
+		}
+		names = append(names, backupNameIn(t, res.output))
+		primary.SwitchWAL()
+	}
+	if res := runAsServer(t, tusk, pushEnv, "backup-mark", names[0]); res.code != 0 {
+		t.Fatalf("backup-mark: exit %d\n%s", res.code, res.output)
+	}
+	if res := runAsServer(t, tusk, pushEnv, "delete", "retain", "FULL", "1", "--confirm"); res.code != 0 {
+		t.Fatalf("delete: exit %d\n%s", res.code, res.output)
+	}
+	got, want := listBackups(t, walg, env), listBackups(t, tusk, env)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after tusk's mark and delete:\nWAL-G lists %+v\ntusk lists  %+v", got, want)
+	}
+	if len(got) != 2 || got[0].Name != names[0] || !got[0].Permanent || got[1].Name != names[3] || got[1].Permanent {
+		t.Errorf("WAL-G lists %+v, want %s (permanent) and %s", got, names[0], names[3])
+	}
+	if res := runAsServer(t, walg, pushEnv, "backup-mark", names[3]); res.code != 0 {
+		t.Fatalf("WAL-G backup-mark: exit %d\n%s", res.code, res.output)
+	}
+	if l := listBackups(t, tusk, env); len(l) != 2 || !l[1].Permanent {
+		t.Errorf("after WAL-G's backup-mark tusk lists %+v", l)
+	}
+}
