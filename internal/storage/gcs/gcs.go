@@ -6,9 +6,10 @@
 // resolver, OpenTelemetry and the storage v2 protobuf descriptors, whose
 // package initialisation raised the RSS of every tusk process, whatever
 // its storage, from about 20 to 40-52 MiB (docs/benchmarks.md), past the
-// one-shot wal-push bound. tusk needs six requests of the API (object
-// get, metadata, list, delete, media and resumable upload, bucket
-// metadata); this package makes exactly those.
+// one-shot wal-push bound. tusk needs few requests of the API (object
+// get, metadata, list and delete; media and resumable uploads, with the
+// latter's status query and cancellation; bucket metadata); this package
+// makes exactly those.
 //
 // Memory: Get streams the response body; List holds one page of object
 // names, sizes and times (at most 1000). Put of a seekable reader of known
