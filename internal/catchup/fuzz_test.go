@@ -3,8 +3,11 @@ package catchup
 import (
 	"bytes"
 	"encoding/gob"
+	"io"
 	"testing"
 	"time"
+
+	"github.com/pierrec/lz4/v4"
 )
 
 // FuzzReceive feeds untrusted bytes to both readers of the protocol: the
@@ -61,4 +64,67 @@ func FuzzReceive(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzFrameReader feeds untrusted bytes to the LZ4 frame reader: it may
+// fail but not panic, and returns no more than a block's worth per Read.
+func FuzzFrameReader(f *testing.F) {
+	for _, body := range [][]byte{[]byte("hello hello hello hello"), bytes.Repeat([]byte{7}, 70000), nil} {
+		var b bytes.Buffer
+		zw := lz4.NewWriter(&b)
+		_ = zw.Apply(lz4.BlockSizeOption(lz4.Block64Kb), lz4.BlockChecksumOption(true))
+		zw.Write(body)
+		zw.Flush()
+		f.Add(b.Bytes()) // unterminated, as the peers leave their frames
+		zw.Close()
+		f.Add(b.Bytes())
+	}
+	f.Add([]byte{0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 1, 2})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &frameReader{src: bytes.NewReader(data)}
+		p := make([]byte, 5<<20)
+		for range 100 {
+			n, err := r.Read(p)
+			if n > 4<<20 {
+				t.Fatalf("%d bytes in one read", n)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+}
+
+// TestFrameReaderStopsAtBlock: a read returns what one block holds and
+// does not wait for the next, and concatenated and skippable frames are
+// read through.
+func TestFrameReaderStopsAtBlock(t *testing.T) {
+	pr, pw := io.Pipe()
+	zw := lz4.NewWriter(pw)
+	flushed := make(chan struct{})
+	go func() {
+		zw.Write([]byte("first message"))
+		zw.Flush() // then nothing more until the test has read it
+		close(flushed)
+	}()
+	r := &frameReader{src: pr}
+	p := make([]byte, 4096)
+	n, err := r.Read(p)
+	if err != nil || string(p[:n]) != "first message" {
+		t.Fatalf("%q %v", p[:n], err)
+	}
+	<-flushed
+	go func() {
+		zw.Write([]byte("second"))
+		zw.Close()
+		pw.Write([]byte{0x5f, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'x', 'y', 'z'})
+		zw2 := lz4.NewWriter(pw)
+		zw2.Write([]byte(" and third"))
+		zw2.Close()
+		pw.Close()
+	}()
+	rest, err := io.ReadAll(r)
+	if err != nil || string(rest) != "second and third" {
+		t.Fatalf("%q %v", rest, err)
+	}
 }
