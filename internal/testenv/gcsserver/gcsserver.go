@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -76,6 +77,9 @@ func start(t testing.TB, onDisk bool) *Server {
 func Run(dir string) (*Server, error) {
 	bin, err := testenv.FindTool("fake-gcs-server", "TUSK_FAKE_GCS_SERVER")
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	s, err := startIn(bin, dir, true)
