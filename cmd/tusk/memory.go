@@ -62,7 +62,11 @@ func (a *app) memoryFacts(method codec.Method, cr crypt.Crypter) (memplan.Facts,
 	if err != nil {
 		return f, err
 	}
-	f.Storage = b.Memory
+	all := []memplan.Storage{b.Memory}
+	for _, fo := range a.cfg.FailoverStorages() {
+		all = append(all, fo.Storage.Memory)
+	}
+	f.Storage = memplan.Widest(all...)
 	return f, nil
 }
 

@@ -34,6 +34,28 @@ type Storage struct {
 	Note             string
 }
 
+// Widest is the storage facts that cover every one of ss: each field the
+// largest of any (with failover storages a process may use any of them,
+// one at a time per request).
+func Widest(ss ...Storage) Storage {
+	var out Storage
+	for i, s := range ss {
+		if i == 0 {
+			out = s
+			continue
+		}
+		out.Name += ", " + s.Name
+		out.Upload = max(out.Upload, s.Upload)
+		out.Download = max(out.Download, s.Download)
+		out.UnknownSize = max(out.UnknownSize, s.UnknownSize)
+		out.UnknownSizeTotal = max(out.UnknownSizeTotal, s.UnknownSizeTotal)
+		if s.Note != "" && s.Note != out.Note {
+			out.Note += "; " + s.Note
+		}
+	}
+	return out
+}
+
 // Facts are the components a process is built from.
 type Facts struct {
 	// Codec is the configured method: its Writer compresses what is

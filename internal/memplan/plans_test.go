@@ -83,3 +83,17 @@ func TestGCPercent(t *testing.T) {
 		t.Errorf("empty plan: %d", g)
 	}
 }
+
+func TestWidest(t *testing.T) {
+	got := Widest(
+		Storage{Name: "file", Upload: 128 << 10, Note: "copy buffer"},
+		Storage{Name: "s3", Upload: 64 << 10, Download: 32 << 10, UnknownSize: 20 << 20, UnknownSizeTotal: 100 << 20},
+	)
+	want := Storage{Name: "file, s3", Upload: 128 << 10, Download: 32 << 10, UnknownSize: 20 << 20, UnknownSizeTotal: 100 << 20, Note: "copy buffer"}
+	if got != want {
+		t.Errorf("Widest = %+v, want %+v", got, want)
+	}
+	if one := Widest(want); one != want {
+		t.Errorf("Widest of one = %+v", one)
+	}
+}
