@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -330,6 +332,38 @@ func TestKMSErrors(t *testing.T) {
 		if err := encryptErr(c); !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v", err)
 		}
+	})
+	// A KMS that takes the connection and never answers: cancelling the
+	// crypter's context (SIGTERM) ends the request at once.
+	t.Run("hung KMS, cancelled", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+			}
+		}()
+		hung := s
+		hung.KMSEndpoint = "http://" + l.Addr().String()
+		ctx, cancel := context.WithCancel(context.Background())
+		c, err := FromSettings(ctx, hung)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(300*time.Millisecond, cancel)
+		start := time.Now()
+		err = encryptErr(c)
+		if !errors.Is(err, context.Canceled) || time.Since(start) > 5*time.Second {
+			t.Fatalf("after %v: %v", time.Since(start), err)
+		}
+		oneLine(t, err, "WALG_CSE_KMS_ID")
 	})
 	t.Run("another account's object", func(t *testing.T) {
 		other := kmsserver.StartAccount(t, strings.Repeat("2", len(srv.AccountID)))
