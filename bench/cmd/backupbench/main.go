@@ -55,6 +55,7 @@ type bench struct {
 	update     string
 	user       *pgcluster.ServerUser
 	tusk       string
+	compare    string // another tusk binary whose backup-push alternates with tusk's
 	s3         *s3server.Server
 	pg         *pgcluster.Server // the cluster being measured
 	pgbrConf   string
@@ -73,6 +74,7 @@ func main() {
 	flag.BoolVar(&b.remote, "remote", true, "also measure backup-push without a data directory (BASE_BACKUP over a replication connection)")
 	flag.BoolVar(&b.cold, "cold", false, "drop the page cache before each delta backup, so read_bytes shows what a delta reads from disk")
 	downloads := flag.Int("download-concurrency", 0, "WALG_DOWNLOAD_CONCURRENCY for tusk backup-fetch (0: the default)")
+	flag.StringVar(&b.compare, "compare", "", "another tusk binary (e.g. built from an earlier commit) whose backup-push runs after each of tusk's, on the same cluster and settings, reported as its own row")
 	flag.IntVar(&b.reps, "reps", 3, "repetitions of each full backup and restore (the median by wall time is reported)")
 	out := flag.String("out", "", "also write the results as JSON to this file")
 	flag.Parse()
@@ -233,6 +235,12 @@ func (b *bench) run(ctx context.Context) (*results, error) {
 	for range b.reps {
 		steps := []func() error{
 			func() error { return add("tusk backup-push", nil, pushEnv, b.tusk, "backup-push", b.data) },
+			func() error {
+				if b.compare == "" {
+					return nil
+				}
+				return add("tusk backup-push (-compare binary)", nil, pushEnv, b.compare, "backup-push", b.data)
+			},
 			func() error {
 				if !b.pgbackrest {
 					return nil
