@@ -8,6 +8,8 @@ import (
 	"errors"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -296,4 +298,71 @@ func FuzzDecodeSSECustomerKey(f *testing.F) {
 			t.Fatalf("%d-byte key accepted", len(k))
 		}
 	})
+}
+
+// With static keys and a region (or an S3-compatible endpoint) the client is
+// configured from the options alone, as WAL-G's SDK does without
+// AWS_SDK_LOAD_CONFIG: a shared configuration file is not read (here one
+// the SDK's loader refuses). Any other AWS_ variable sends it to the loader.
+func TestStaticKeysSkipTheSharedConfig(t *testing.T) {
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".aws"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".aws", "config"), []byte("[default]\nca_bundle = "+filepath.Join(home, "missing.pem")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
+			t.Setenv(k, "")
+			os.Unsetenv(k)
+		}
+	}
+	o := Options{Bucket: "b", Endpoint: "https://s3.example.test", AccessKeyID: "ak", SecretAccessKey: "sk"}
+	if _, err := New(context.Background(), o); err != nil {
+		t.Fatalf("static keys and an endpoint: %v", err)
+	}
+	o.Endpoint, o.Region = "", "eu-west-1"
+	if _, err := New(context.Background(), o); err != nil {
+		t.Fatalf("static keys and a region: %v", err)
+	}
+	// A profile is the loader's: it reads the file, and fails on it.
+	o.Profile = "default"
+	if _, err := New(context.Background(), o); err == nil {
+		t.Fatal("a profile did not load the shared configuration")
+	}
+	o.Profile = ""
+	t.Setenv("AWS_CA_BUNDLE", filepath.Join(home, "missing.pem"))
+	if _, err := New(context.Background(), o); err == nil {
+		t.Fatal("AWS_CA_BUNDLE did not go to the SDK's loader")
+	}
+}
+
+func TestDirectRegion(t *testing.T) {
+	keys := Options{AccessKeyID: "ak", SecretAccessKey: "sk"}
+	for _, c := range []struct {
+		name   string
+		mod    func(*Options)
+		env    []string
+		region string
+		direct bool
+	}{
+		{"region", func(o *Options) { o.Region = "eu-west-1" }, []string{"AWS_REGION=eu-west-1", "PATH=/bin"}, "eu-west-1", true},
+		{"compatible endpoint", func(o *Options) { o.Endpoint = "https://minio:9000" }, nil, "us-east-1", true},
+		{"AWS endpoint, no region", func(o *Options) { o.Endpoint = "https://s3.amazonaws.com" }, nil, "", false},
+		{"no region", func(o *Options) {}, nil, "", false},
+		{"no keys", func(o *Options) { *o = Options{Region: "r"} }, nil, "", false},
+		{"profile", func(o *Options) { o.Region, o.Profile = "r", "p" }, nil, "", false},
+		{"role", func(o *Options) { o.Region, o.RoleARN = "r", "arn:x" }, nil, "", false},
+		{"endpoint URL variable", func(o *Options) { o.Region = "r" }, []string{"AWS_ENDPOINT_URL_S3=https://x"}, "", false},
+		{"FIPS", func(o *Options) { o.Region = "r" }, []string{"AWS_USE_FIPS_ENDPOINT=true"}, "", false},
+	} {
+		o := keys
+		c.mod(&o)
+		region, direct := directRegion(o, c.env)
+		if region != c.region || direct != c.direct {
+			t.Errorf("%s: %q %v, want %q %v", c.name, region, direct, c.region, c.direct)
+		}
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync/atomic"
 
@@ -100,12 +101,21 @@ func New(ctx context.Context, opts Options) (*Storage, error) {
 	if o.Profile != "" {
 		loadOpts = append(loadOpts, config.WithSharedConfigProfile(o.Profile))
 	}
+	static := credentials.NewStaticCredentialsProvider(o.AccessKeyID, o.SecretAccessKey, o.SessionToken)
 	if o.AccessKeyID != "" && o.SecretAccessKey != "" {
-		loadOpts = append(loadOpts, config.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(o.AccessKeyID, o.SecretAccessKey, o.SessionToken)))
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(static))
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
-	if err != nil {
+	var cfg aws.Config
+	if region, ok := directRegion(o, os.Environ()); ok {
+		cfg = aws.Config{
+			Region:                     region,
+			Credentials:                static,
+			HTTPClient:                 httpClient,
+			Retryer:                    func() aws.Retryer { return newRetryer(o) },
+			RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+			ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+		}
+	} else if cfg, err = config.LoadDefaultConfig(ctx, loadOpts...); err != nil {
 		return nil, fmt.Errorf("%s: loading AWS configuration: %w", s.root, err)
 	}
 	if o.RoleARN != "" {
@@ -145,6 +155,44 @@ func New(ctx context.Context, opts Options) (*Storage, error) {
 	s.unsignedPayload = !o.Traits().SignsPayload
 	s.client = s3.NewFromConfig(cfg, s3opts)
 	return s, nil
+}
+
+// directEnv are the AWS_ variables that tusk reads itself (through
+// Options) or that do not change S3 requests: with only these set, and the
+// keys and region given, the SDK's default loader has nothing to add.
+var directEnv = map[string]bool{
+	"AWS_ACCESS_KEY_ID": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true,
+	"AWS_ACCESS_KEY": true, "AWS_SECRET_KEY": true,
+	"AWS_REGION": true, "AWS_DEFAULT_REGION": true,
+	"AWS_ENDPOINT": true, "AWS_S3_FORCE_PATH_STYLE": true,
+	"AWS_ROLE_SESSION_NAME": true, "AWS_DEFAULT_OUTPUT": true,
+}
+
+// directRegion reports whether the client can be configured from the options
+// alone, and for which region: static keys, no profile or role, a region
+// given (or an S3-compatible endpoint, which signs for us-east-1), and no
+// other AWS_ variable in the environment (AWS_CA_BUNDLE, AWS_CONFIG_FILE,
+// AWS_ENDPOINT_URL, AWS_USE_FIPS_ENDPOINT, ... go to the SDK's loader).
+// The loader otherwise reads the shared configuration files and resolves
+// defaults that cost each one-shot process about 1 MiB of RSS and 10 ms of
+// CPU. Like WAL-G's SDK, which reads ~/.aws/config only when asked
+// (AWS_SDK_LOAD_CONFIG), this path does not read it.
+func directRegion(o Options, environ []string) (string, bool) {
+	if o.AccessKeyID == "" || o.SecretAccessKey == "" || o.Profile != "" || o.RoleARN != "" {
+		return "", false
+	}
+	for _, kv := range environ {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") && !directEnv[k] {
+			return "", false
+		}
+	}
+	switch {
+	case o.Region != "":
+		return o.Region, true
+	case o.Endpoint != "" && !isAWSEndpoint(o.Endpoint):
+		return "us-east-1", true
+	}
+	return "", false
 }
 
 // Traits are the backend's storage.Traits for these options: bodies are
