@@ -5,11 +5,14 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +30,9 @@ type fakeS3 struct {
 	requests []recorded
 	// hook may answer a request itself (returning true).
 	hook func(w http.ResponseWriter, r *http.Request, body []byte) bool
-	srv  *httptest.Server
+	// started, when set, sees each request before its body is read.
+	started func(r *http.Request)
+	srv     *httptest.Server
 }
 
 type recorded struct {
@@ -44,7 +49,27 @@ func newFake(t *testing.T) *fakeS3 {
 	return f
 }
 
+// newFakeTLS is newFake over HTTPS (bodies unsigned, so parts can stream);
+// caFile is its certificate, for Options.CACertFile.
+func newFakeTLS(t *testing.T) (f *fakeS3, caFile string) {
+	f = &fakeS3{}
+	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw})
+	if err := os.WriteFile(caFile, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f, caFile
+}
+
 func (f *fakeS3) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	started := f.started
+	f.mu.Unlock()
+	if started != nil {
+		started(r)
+	}
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.requests = append(f.requests, recorded{r.Method, r.URL.Path, r.URL.Query(), r.Header.Clone(), body})
@@ -251,6 +276,97 @@ func TestFailedPartAbortsUpload(t *testing.T) {
 	}
 	if bufs.out.Load() != 0 {
 		t.Fatalf("%d buffers not returned", bufs.out.Load())
+	}
+}
+
+// gatedReader yields data, but stops after `after` bytes until gate is
+// closed, and fails if that takes longer than a few seconds.
+type gatedReader struct {
+	data  []byte
+	after int
+	gate  chan struct{}
+	off   int
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if g.off == len(g.data) {
+		return 0, io.EOF
+	}
+	if g.off == g.after {
+		select {
+		case <-g.gate:
+		case <-time.After(5 * time.Second):
+			return 0, errors.New("the part's upload did not start while its buffer was filling")
+		}
+	}
+	end := len(g.data)
+	if g.off < g.after {
+		end = g.after
+	}
+	n := copy(p, g.data[g.off:end])
+	g.off += n
+	return n, nil
+}
+
+// With one part buffer, a part's request starts while its buffer fills
+// (the reader is held in the middle of part 2 until part 2's request
+// arrives), and a part that ends short is sent again whole.
+func TestPartUploadsWhileItFills(t *testing.T) {
+	f, ca := newFakeTLS(t)
+	gate := make(chan struct{})
+	var once sync.Once
+	f.started = func(r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" {
+			once.Do(func() { close(gate) })
+		}
+	}
+	data := storagetest.RandomBytes(t, 2*MinPartSize+MinPartSize/2)
+	bufs := &countingBuffers{inner: newPool(MinPartSize, 4)}
+	s := f.storage(t, func(o *Options) { o.Buffers = bufs; o.CACertFile = ca })
+	src := &gatedReader{data: data, after: MinPartSize + MinPartSize/3, gate: gate}
+	if err := s.Put(context.Background(), "obj", src, -1); err != nil {
+		t.Fatal(err)
+	}
+	if peak := bufs.peak.Load(); peak != 1 {
+		t.Fatalf("peak buffers %d, want 1", peak)
+	}
+	// The stored parts, last request per part number, are the data.
+	last := map[string][]byte{}
+	for _, r := range f.find(func(r recorded) bool { return r.method == http.MethodPut && hasQuery(r, "partNumber") }) {
+		last[r.query["partNumber"][0]] = r.body
+	}
+	got := append(append(append([]byte{}, last["1"]...), last["2"]...), last["3"]...)
+	if len(last) != 3 || !bytes.Equal(got, data) {
+		t.Fatalf("%d parts, %d bytes: differ from the %d-byte source", len(last), len(got), len(data))
+	}
+}
+
+// A streamed part that fails is retried from its buffer: the SDK rewinds
+// the body while the part may still be filling.
+func TestStreamedPartIsRetried(t *testing.T) {
+	f, ca := newFakeTLS(t)
+	var attempts atomic.Int32
+	f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" && attempts.Add(1) == 1 {
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, `<Error><Code>InternalError</Code><Message>try again</Message></Error>`)
+			return true
+		}
+		return false
+	}
+	data := storagetest.RandomBytes(t, 3*MinPartSize)
+	s := f.storage(t, func(o *Options) { o.CACertFile = ca; o.MaxRetries = 2 })
+	if err := s.Put(context.Background(), "obj", storagetest.OnlyReader{R: bytes.NewReader(data)}, -1); err != nil {
+		t.Fatal(err)
+	}
+	if attempts.Load() < 2 {
+		t.Fatalf("part 2 sent %d times, want a retry", attempts.Load())
+	}
+	ok := f.find(func(r recorded) bool {
+		return r.method == http.MethodPut && r.query["partNumber"] != nil && r.query["partNumber"][0] == "2" && len(r.body) == MinPartSize
+	})
+	if len(ok) < 2 || !bytes.Equal(ok[len(ok)-1].body, data[MinPartSize:2*MinPartSize]) {
+		t.Fatalf("part 2's retry did not send the part's bytes (%d full attempts)", len(ok))
 	}
 }
 

@@ -39,8 +39,13 @@ func TestOptionsFromSettingsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.StorageClass != "STANDARD" || full.PartsInFlight != 2 || full.MaxBuffers != 4 {
+	if full.StorageClass != "STANDARD" || full.PartsInFlight != 1 || full.MaxBuffers != 4 {
 		t.Fatalf("withDefaults: %+v", full)
+	}
+	// Over plain HTTP a part is hashed before it is sent: two in flight.
+	o.Endpoint = "http://minio:9000"
+	if full, _ := o.withDefaults(); full.PartsInFlight != 2 {
+		t.Fatalf("withDefaults over HTTP: %d parts in flight", full.PartsInFlight)
 	}
 }
 

@@ -277,20 +277,11 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 		}
 	}()
 
-	send := func(num int32, buf []byte, n int) {
+	send := func(num int32, p *fillingPart) {
 		wg.Go(func() {
-			defer func() { free <- buf }()
-			res, err := s.client.UploadPart(ctx, &s3.UploadPartInput{
-				Bucket:               aws.String(s.opts.Bucket),
-				Key:                  aws.String(s.keyPrefix + u.key),
-				UploadId:             uploadID,
-				PartNumber:           aws.Int32(num),
-				Body:                 bytes.NewReader(buf[:n]),
-				ContentLength:        aws.Int64(int64(n)),
-				SSECustomerAlgorithm: s.sseCAlgorithm(),
-				SSECustomerKey:       s.sseCKey,
-				SSECustomerKeyMD5:    s.sseCKeyMD5,
-			}, s.payloadOptions()...)
+			// The buffer goes back once its part is both filled and sent.
+			defer func() { p.wait(); free <- p.buf }()
+			res, err := u.uploadPart(ctx, uploadID, num, p)
 			if err != nil {
 				cancel(fmt.Errorf("upload part %d: %w", num, err))
 				return
@@ -308,7 +299,7 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 		return context.Cause(ctx)
 	}
 
-	send(1, first, len(first))
+	send(1, filledPart(first))
 	partSize := int(s.opts.PartSize)
 	for num := int32(2); ; num++ {
 		// Next buffer: a recycled one, a new one if the pool has one to spare
@@ -336,34 +327,22 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 			}
 		}
 		if err := failed(); err != nil {
+			free <- buf
 			return s.objectError(u.key, "put", err)
 		}
-		off := 0
+		p := newFillingPart(buf[:partSize])
 		if num == 2 {
 			buf[0] = carry
-			off = 1
+			p.filled = 1
 		}
-		n, rerr := io.ReadFull(u.r, buf[off:partSize])
-		n += off
-		u.read += int64(n - off)
-		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
-			free <- buf
-			return s.objectError(u.key, "put", rerr)
-		}
-		if u.size >= 0 && u.read > u.size {
-			free <- buf
-			return s.objectError(u.key, "put", fmt.Errorf("source yields more than the expected %d bytes", u.size))
-		}
-		if n > 0 {
-			if num > MaxParts {
-				free <- buf
-				return s.objectError(u.key, "put", fmt.Errorf("object exceeds %d parts of %d bytes; raise the part size", MaxParts, partSize))
-			}
-			send(num, buf, n)
-		} else {
+		eof, started, err := u.fill(p, num, func() { send(num, p) })
+		if !started {
 			free <- buf
 		}
-		if rerr != nil { // EOF: that was the last part
+		if err != nil {
+			return s.objectError(u.key, "put", err)
+		}
+		if eof {
 			break
 		}
 	}
@@ -399,6 +378,208 @@ func (u *upload) multipart(ctx context.Context, first []byte, carry byte) (err e
 		return s.objectError(u.key, "put: complete multipart upload", err)
 	}
 	return nil
+}
+
+// fill reads the rest of part num into p, publishing each read to its
+// upload, which start starts once the part holds its first byte (a part
+// that gets none is not sent: started is false). It always ends p's filling,
+// so that its upload never waits on a fill that stopped.
+func (u *upload) fill(p *fillingPart, num int32, start func()) (eof, started bool, err error) {
+	defer p.finish()
+	for {
+		if p.filled > 0 && !started {
+			if num > MaxParts {
+				return false, false, fmt.Errorf("object exceeds %d parts of %d bytes; raise the part size", MaxParts, len(p.buf))
+			}
+			start()
+			started = true
+		}
+		if p.filled == len(p.buf) {
+			return false, started, nil
+		}
+		m, rerr := u.r.Read(p.buf[p.filled:])
+		u.read += int64(m)
+		if u.size >= 0 && u.read > u.size {
+			return false, started, fmt.Errorf("source yields more than the expected %d bytes", u.size)
+		}
+		p.grow(m)
+		switch {
+		case rerr == io.EOF:
+			if p.filled > 0 && !started {
+				// The last bytes: the part is complete, send it as it is.
+				if num > MaxParts {
+					return true, false, fmt.Errorf("object exceeds %d parts of %d bytes; raise the part size", MaxParts, len(p.buf))
+				}
+				p.finish()
+				start()
+				started = true
+			}
+			return true, started, nil
+		case rerr != nil:
+			return false, started, rerr
+		}
+	}
+}
+
+// uploadPart sends part num. A part still filling goes up as it fills,
+// declaring the full part size; if the source ends first, that request is
+// cancelled and the part sent again with its real length (the bytes are
+// all still in the buffer). That costs the last part's bytes twice on the
+// wire, once per object, and saves holding a second part buffer while the
+// previous part uploads.
+func (u *upload) uploadPart(ctx context.Context, uploadID *string, num int32, p *fillingPart) (*s3.UploadPartOutput, error) {
+	s := u.s
+	put := func(ctx context.Context, body io.ReadSeeker, n int) (*s3.UploadPartOutput, error) {
+		return s.client.UploadPart(ctx, &s3.UploadPartInput{
+			Bucket:               aws.String(s.opts.Bucket),
+			Key:                  aws.String(s.keyPrefix + u.key),
+			UploadId:             uploadID,
+			PartNumber:           aws.Int32(num),
+			Body:                 body,
+			ContentLength:        aws.Int64(int64(n)),
+			SSECustomerAlgorithm: s.sseCAlgorithm(),
+			SSECustomerKey:       s.sseCKey,
+			SSECustomerKeyMD5:    s.sseCKeyMD5,
+		}, s.payloadOptions()...)
+	}
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	body, n := p.start(cancel)
+	res, err := put(pctx, body, n)
+	if err != nil && p.short() && ctx.Err() == nil {
+		body, n = p.start(nil)
+		res, err = put(ctx, body, n)
+	}
+	return res, err
+}
+
+// errShortPart ends a part request that declared the full part size when
+// the source ended before filling it.
+var errShortPart = errors.New("source ended inside the part")
+
+// fillingPart is the body of a part whose buffer is still being filled:
+// reads wait for the filler, and every byte stays in the buffer until the
+// part is done, so the SDK can rewind it to retry. One buffer thus both
+// fills and uploads, where a body that must be complete before it is sent
+// needs a second buffer to keep reading meanwhile.
+type fillingPart struct {
+	buf    []byte // the part buffer; a streamed request declares len(buf)
+	mu     sync.Mutex
+	cond   *sync.Cond
+	filled int  // written by the filler only; read under mu by others
+	done   bool // the filler is finished: filled is final
+	pos    int  // the reader's offset
+	// cancel ends the streamed request when the part ends short.
+	cancel context.CancelCauseFunc
+}
+
+func newFillingPart(buf []byte) *fillingPart {
+	p := &fillingPart{buf: buf}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// filledPart is a part whose bytes are all there.
+func filledPart(b []byte) *fillingPart {
+	p := newFillingPart(b)
+	p.filled, p.done = len(b), true
+	return p
+}
+
+// grow publishes n more bytes.
+func (p *fillingPart) grow(n int) {
+	if n == 0 {
+		return
+	}
+	p.mu.Lock()
+	p.filled += n
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+// finish marks the part complete (idempotent) and cancels a streamed
+// request that declared more bytes than the part got.
+func (p *fillingPart) finish() {
+	p.mu.Lock()
+	if p.done {
+		p.mu.Unlock()
+		return
+	}
+	p.done = true
+	cancel := p.cancel
+	short := p.filled < len(p.buf)
+	p.mu.Unlock()
+	p.cond.Broadcast()
+	if short && cancel != nil {
+		cancel(errShortPart)
+	}
+}
+
+// wait returns once the part is complete.
+func (p *fillingPart) wait() {
+	p.mu.Lock()
+	for !p.done {
+		p.cond.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// short reports a part that ended below the part size.
+func (p *fillingPart) short() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done && p.filled < len(p.buf)
+}
+
+// start returns what to send: the filled bytes of a complete part, or the
+// part itself, declaring the full part size, while it fills (cancel then
+// ends that request if the part ends short).
+func (p *fillingPart) start(cancel context.CancelCauseFunc) (io.ReadSeeker, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return bytes.NewReader(p.buf[:p.filled]), p.filled
+	}
+	p.cancel = cancel
+	p.pos = 0
+	return p, len(p.buf)
+}
+
+func (p *fillingPart) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.pos >= p.filled && !p.done {
+		p.cond.Wait()
+	}
+	if p.pos >= p.filled {
+		if p.pos >= len(p.buf) {
+			return 0, io.EOF
+		}
+		return 0, errShortPart
+	}
+	n := copy(b, p.buf[p.pos:p.filled])
+	p.pos += n
+	return n, nil
+}
+
+// Seek moves within the declared part, for the SDK's rewind before a retry.
+func (p *fillingPart) Seek(off int64, whence int) (int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch whence {
+	case io.SeekCurrent:
+		off += int64(p.pos)
+	case io.SeekEnd:
+		off += int64(len(p.buf))
+	case io.SeekStart:
+	default:
+		return 0, fmt.Errorf("seek: bad whence %d", whence)
+	}
+	if off < 0 || off > int64(len(p.buf)) {
+		return 0, fmt.Errorf("seek to %d outside the %d-byte part", off, len(p.buf))
+	}
+	p.pos = int(off)
+	return off, nil
 }
 
 // abort discards the parts of a failed multipart upload so they neither show

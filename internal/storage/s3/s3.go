@@ -5,9 +5,12 @@
 // keys); Put of a seekable reader of known size sends it directly (the SDK
 // seeks back to retry). Any other Put reads into part buffers of PartSize
 // bytes: one buffer when the object fits, otherwise a multipart upload with
-// up to PartsInFlight buffers (one filling while others upload). Buffers come
-// from Options.Buffers or from the Storage's own pool of MaxBuffers buffers,
-// allocated once and reused; see MemoryBound.
+// up to PartsInFlight buffers. Over HTTPS each part's request starts while
+// its buffer fills, so one buffer keeps reading and uploading overlapped
+// (the default); over plain HTTP a part is hashed whole before it is sent,
+// so two are the default there (one filling while the other uploads).
+// Buffers come from Options.Buffers or from the Storage's own pool of
+// MaxBuffers buffers, allocated once and reused; see MemoryBound.
 package s3
 
 import (
