@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
@@ -447,5 +448,25 @@ func TestNotFoundMapping(t *testing.T) {
 	}
 	if ok, err := storage.Exists(ctx, s2, "nobucket"); ok || err == nil {
 		t.Fatalf("Exists = %v, %v; want an error", ok, err)
+	}
+}
+
+// WALG_S3_CA_CERT_FILE's certificates are the roots, as in WAL-G: the
+// system roots are neither added nor parsed.
+func TestCACertFileIsTheRoots(t *testing.T) {
+	f, ca := newFakeTLS(t)
+	c, err := newHTTPClient(Options{CACertFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := x509.NewCertPool()
+	want.AddCert(f.srv.Certificate())
+	if got := c.GetTransport().TLSClientConfig.RootCAs; got == nil || !got.Equal(want) {
+		t.Fatal("the roots are not exactly the CA file's certificates")
+	}
+	// And they verify the server.
+	s := f.storage(t, func(o *Options) { o.CACertFile = ca })
+	if err := s.Put(context.Background(), "k", bytes.NewReader([]byte("x")), 1); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -59,7 +59,8 @@ type Options struct {
 	// assumed when it has no scheme.
 	Endpoint       string
 	ForcePathStyle bool
-	// CACertFile is a PEM bundle trusted in addition to the system roots.
+	// CACertFile is a PEM bundle of the CAs trusted instead of the system
+	// roots (as WAL-G's WALG_S3_CA_CERT_FILE).
 	CACertFile string
 
 	// Static credentials; used when both AccessKeyID and SecretAccessKey are
