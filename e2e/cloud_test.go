@@ -77,6 +77,8 @@ func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ct
 		Env: env,
 	})
 	daemon := startDaemon(t, tusk, sock, primary.DataDir(), append([]string{"WALG_UPLOAD_CONCURRENCY=4"}, env...))
+	start := time.Now()
+	step := func(what string) { t.Logf("%s at %v", what, time.Since(start).Round(time.Millisecond)) }
 	primary.Start()
 	if out, err := primary.Command("pgbench", "-i", "-q", "-s", "1").CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
@@ -87,6 +89,7 @@ func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ct
 		if res := runAsServer(t, tusk, pushEnv, "backup-push", primary.DataDir()); res.code != 0 {
 			t.Fatalf("%s backup-push exit %d:\n%s", kind, res.code, res.output)
 		}
+		step(kind + " backup-push done")
 		if out, err := primary.Command("pgbench", "-n", "-c", "2", "-t", "200").CombinedOutput(); err != nil {
 			t.Fatalf("pgbench: %v\n%s", err, out)
 		}
@@ -98,6 +101,7 @@ func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ct
 	primary.Exec("select pg_create_restore_point('after_load')")
 	last := primary.SwitchWAL()
 	primary.WaitArchived(last, 2*time.Minute)
+	step("the last segment archived")
 	if st, err := primary.Archiver(); err != nil || st.FailedCount != 0 {
 		t.Errorf("archiver: %v %v", st, err)
 	}
@@ -138,6 +142,7 @@ func backupRestoreCycle(t *testing.T, tusk string, env []string, objects func(ct
 	}
 	checkPgbenchInvariant(t, restored, "restored to the restore point")
 	restored.Stop()
+	step("restored and checked")
 }
 
 // refusal is a setting change that must make tusk fail with one line
