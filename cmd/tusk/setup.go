@@ -177,8 +177,13 @@ func (a *app) newWAL(ctx context.Context, use storageUse, target string) (*walTo
 		return nil, err
 	}
 	segSize := a.cfg.WalSegmentSize()
+	readStore := store
+	if use == useFollow && target == "" && a.cfg.TargetStorage() == "" && len(a.storageSets) > 0 {
+		// The daemon's wal-fetch reads every alive storage, as WAL-G's.
+		readStore = a.storageSets[len(a.storageSets)-1].ReadFollower()
+	}
 	r := &wal.Restorer{
-		Store:        store,
+		Store:        readStore,
 		Crypter:      cr,
 		SegmentSize:  segSize,
 		Retries:      a.cfg.DownloadFileRetries(),

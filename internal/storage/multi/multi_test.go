@@ -270,6 +270,13 @@ func TestReaderPolicies(t *testing.T) {
 			t.Errorf("unite=%v listed %v, want %v", unite, listed, want)
 		}
 	}
+	// The daemon's reader finds each key where it is.
+	rf := s.ReadFollower()
+	for key, want := range map[string]string{"k/1": "from-default", "k/2": "only-b"} {
+		if got := string(storagetest.ReadAll(t, rf, key)); got != want {
+			t.Errorf("read follower get %s: %q want %q", key, got, want)
+		}
+	}
 	// Put updates where found, else writes to the first.
 	r, _, _ := s.Reader(ctx, "", false)
 	put(t, r, "k/2", "updated")

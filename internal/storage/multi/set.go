@@ -10,8 +10,11 @@
 // operation (an exponential moving average, see EMAParams).
 //
 // Memory: the views hold no buffers; an explicit write check streams
-// CheckSize bytes generated on the fly (the backend's own per-upload
-// memory applies). The cache holds one small entry per storage.
+// CheckSize bytes generated on the fly from a seekable source (the
+// backend's own per-upload memory applies, for each storage checked at
+// once). The cache holds one small entry per storage; merging listings
+// asks earlier storages about each later object instead of remembering
+// keys, so nothing grows with a listing.
 package multi
 
 import (

@@ -26,8 +26,9 @@ import (
 // Every operation's result feeds the status cache.
 type view struct {
 	set     *Set
-	members []Member // nil: follow the first alive storage
+	members []Member // nil: follow the first alive storage (or all, with every)
 	unite   bool
+	every   bool
 }
 
 var (
@@ -57,6 +58,10 @@ func (s *Set) Writer(ctx context.Context, target string) (storage.Storage, strin
 // moves to a failover storage when the primary dies and back when it
 // recovers.
 func (s *Set) Follower() storage.Storage { return &view{set: s} }
+
+// ReadFollower is a merged reader over the storages alive at each
+// operation: the daemon's wal-fetch, as WAL-G's daemon reads.
+func (s *Set) ReadFollower() storage.Storage { return &view{set: s, every: true} }
 
 // Reader is the storage a reading command uses: target alone when set,
 // else every alive storage in order. unite lists every storage's objects
@@ -88,6 +93,9 @@ func (v *view) use(ctx context.Context) ([]Member, error) {
 	if v.members != nil {
 		return v.members, nil
 	}
+	if v.every {
+		return v.set.AllAlive(ctx)
+	}
 	m, err := v.set.FirstAlive(ctx)
 	if err != nil {
 		return nil, err
@@ -98,6 +106,9 @@ func (v *view) use(ctx context.Context) ([]Member, error) {
 func (v *view) String() string {
 	if len(v.members) == 1 {
 		return v.members[0].Store.String()
+	}
+	if v.members == nil && v.every {
+		return "alive of " + strings.Join(v.set.Names(), ", ")
 	}
 	if v.members == nil {
 		return "first alive of " + strings.Join(v.set.Names(), ", ")
