@@ -310,7 +310,9 @@ func TestCatchupSendReceive(t *testing.T) {
 	}
 	recv := startCatchupReceiver(t, tusk, standby, port)
 	step("receiver listening")
-	send := runAsServer(t, tusk, primary.ConnEnv(), "catchup-send", primary.DataDir(), fmt.Sprintf("127.0.0.1:%d", port))
+	// Reads go through the disk rate limiter (200 MiB/s: no slower here).
+	sendEnv := append([]string{"WALG_DISK_RATE_LIMIT=209715200"}, primary.ConnEnv()...)
+	send := runAsServer(t, tusk, sendEnv, "catchup-send", primary.DataDir(), fmt.Sprintf("127.0.0.1:%d", port))
 	if send.code != 0 {
 		t.Fatalf("catchup-send: exit %d\n%s", send.code, send.output)
 	}

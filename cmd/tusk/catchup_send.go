@@ -24,18 +24,19 @@ names of files the primary no longer has, then backup_label, tablespace_map
 and pg_control. postgresql.conf, postgresql.auto.conf and pg_hba.conf stay
 the standby's own. The stream is LZ4-compressed and not encrypted: with
 encryption configured it refuses. It returns once the receiver has written
-everything and closed the connection.`,
+everything and closed the connection. WALG_DISK_RATE_LIMIT bounds its reads.`,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := catchupUnencrypted(a); err != nil {
 				return err
 			}
 			res, err := push.CatchupSend(cmd.Context(), push.SendOptions{
-				DataDir:     args[0],
-				Destination: args[1],
-				Connect:     pg.ConnectOptions{AppName: a.cfg.PGAppName(), Log: a.log},
-				StopTimeout: a.cfg.StopBackupTimeout(),
-				Log:         a.log,
+				DataDir:       args[0],
+				Destination:   args[1],
+				Connect:       pg.ConnectOptions{AppName: a.cfg.PGAppName(), Log: a.log},
+				StopTimeout:   a.cfg.StopBackupTimeout(),
+				DiskRateLimit: a.cfg.DiskRateLimit(),
+				Log:           a.log,
 			})
 			if err != nil {
 				return fmt.Errorf("catchup-send %s to %s: %w", args[0], args[1], err)

@@ -18,6 +18,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/catchup"
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/ratelimit"
 )
 
 // SendOptions configure CatchupSend.
@@ -29,7 +30,10 @@ type SendOptions struct {
 	Connect     pg.ConnectOptions
 	// StopTimeout is WALG_STOP_BACKUP_TIMEOUT (0: no limit).
 	StopTimeout time.Duration
-	Log         *slog.Logger
+	// DiskRateLimit bounds reads of the data directory in bytes per
+	// second (WALG_DISK_RATE_LIMIT; 0: none).
+	DiskRateLimit int64
+	Log           *slog.Logger
 }
 
 // SendResult counts what a catch-up sent.
@@ -130,7 +134,8 @@ func CatchupSend(ctx context.Context, o SendOptions) (SendResult, error) {
 	}
 
 	s := &sender{conn: conn, list: list, from: uint64(res.From), log: log, res: &res,
-		buf: make([]byte, sendBufferSize), increments: info.BlockSize == backup.IncrementBlockSize}
+		buf: make([]byte, sendBufferSize), increments: info.BlockSize == backup.IncrementBlockSize,
+		diskLimit: ratelimit.New(o.DiskRateLimit)}
 	w := &walker{root: dataDir, log: log, catchup: true, emit: func(e walkEntry) error { return s.entry(ctx, e) }}
 	if err := w.walk(ctx); err != nil {
 		return res, withCause(ctx, err)
@@ -195,6 +200,7 @@ type sender struct {
 	list       catchup.FileList // the receiver's; entries seen are removed
 	from       uint64
 	increments bool
+	diskLimit  *ratelimit.Limiter // nil: none
 	buf        []byte
 	blocks     []uint32
 	log        *slog.Logger
@@ -233,7 +239,10 @@ func (s *sender) entry(ctx context.Context, e walkEntry) error {
 	if err := s.conn.WriteCommand(&catchup.Command{FileName: name, IsFull: true, FileSize: uint64(size)}); err != nil {
 		return err
 	}
-	if err := s.conn.WriteContent(f, size, s.buf); err != nil {
+	if err := s.conn.WriteContent(s.diskLimit.Reader(ctx, f), size, s.buf); err != nil {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
 		return fmt.Errorf("send %s: %w", e.path, err)
 	}
 	s.res.Full++
@@ -245,7 +254,7 @@ func (s *sender) entry(ctx context.Context, e walkEntry) error {
 // It returns false, having sent nothing, when a page is not valid (the
 // file must then go whole).
 func (s *sender) sendIncrement(ctx context.Context, name string, f *os.File, size int64) (bool, error) {
-	blocks, ok, err := scanPages(ctx, f, f.Name(), s.buf, size, s.from, s.blocks[:0])
+	blocks, ok, err := scanPages(ctx, s.diskLimit.Reader(ctx, f), f.Name(), s.buf, size, s.from, s.blocks[:0])
 	s.blocks = blocks
 	if err != nil || !ok {
 		return false, err
@@ -260,6 +269,9 @@ func (s *sender) sendIncrement(ctx context.Context, name string, f *os.File, siz
 	}
 	page := s.buf[:backup.IncrementBlockSize]
 	for _, b := range blocks {
+		if err := s.diskLimit.Take(ctx, len(page)); err != nil {
+			return false, err
+		}
 		n, err := f.ReadAt(page, int64(b)*backup.IncrementBlockSize)
 		if err != nil && err != io.EOF {
 			return false, fmt.Errorf("read %s block %d: %w", f.Name(), b, err)
