@@ -49,6 +49,8 @@ func (i Item) Bytes() int64 { return int64(i.Count) * i.Each }
 type Plan struct {
 	Process string `json:"process"`
 	Items   []Item `json:"items"`
+	// MaxGCPercent, when not 0, caps GCPercent (see WalReceivePlan).
+	MaxGCPercent int `json:"-"`
 }
 
 // Add appends a component.
@@ -81,10 +83,14 @@ func (p *Plan) HeapLimit() int64 {
 // mark. Between 10 and 100.
 func (p *Plan) GCPercent() int {
 	live := p.Live()
-	if live <= 0 {
-		return 100
+	g := 100
+	if live > 0 {
+		g = int(min(max(100*(p.HeapLimit()-live)/live, 10), 100))
 	}
-	return int(min(max(100*(p.HeapLimit()-live)/live, 10), 100))
+	if p.MaxGCPercent > 0 {
+		g = min(g, p.MaxGCPercent)
+	}
+	return g
 }
 
 // Committed is the bound on private writable memory (what Linux charges

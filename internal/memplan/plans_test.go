@@ -97,3 +97,19 @@ func TestWidest(t *testing.T) {
 		t.Errorf("Widest of one = %+v", one)
 	}
 }
+
+// wal-receive collects at half its live heap, whatever the plan's bound:
+// its committed memory is its heap's high-water mark.
+func TestWalReceiveGCPercent(t *testing.T) {
+	f := Facts{Codec: Codec{Name: "zstd", Writer: 3 * MiB}, Decoder: Codec{Name: "lzma", Reader: 9 * MiB}}
+	p := WalReceivePlan(f, WalReceive{Buffering: "stream", CopyBuffer: 32 << 10, Message: 136 << 10})
+	if g := p.GCPercent(); g != WalReceiveGCPercent {
+		t.Errorf("wal-receive GCPercent %d, want %d", g, WalReceiveGCPercent)
+	}
+	// A plan tighter than the cap keeps its own target.
+	big := &Plan{MaxGCPercent: WalReceiveGCPercent}
+	big.Add("x", 1, 64*MiB, "")
+	if g := big.GCPercent(); g != 34 {
+		t.Errorf("GCPercent %d for 64 MiB live under a cap of %d, want 34", g, WalReceiveGCPercent)
+	}
+}
