@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
@@ -231,68 +233,65 @@ func TestWALGInteropWalReceive(t *testing.T) {
 
 // TestWALGInteropCatchup leaves a standby behind past the WAL the primary
 // keeps, and catches it up with one tool's catchup-push and the other's
-// catchup-fetch, both ways; the standby then streams again with equal
-// data. catchup-list of the fetching tool lists the pushed backup.
+// catchup-fetch (catchup-list of the fetching tool lists the backup), or
+// with one tool's catchup-send and the other's catchup-receive over
+// loopback TCP, each way; the standby then streams again with equal data.
 func TestWALGInteropCatchup(t *testing.T) {
 	walg := walgBinary(t)
 	tusk := testenv.BuildTusk(t)
-	for _, c := range []struct{ name, pusher, fetcher string }{
-		{"walg-to-tusk", walg, tusk},
-		{"tusk-to-walg", tusk, walg},
+	for _, c := range []struct {
+		name            string
+		pusher, fetcher string
+		sendReceive     bool
+	}{
+		{"push-fetch/walg-to-tusk", walg, tusk, false},
+		{"push-fetch/tusk-to-walg", tusk, walg, false},
+		{"send-receive/walg-to-tusk", walg, tusk, true},
+		{"send-receive/tusk-to-walg", tusk, walg, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			store := pgcluster.TempDir(t)
 			env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=lz4"}
-			primary := pgcluster.New(t, pgcluster.Options{Conf: []string{
-				"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB",
-			}})
-			primary.Start()
-			primary.Exec(`create table accounts (id int primary key, owner text not null);
-				insert into accounts select g, md5(g::text) from generate_series(1, 50000) g;
-				create table doomed (id int); insert into doomed select generate_series(1, 1000);
-				checkpoint`)
-			primary.Stop()
-			standby := primary.Clone(pgcluster.Options{Conf: []string{
-				fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
-				"hot_standby = on",
-			}})
-			standby.WriteDataFile("standby.signal", nil)
-			primary.Start()
-			standby.Start()
-			primary.Exec(`insert into accounts select g, md5(g::text) from generate_series(50001, 60000) g`)
-			waitReplayed(t, primary, standby)
-			var from string // decimal: WAL-G's --from-lsn takes nothing else
-			if err := standby.QueryRow("select (redo_lsn - '0/0'::pg_lsn)::bigint::text from pg_control_checkpoint()").Scan(&from); err != nil {
+			primary, standby, redo := laggingStandby(t)
+			lsn, err := pg.ParseLSN(redo)
+			if err != nil {
 				t.Fatal(err)
 			}
-			standby.Stop()
-			primary.Exec(`update accounts set owner = owner || 'x' where id % 7 = 0;
-				insert into accounts select g, md5(g::text) from generate_series(60001, 120000) g;
-				drop table doomed;
-				create table fresh (id int primary key, body text);
-				insert into fresh select g, repeat(md5(g::text), 10) from generate_series(1, 20000) g`)
-			for range 6 {
-				primary.Exec("select pg_switch_wal(); checkpoint")
-			}
-			var gone bool
-			if err := primary.QueryRow("select min(name) > pg_walfile_name('0/0'::pg_lsn + $1::numeric) from pg_ls_waldir() where name ~ '^[0-9A-F]{24}$'", from).Scan(&gone); err != nil || !gone {
-				t.Fatalf("the primary still has the standby's WAL from %s (%v)", from, err)
-			}
-			primary.Exec("alter system set wal_keep_size = '512MB'")
-			primary.Exec("select pg_reload_conf()")
-
+			from := strconv.FormatUint(uint64(lsn), 10) // WAL-G's --from-lsn takes only a decimal number
 			pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
-			res := runAsServer(t, c.pusher, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
-			if res.code != 0 {
-				t.Fatalf("%s catchup-push: exit %d\n%s", c.pusher, res.code, res.output)
-			}
-			name := backupNameIn(t, res.output)
-			if l := runAsServer(t, c.fetcher, env, "catchup-list"); l.code != 0 || !strings.Contains(l.output, name) {
-				t.Errorf("%s catchup-list: exit %d, %s missing\n%s", c.fetcher, l.code, name, l.output)
-			}
-			fetch := runAsServer(t, c.fetcher, env, "catchup-fetch", standby.DataDir(), name)
-			if fetch.code != 0 {
-				t.Fatalf("%s catchup-fetch: exit %d\n%s", c.fetcher, fetch.code, fetch.output)
+			if c.sendReceive {
+				port, err := testenv.FreePort()
+				if err != nil {
+					t.Fatal(err)
+				}
+				recv := startBackground(t, c.fetcher, nil, filepath.Join(pgcluster.TempDir(t), "receive.log"),
+					"catchup-receive", standby.DataDir(), fmt.Sprint(port))
+				waitListening(t, recv, port)
+				send := runAsServer(t, c.pusher, primary.ConnEnv(), "catchup-send", primary.DataDir(), fmt.Sprintf("127.0.0.1:%d", port))
+				if send.code != 0 {
+					t.Fatalf("%s catchup-send: exit %d\n%s\nreceiver:\n%s", c.pusher, send.code, send.output, tail(readFile(recv.log), 30))
+				}
+				select {
+				case <-recv.exited:
+				case <-time.After(30 * time.Second):
+					t.Fatalf("%s catchup-receive still runs 30 s after catchup-send returned", c.fetcher)
+				}
+				if recv.err != nil {
+					t.Fatalf("%s catchup-receive: %v\n%s", c.fetcher, recv.err, readFile(recv.log))
+				}
+			} else {
+				res := runAsServer(t, c.pusher, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
+				if res.code != 0 {
+					t.Fatalf("%s catchup-push: exit %d\n%s", c.pusher, res.code, res.output)
+				}
+				name := backupNameIn(t, res.output)
+				if l := runAsServer(t, c.fetcher, env, "catchup-list"); l.code != 0 || !strings.Contains(l.output, name) {
+					t.Errorf("%s catchup-list: exit %d, %s missing\n%s", c.fetcher, l.code, name, l.output)
+				}
+				fetch := runAsServer(t, c.fetcher, env, "catchup-fetch", standby.DataDir(), name)
+				if fetch.code != 0 {
+					t.Fatalf("%s catchup-fetch: exit %d\n%s", c.fetcher, fetch.code, fetch.output)
+				}
 			}
 			standby.Start()
 			waitReplayed(t, primary, standby)
@@ -301,6 +300,29 @@ func TestWALGInteropCatchup(t *testing.T) {
 			waitReplayed(t, primary, standby)
 			checkSame(t, primary, standby, "accounts", "fresh")
 		})
+	}
+}
+
+// waitListening waits until a TCP socket listens on port (from
+// /proc/net/tcp and tcp6: connecting to look would be taken for the
+// sender by a receiver that accepts one connection).
+func waitListening(t *testing.T, p *bgProc, port int) {
+	t.Helper()
+	want := fmt.Sprintf(":%04X ", port)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+			for _, line := range strings.Split(readFile(f), "\n") {
+				fields := strings.Fields(line)
+				if len(fields) > 3 && strings.HasSuffix(fields[1]+" ", want) && fields[3] == "0A" {
+					return
+				}
+			}
+		}
+		if !p.running() || time.Now().After(deadline) {
+			t.Fatalf("catchup-receive does not listen on %d (running %v):\n%s", port, p.running(), readFile(p.log))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
