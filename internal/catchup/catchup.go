@@ -131,10 +131,10 @@ func NewConn(c io.ReadWriter) (*Conn, error) {
 	}, nil
 }
 
-// End ends this side's LZ4 frame once nothing more is to be sent. WAL-G
-// never ends its frames; ending ours, then half-closing the connection,
-// lets WAL-G's reader return the last message, which its library reader
-// otherwise holds back until more data or the end of the connection comes.
+// End ends this side's LZ4 frame once nothing more is to be sent (the
+// sender, after Done). WAL-G never ends its frames. The receiver must not
+// end its own after the hello: WAL-G's sender never reads the end mark,
+// and unread bytes make its kernel reset the connection when it exits.
 func (c *Conn) End() error {
 	if err := c.zw.Close(); err != nil {
 		return fmt.Errorf("catchup: send: %w", err)

@@ -119,11 +119,10 @@ func CatchupReceive(ctx context.Context, o ReceiveOptions) (ReceiveResult, error
 		return res, withCause(ctx, err)
 	}
 	list = nil
-	// Nothing more goes to the sender: end the frame and half-close, so a
-	// WAL-G sender's reader returns the file list at once.
-	if err := conn.End(); err != nil {
-		return res, withCause(ctx, err)
-	}
+	// Nothing more goes to the sender: half-close. The LZ4 frame is not
+	// ended: WAL-G's sender never reads past the file list, and an end
+	// mark left unread in its socket makes its kernel reset the connection
+	// when it exits, losing what we had not yet read of its last sends.
 	if tc, ok := nc.(*net.TCPConn); ok {
 		if err := tc.CloseWrite(); err != nil {
 			return res, withCause(ctx, err)
