@@ -446,3 +446,31 @@ func TestWalName(t *testing.T) {
 		}
 	}
 }
+
+// liar lists every object one byte longer than it is, as a source
+// rewritten between its listing and the copy would be.
+type liar struct{ storage.Storage }
+
+func (l liar) List(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	return l.Storage.List(ctx, prefix, func(o storage.ObjectInfo) error {
+		o.Size++
+		return fn(o)
+	})
+}
+
+// TestCopyChangedSource: an object whose length differs from the listing
+// fails its copy, and nothing is stored under its key.
+func TestCopyChangedSource(t *testing.T) {
+	backends(t, func(t *testing.T, from, to storage.Storage) {
+		ctx := context.Background()
+		put(t, from, "wal_005/x", randomBytes(1, 100000))
+		err := (&Copier{From: liar{from}, To: to}).Prefix(ctx, "wal_005/")
+		if err == nil {
+			t.Fatal("copied an object shorter than listed")
+		}
+		if n := len(contents(t, to)); n != 0 {
+			t.Errorf("%d objects stored: %v", n, err)
+		}
+		t.Log(err)
+	})
+}
