@@ -470,3 +470,33 @@ func TestCACertFileIsTheRoots(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A streamed part refused while its buffer is still filling ends the
+// upload (no hang on the filler, no completion), aborts it, and returns
+// every buffer.
+func TestStreamedPartFailureAbortsUpload(t *testing.T) {
+	f, ca := newFakeTLS(t)
+	f.hook = func(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+		if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" {
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprint(w, `<Error><Code>AccessDenied</Code><Message>nope</Message></Error>`)
+			return true
+		}
+		return false
+	}
+	bufs := &countingBuffers{inner: newPool(MinPartSize, 4)}
+	s := f.storage(t, func(o *Options) { o.Buffers = bufs; o.CACertFile = ca })
+	err := s.Put(context.Background(), "obj", storagetest.OnlyReader{R: bytes.NewReader(make([]byte, 4*MinPartSize))}, -1)
+	if err == nil || !strings.Contains(err.Error(), "AccessDenied") {
+		t.Fatalf("Put: %v", err)
+	}
+	if aborts := f.find(func(r recorded) bool { return r.method == http.MethodDelete && hasQuery(r, "uploadId") }); len(aborts) != 1 {
+		t.Fatalf("%d aborts, want 1", len(aborts))
+	}
+	if completes := f.find(func(r recorded) bool { return r.method == http.MethodPost && hasQuery(r, "uploadId") }); len(completes) != 0 {
+		t.Fatal("upload completed despite a failed part")
+	}
+	if n := bufs.out.Load(); n != 0 {
+		t.Fatalf("%d buffers not returned", n)
+	}
+}
