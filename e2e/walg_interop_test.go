@@ -1,8 +1,23 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,6 +33,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/testenv"
+	"github.com/tusk-pg/tusk/internal/testenv/kmsserver"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
@@ -397,4 +414,134 @@ func TestWALGInteropRetention(t *testing.T) {
 	if l := listBackups(t, tusk, env); len(l) != 2 || !l[1].Permanent {
 		t.Errorf("after WAL-G's backup-mark tusk lists %+v", l)
 	}
+}
+
+// TestWALGInteropKMS checks client-side KMS encryption (WALG_CSE_KMS_ID)
+// against local-kms both ways: a WAL segment pushed by one tool is fetched
+// by the other, byte for byte. tusk reaches the emulator through
+// TUSK_KMS_ENDPOINT, WAL-G through kmsProxy.
+func TestWALGInteropKMS(t *testing.T) {
+	walg := walgBinary(t)
+	tusk := testenv.BuildTusk(t)
+	kms := kmsserver.Start(t)
+	store := pgcluster.TempDir(t)
+	env := append([]string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=lz4"}, kms.Env()...)
+	env = append(env, kmsProxy(t, kms.Endpoint, kmsserver.Region)...)
+	walDir := filepath.Join(pgcluster.TempDir(t), "pg_wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct{ pusher, fetcher string }{{tusk, walg}, {walg, tusk}} {
+		name := fmt.Sprintf("0000000100000000000000%02X", i+1)
+		seg := walSegment(byte(i + 1))
+		if err := os.WriteFile(filepath.Join(walDir, name), seg, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if res := runTusk(t, c.pusher, env, "wal-push", filepath.Join(walDir, name)); res.code != 0 {
+			t.Fatalf("%s wal-push: exit %d\n%s", c.pusher, res.code, res.output)
+		}
+		if m, _ := filepath.Glob(filepath.Join(store, "wal_005", name+".*")); len(m) != 1 {
+			t.Fatalf("%s stored %v", c.pusher, m)
+		}
+		dest := filepath.Join(t.TempDir(), name)
+		if res := runTusk(t, c.fetcher, env, "wal-fetch", name, dest); res.code != 0 {
+			t.Fatalf("%s wal-fetch of what %s pushed: exit %d\n%s", c.fetcher, c.pusher, res.code, res.output)
+		}
+		if got := mustRead(t, dest); !bytes.Equal(got, seg) {
+			t.Errorf("%s fetched %d bytes of what %s pushed, not the segment", c.fetcher, len(got), c.pusher)
+		}
+	}
+}
+
+// kmsProxy lets WAL-G, whose AWS SDK (v1) always calls
+// https://kms.<region>.amazonaws.com, reach local-kms: an HTTPS_PROXY that
+// answers CONNECT itself, ends TLS with a certificate for that host (trusted
+// through SSL_CERT_FILE) and passes the requests on to endpoint. It returns
+// the settings that point WAL-G at it.
+func kmsProxy(t *testing.T, endpoint, region string) []string {
+	t.Helper()
+	host := "kms." + region + ".amazonaws.com"
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(pgcluster.TempDir(t), "kms-ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil || req.Method != http.MethodConnect {
+					return
+				}
+				if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+					return
+				}
+				tc := tls.Server(c, cfg)
+				srv := &http.Server{Handler: forward}
+				srv.Serve(&oneConnListener{c: tc, addr: ln.Addr()})
+			}()
+		}
+	}()
+	return []string{"HTTPS_PROXY=http://" + ln.Addr().String(), "SSL_CERT_FILE=" + caFile}
+}
+
+// oneConnListener serves one connection, then reports closed once it is.
+type oneConnListener struct {
+	c    net.Conn
+	addr net.Addr
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	first := false
+	l.once.Do(func() { first = true; l.done = make(chan struct{}) })
+	if first {
+		return &closeNotifyConn{Conn: l.c, done: l.done}, nil
+	}
+	<-l.done
+	return nil, net.ErrClosed
+}
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.addr }
+
+type closeNotifyConn struct {
+	net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func (c *closeNotifyConn) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return c.Conn.Close()
 }
