@@ -545,3 +545,63 @@ func (c *closeNotifyConn) Close() error {
 	c.once.Do(func() { close(c.done) })
 	return c.Conn.Close()
 }
+
+// TestWALGInteropCopy copies a tusk backup and the WAL archived after it
+// with one tool's `copy --from CFG --to CFG -b NAME -w` and restores the
+// copy with the other tool to a restore point, each way.
+func TestWALGInteropCopy(t *testing.T) {
+	walg := walgBinary(t)
+	tusk := testenv.BuildTusk(t)
+	src := pgcluster.TempDir(t)
+	env := []string{"WALG_FILE_PREFIX=" + src, "WALG_COMPRESSION_METHOD=lz4"}
+	primary := archivingPrimary(t, tusk, "", env)
+	if out, err := pgbenchCmd(primary, "-i", "-q", "-s", "2").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	res := runAsServer(t, tusk, append(append([]string{}, env...), primary.ConnEnv()...), "backup-push", primary.DataDir())
+	if res.code != 0 {
+		t.Fatalf("backup-push: exit %d\n%s", res.code, res.output)
+	}
+	name := backupNameIn(t, res.output)
+	if out, err := pgbenchCmd(primary, "-n", "-c", "2", "-T", "5").CombinedOutput(); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	want := map[string]digest{}
+	for _, tbl := range pgbenchTables {
+		want[tbl] = anyDigest(t, primary, tbl)
+	}
+	primary.Exec("select pg_create_restore_point('after_load')")
+	primary.WaitArchived(primary.SwitchWAL(), 2*time.Minute)
+	primary.Stop()
+	s, err := backup.ParseSentinel(mustRead(t, filepath.Join(src, backup.SentinelKey(name))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, copier, restorer string }{
+		{"tusk-copies-walg-restores", tusk, walg},
+		{"walg-copies-tusk-restores", walg, tusk},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dst := pgcluster.TempDir(t)
+			cfgDir := pgcluster.TempDir(t)
+			from, to := filepath.Join(cfgDir, "from.json"), filepath.Join(cfgDir, "to.json")
+			for p, prefix := range map[string]string{from: src, to: dst} {
+				b, _ := json.Marshal(map[string]string{"WALG_FILE_PREFIX": prefix})
+				if err := os.WriteFile(p, b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if res := runAsServer(t, c.copier, nil, "copy", "--from", from, "--to", to, "-b", name, "-w"); res.code != 0 {
+				t.Fatalf("%s copy: exit %d\n%s", c.copier, res.code, res.output)
+			}
+			dstEnv := []string{"WALG_FILE_PREFIX=" + dst}
+			r := restoreWith(t, c.restorer, "", dstEnv, name, s, "recovery_target_name = 'after_load'", fixDataDirMode(t, c.restorer, walg))
+			for tbl, w := range want {
+				if got := anyDigest(t, r, tbl); got != w {
+					t.Errorf("table %s: restored %v, primary had %v", tbl, got, w)
+				}
+			}
+			r.Stop()
+		})
+	}
+}
