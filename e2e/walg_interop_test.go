@@ -36,6 +36,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/testenv/kmsserver"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
+	"github.com/tusk-pg/tusk/internal/testenv/sshserver"
 )
 
 // The tests in this file check, with a real WAL-G binary, that what one
@@ -101,6 +102,17 @@ func fixDataDirMode(t *testing.T, fetcher, walg string) func(string) {
 	}
 }
 
+// sftpStorage is a directory served by OpenSSH on a loopback port
+// (WALG_SSH_PREFIX); the test reads it on disk.
+func sftpStorage(t *testing.T) interopStorage {
+	srv := sshserver.Start(t)
+	dir := pgcluster.TempDir(t)
+	return interopStorage{
+		env: srv.Env(dir),
+		get: func(t *testing.T, key string) []byte { return mustRead(t, filepath.Join(dir, key)) },
+	}
+}
+
 var backupNameRE = regexp.MustCompile(`base_[0-9A-F]{24}`)
 
 // backupNameIn is the first backup name in a push's output (tusk's
@@ -118,8 +130,8 @@ func backupNameIn(t *testing.T, output string) string {
 // data directory, BASE_BACKUP over TCP with a password replication user)
 // of PostgreSQL 15 with a user tablespace under pgbench with one tool and
 // restores it with the other's backup-fetch and wal-fetch to a restore
-// point, on file storage and on S3 (versitygw). The WAL is archived by
-// tusk wal-push.
+// point, on file storage, S3 (versitygw) and SFTP (OpenSSH). The WAL is
+// archived by tusk wal-push.
 func TestWALGInteropRemoteBackup(t *testing.T) {
 	walg := walgBinary(t)
 	tusk := testenv.BuildTusk(t)
@@ -131,6 +143,8 @@ func TestWALGInteropRemoteBackup(t *testing.T) {
 	}{
 		{"tusk-to-walg/file", fileStorage, tusk, walg, "zstd"},
 		{"tusk-to-walg/s3", s3Storage, tusk, walg, "lz4"},
+		{"tusk-to-walg/sftp", sftpStorage, tusk, walg, "zstd"},
+		{"walg-to-tusk/sftp", sftpStorage, walg, tusk, "lz4"},
 		{"walg-to-tusk/file", fileStorage, walg, tusk, "zstd"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
