@@ -21,7 +21,7 @@ func TestFirstHourErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"wal-push"}, "ERROR: wal-push: takes 1 argument, got 0\nUsage: tusk wal-push WAL_FILE_PATH [flags]\n"},
-		{[]string{"copy", "--from", "x"}, "ERROR: WAL-G's \"copy\" is not implemented in tusk yet\n"},
+		{[]string{"pgbackrest", "backup-list"}, "ERROR: WAL-G's \"pgbackrest\" is not implemented in tusk yet\n"},
 	} {
 		res := runTusk(t, tusk, nil, tc.args...)
 		if res.code != 1 || res.output != tc.want {

@@ -38,7 +38,7 @@ var walgCommands = []walgCommand{
 	{"catchup-receive", "receive a catch-up backup sent by catchup-send"},
 	{"copy", "copy backups and WAL from one storage to another"},
 	{"pgbackrest", "read backups and WAL written by pgBackRest"},
-	{"st", "storage tools: ls, get, put, rm, cat on the raw objects"},
+	{"st", "storage tools: ls, stat, get, cat, put, rm, check, copy, transfer on the raw objects"},
 	{"flags", "list the settings that may be given as flags"},
 	{"completion", "shell completion scripts"},
 }
