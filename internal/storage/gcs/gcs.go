@@ -40,6 +40,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/bufpool"
 	"github.com/tusk-pg/tusk/internal/memplan"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
@@ -54,6 +55,12 @@ type Storage struct {
 	// bucketSeen is set once the bucket is known to exist, so a 404 on an
 	// object can be trusted to mean the object is missing.
 	bucketSeen atomic.Bool
+
+	// chunks holds the resumable uploads' GCS_MAX_CHUNK_SIZE buffers,
+	// reused from one upload to the next: Go's heap never gives back what
+	// it grew to, so fresh chunks would leave committed memory at what the
+	// collector had not yet reclaimed instead of the chunks in flight.
+	chunks *bufpool.Pool
 }
 
 var (
@@ -68,7 +75,7 @@ func New(ctx context.Context, opts Options) (*Storage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gcs storage: %w", err)
 	}
-	s := &Storage{opts: o, root: rootOf(o)}
+	s := &Storage{opts: o, root: rootOf(o), chunks: bufpool.New(o.ChunkSize)}
 	if o.Prefix != "" {
 		s.keyPrefix = o.Prefix + "/"
 	}

@@ -112,11 +112,13 @@ func (s *Storage) putResumable(ctx context.Context, q url.Values, r io.Reader, s
 			s.cancelResumable(ctx, session)
 		}
 	}()
-	chunk := int64(s.opts.ChunkSize)
-	if size >= 0 {
-		chunk = min(chunk, max(size, 1))
+	var buf []byte
+	if size >= 0 && size < int64(s.opts.ChunkSize) {
+		buf = make([]byte, max(size, 1)) // a small body: its own size, not a whole chunk
+	} else {
+		buf = s.chunks.Get()
+		defer s.chunks.Put(buf)
 	}
-	buf := make([]byte, chunk)
 	rec := &recorder{r: storage.NewSource(ctx, r, size)}
 	var ahead [1]byte
 	haveAhead := false

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -445,5 +447,32 @@ func TestUserCredentialsAndMetadataServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "GOOGLE_APPLICATION_CREDENTIALS is not set") ||
 		!strings.Contains(err.Error(), "metadata server") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("no credentials at all: %v", err)
+	}
+}
+
+// TestChunkReusedAcrossUploads: uploads of unknown length one after another
+// reuse one chunk buffer instead of allocating GCS_MAX_CHUNK_SIZE each, so
+// the heap's high-water mark (committed memory) stays at the chunks in
+// flight, which is what the memory plan counts.
+func TestChunkReusedAcrossUploads(t *testing.T) {
+	srv := emulator(t)
+	const chunk = 4 * ChunkAlign // 1 MiB: far above the per-request garbage
+	s := open(t, srv, Options{ChunkSize: chunk, Prefix: "reuse"})
+	data := storagetest.RandomBytes(t, chunk/2)
+	put := func(i int) {
+		if err := s.Put(context.Background(), fmt.Sprintf("basebackups_005/part_%d.tar.lz4", i), bytes.NewReader(data), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0) // the first upload allocates the chunk
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const uploads = 4
+	for i := 1; i <= uploads; i++ {
+		put(i)
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / uploads; per >= chunk {
+		t.Fatalf("each upload of unknown length allocated %d bytes, want less than one %d-byte chunk", per, chunk)
 	}
 }
