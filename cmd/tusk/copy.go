@@ -78,7 +78,7 @@ func (a *app) storageFromConfig(flag, path string) (*configuredStorage, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%s: a config file is required", flag)
 	}
-	cfg, warnings, err := config.Load(config.LoadOptions{ConfigFile: path, ConfigFileFlag: flag})
+	cfg, warnings, err := config.Load(config.LoadOptions{ConfigFile: path, ConfigFileFlag: flag, Backends: a.backends})
 	if err != nil {
 		return nil, err
 	}

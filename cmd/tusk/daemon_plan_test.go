@@ -16,6 +16,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/daemon"
 	"github.com/tusk-pg/tusk/internal/memplan"
+	"github.com/tusk-pg/tusk/internal/storage/all"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
@@ -24,7 +25,7 @@ import (
 // process's environment or home directory).
 func testApp(t *testing.T, env []string) *app {
 	t.Helper()
-	cfg, _, err := config.Load(config.LoadOptions{Environ: env})
+	cfg, _, err := config.Load(config.LoadOptions{Environ: env, Backends: all.Registry()})
 	if err != nil {
 		t.Fatalf("configuration %q: %v", env, err)
 	}

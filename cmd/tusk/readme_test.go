@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/config"
+	"github.com/tusk-pg/tusk/internal/storage/all"
+	"github.com/tusk-pg/tusk/internal/storage/s3"
 	"github.com/tusk-pg/tusk/internal/testenv"
 )
 
@@ -170,13 +172,13 @@ func TestREADMEExampleConfigurations(t *testing.T) {
 			}
 		},
 		func(t *testing.T, c *config.Config) { // S3 with an instance role: no keys
-			o, err := c.S3Options()
+			o, err := s3Options(c)
 			if err != nil || o.Region != "eu-west-1" || o.AccessKeyID != "" || o.Endpoint != "" {
 				t.Errorf("S3 options %+v, %v", o, err)
 			}
 		},
 		func(t *testing.T, c *config.Config) { // S3-compatible with its own CA
-			o, err := c.S3Options()
+			o, err := s3Options(c)
 			if err != nil || o.CACertFile != "/etc/tusk/backup-ca.pem" || !o.ForcePathStyle || o.Endpoint == "" {
 				t.Errorf("S3 options %+v, %v", o, err)
 			}
@@ -200,11 +202,20 @@ func TestREADMEExampleConfigurations(t *testing.T) {
 		if err := os.WriteFile(p, []byte(block), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		c, warnings, err := config.Load(config.LoadOptions{ConfigFile: p})
+		c, warnings, err := config.Load(config.LoadOptions{ConfigFile: p, Backends: all.Registry()})
 		if err != nil || len(warnings) > 0 {
 			t.Errorf("example %d: %v, warnings %q\n%s", i+1, err, warnings, block)
 			continue
 		}
 		want[i](t, c)
 	}
+}
+
+// s3Options reads the options of the S3 storage c selects.
+func s3Options(c *config.Config) (s3.Options, error) {
+	setting, err := c.StorageSettings()
+	if err != nil {
+		return s3.Options{}, err
+	}
+	return s3.OptionsFromSettings(setting)
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tusk-pg/tusk/internal/config"
+	"github.com/tusk-pg/tusk/internal/storage"
+	"github.com/tusk-pg/tusk/internal/storage/all"
 	"github.com/tusk-pg/tusk/internal/storage/multi"
 )
 
@@ -20,6 +22,8 @@ type app struct {
 	storagePrefix string
 	turbo         bool
 	settingFlags  map[string]*string // setting name → hidden flag value
+	// backends are the storage backends this program links.
+	backends storage.Registry
 
 	cfg *config.Config
 	// ctx is the command's (cancelled on SIGTERM), for components whose
@@ -40,7 +44,7 @@ func newRootCommand() *cobra.Command {
 // newApp returns the command tree and the app its commands share, which
 // run reads after the command to report its error in the log format.
 func newApp() (*cobra.Command, *app) {
-	a := &app{settingFlags: map[string]*string{}}
+	a := &app{settingFlags: map[string]*string{}, backends: all.Registry()}
 	root := &cobra.Command{
 		Use:   "tusk",
 		Short: "PostgreSQL WAL archiving and backups in WAL-G's format, in bounded memory",
@@ -140,6 +144,7 @@ func (a *app) load(cmd *cobra.Command) error {
 		Environ:    os.Environ(),
 		Home:       home,
 		Turbo:      a.turbo,
+		Backends:   a.backends,
 	})
 	if err != nil {
 		return err

@@ -226,12 +226,12 @@ func foreign(key string) Setting {
 }
 
 // prefix declares WALG_<T>_PREFIX, looked up as WALG_ then WALE_ (WAL-G does
-// not consult a bare <T>_PREFIX). It is supported when a backend of its
-// kind is registered (see registry).
+// not consult a bare <T>_PREFIX). It is supported when tusk has a backend
+// of its kind (implementedStorage).
 func prefix(t, kind string) Setting {
 	s := str("WALG_"+t+"_PREFIX").lookup("WALG_"+t+"_PREFIX", "WALE_"+t+"_PREFIX")
 	s.Storage = kind
-	if !registered(kind) {
+	if !implementedStorage(kind) {
 		s.Status, s.Risky, s.Feature = NotYet, true, storageName(kind)+" storage"
 	}
 	return s

@@ -83,6 +83,10 @@ type LoadOptions struct {
 	// Turbo is WAL-G's --turbo: rate limits and GOMAXPROCS are ignored and
 	// the disk read concurrency becomes 4.
 	Turbo bool
+	// Backends are the storage backends the program links (storage/all
+	// for tusk). A storage tusk has but the program does not link is
+	// refused in Load, naming its prefix setting.
+	Backends storage.Registry
 }
 
 // rawValue is one key's value as given by its highest-precedence source.
@@ -103,7 +107,8 @@ type Config struct {
 	settings []Setting
 	file     string
 	turbo    bool
-	method   codec.Method       // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
+	method   codec.Method // WALG_COMPRESSION_METHOD with WALG_ZSTD_LEVEL
+	backends storage.Registry
 	store    storage.Configured // with storeErr: the selected storage, read in Load
 	storeErr error
 	// failovers are WALG_FAILOVER_STORAGES, read in Load.
@@ -136,6 +141,7 @@ func build(opts LoadOptions, env map[string]string, file string, fileVals map[st
 		settings: settings,
 		file:     file,
 		turbo:    opts.Turbo,
+		backends: opts.Backends,
 	}
 
 	// Per key: flag > env > file, as viper does; an empty value counts as

@@ -13,18 +13,27 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/codec"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/storage/all"
 	"github.com/tusk-pg/tusk/internal/storage/multi"
 	"github.com/tusk-pg/tusk/internal/storage/s3"
 )
 
+// loadAll is Load in a program linking every backend, as tusk does.
+func loadAll(opts LoadOptions) (*Config, []string, error) {
+	if opts.Backends == nil {
+		opts.Backends = all.Registry()
+	}
+	return Load(opts)
+}
+
 func load(t *testing.T, opts LoadOptions) (*Config, []string, error) {
 	t.Helper()
-	return Load(opts)
+	return loadAll(opts)
 }
 
 func mustLoad(t *testing.T, opts LoadOptions) (*Config, []string) {
 	t.Helper()
-	c, w, err := Load(opts)
+	c, w, err := loadAll(opts)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -867,7 +876,7 @@ func TestFileValueTypes(t *testing.T) {
 }
 
 // TestS3SettingNames: every name the s3 package reads is a canonical,
-// implemented setting, so S3Options never asks for a name Load did not
+// implemented setting, so s3.OptionsFromSettings never asks for a name Load did not
 // resolve.
 func TestS3SettingNames(t *testing.T) {
 	c, _ := mustLoad(t, LoadOptions{})
@@ -882,16 +891,22 @@ func TestS3SettingNames(t *testing.T) {
 func TestS3Options(t *testing.T) {
 	c, _ := mustLoad(t, LoadOptions{Environ: []string{"WALE_S3_PREFIX=s3://b/p", "S3_STORAGE_CLASS=STANDARD_IA",
 		"WALG_STORAGE_PREFIX=sub", "AWS_ACCESS_KEY=ak"}})
-	o, err := c.S3Options()
+	setting, err := c.StorageSettings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := s3.OptionsFromSettings(setting)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.Bucket != "b" || o.Prefix != "p/sub" || o.StorageClass != "STANDARD_IA" || o.AccessKeyID != "ak" {
-		t.Errorf("S3Options = %+v", o)
+		t.Errorf("S3 options = %+v", o)
 	}
 	c, _ = mustLoad(t, LoadOptions{Environ: []string{"WALG_FILE_PREFIX=/x"}})
-	if _, err := c.S3Options(); err == nil {
-		t.Error("S3Options with file storage: no error")
+	if setting, err := c.StorageSettings(); err != nil {
+		t.Error(err)
+	} else if v, _ := setting("WALG_FILE_PREFIX"); v != "/x" {
+		t.Errorf("file prefix %q", v)
 	}
 }
 

@@ -121,7 +121,7 @@ func (c *Config) loadFailovers() (problems, warnings []string) {
 		if p := c.value("WALG_STORAGE_PREFIX"); p != "" {
 			vals["WALG_STORAGE_PREFIX"] = rawValue{value: p, src: c.raw[c.from["WALG_STORAGE_PREFIX"]].src}
 		}
-		sub, w, err := build(LoadOptions{}, nil, "", vals, nil)
+		sub, w, err := build(LoadOptions{Backends: c.backends}, nil, "", vals, nil)
 		for _, line := range w {
 			warnings = append(warnings, where+": "+line)
 		}

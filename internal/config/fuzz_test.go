@@ -1,6 +1,10 @@
 package config
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/tusk-pg/tusk/internal/storage/all"
+)
 
 // FuzzParseConfigFile feeds arbitrary bytes to every supported decoder: a
 // config file is user-edited text and must never crash tusk.
@@ -22,7 +26,7 @@ func FuzzParseConfigFile(f *testing.F) {
 			}
 		}
 		// Resolution and validation of whatever the file held.
-		c, _, err := build(LoadOptions{}, nil, "c", vals, nil)
+		c, _, err := build(LoadOptions{Backends: all.Registry()}, nil, "c", vals, nil)
 		if err != nil {
 			return
 		}

@@ -15,7 +15,7 @@ func loadWithin(t *testing.T, d time.Duration, opts LoadOptions) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := Load(opts)
+		_, _, err := loadAll(opts)
 		done <- err
 	}()
 	select {
@@ -82,7 +82,7 @@ func TestConfigFileWorldWritable(t *testing.T) {
 	if err := os.Chmod(p, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := Load(LoadOptions{ConfigFile: p})
+	_, _, err := loadAll(LoadOptions{ConfigFile: p})
 	oneLine(t, err, p)
 	if err != nil && !strings.Contains(err.Error(), "writable") {
 		t.Errorf("error %q does not say why", err)
@@ -92,7 +92,7 @@ func TestConfigFileWorldWritable(t *testing.T) {
 	if err := os.Chmod(h, 0o646); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = Load(LoadOptions{Home: home})
+	_, _, err = loadAll(LoadOptions{Home: home})
 	oneLine(t, err, h)
 	// Group-writable stays allowed (a shared postgres group is common).
 	if err := os.Chmod(p, 0o660); err != nil {
@@ -110,7 +110,7 @@ func TestConfigFileOtherOwner(t *testing.T) {
 	if err := os.Chown(p, 54321, 54321); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := Load(LoadOptions{ConfigFile: p})
+	_, _, err := loadAll(LoadOptions{ConfigFile: p})
 	oneLine(t, err, p)
 	if err != nil && !strings.Contains(err.Error(), "54321") {
 		t.Errorf("error %q does not name the owner", err)
@@ -139,7 +139,7 @@ func TestValueTooLarge(t *testing.T) {
 		"file":   {ConfigFile: file},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := Load(opts)
+			_, _, err := loadAll(opts)
 			want := "WALG_S3_PREFIX"
 			switch name {
 			case "secret":
@@ -157,16 +157,16 @@ func TestValueTooLarge(t *testing.T) {
 // A bad value is named, shown shortened, never whole.
 func TestInvalidValueShortened(t *testing.T) {
 	long := strings.Repeat("7x", 2000)
-	_, _, err := Load(LoadOptions{Environ: []string{"WALG_UPLOAD_CONCURRENCY=" + long}})
+	_, _, err := loadAll(LoadOptions{Environ: []string{"WALG_UPLOAD_CONCURRENCY=" + long}})
 	oneLine(t, err, "WALG_UPLOAD_CONCURRENCY", long[:200])
-	_, _, err = Load(LoadOptions{Environ: []string{"WALG_UPLOAD_CONCURRENCY=x7"}})
+	_, _, err = loadAll(LoadOptions{Environ: []string{"WALG_UPLOAD_CONCURRENCY=x7"}})
 	oneLine(t, err, `"x7"`)
 }
 
 // Unknown names are reported, shortened when long.
 func TestUnknownNameShortened(t *testing.T) {
 	long := "WALG_" + strings.Repeat("Q", 5000)
-	_, w, err := Load(LoadOptions{Environ: []string{long + "=1"}})
+	_, w, err := loadAll(LoadOptions{Environ: []string{long + "=1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestStorageSettingsCheckedInLoad(t *testing.T) {
 		{[]string{"WALG_S3_PREFIX=s3://b/p", "WALG_S3_SSE=aws:kms"}, "WALG_S3_SSE_KMS_ID"},
 		{[]string{"WALG_S3_PREFIX=s3://b/p", "WALG_S3_MAX_PART_SIZE=1024"}, "WALG_S3_MAX_PART_SIZE"},
 	} {
-		_, _, err := Load(LoadOptions{Environ: tt.env})
+		_, _, err := loadAll(LoadOptions{Environ: tt.env})
 		oneLine(t, err, tt.want)
 	}
 	mustLoad(t, LoadOptions{Environ: []string{"WALG_FILE_PREFIX=/abs/path"}})

@@ -69,7 +69,7 @@ func TestSettingStates(t *testing.T) {
 		{"OSS_REGION=x", false},
 		{"WALG_USE_REVERSE_UNPACK=true", false},
 	} {
-		_, _, err := Load(LoadOptions{Environ: []string{tc.env}})
+		_, _, err := loadAll(LoadOptions{Environ: []string{tc.env}})
 		if (err != nil) != tc.refused {
 			t.Errorf("%s: Load error %v, refused = %v", tc.env, err, tc.refused)
 		}

@@ -3,16 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/tusk-pg/tusk/internal/storage"
-	"github.com/tusk-pg/tusk/internal/storage/azure"
-	"github.com/tusk-pg/tusk/internal/storage/file"
-	"github.com/tusk-pg/tusk/internal/storage/gcs"
-	"github.com/tusk-pg/tusk/internal/storage/s3"
-	"github.com/tusk-pg/tusk/internal/storage/sftp"
 )
 
 // ErrNoStorage is wrapped by StorageKind when no storage prefix is set.
@@ -45,8 +39,8 @@ func (c *Config) StorageKind() (kind, prefix string, err error) {
 	sel, _ := c.selectStorage()
 	if sel == nil {
 		var names []string
-		for _, b := range registry() {
-			names = append(names, b.reg.Prefix)
+		for _, kind := range implementedStorages() {
+			names = append(names, "WALG_"+strings.ToUpper(kind)+"_PREFIX")
 		}
 		return "", "", fmt.Errorf("%w: set one of %s (the WALE_ spellings are accepted too)",
 			ErrNoStorage, strings.Join(names, ", "))
@@ -62,71 +56,15 @@ func (c *Config) StorageKind() (kind, prefix string, err error) {
 	return sel.Storage, prefix, nil
 }
 
-// backend is one entry of the storage registry: a backend's registration
-// and the adapter from this configuration to its options.
-type backend struct {
-	reg storage.Registration
-	// configure reads the backend's options through typed accessors and
-	// checks them without I/O; prefix has WALG_STORAGE_PREFIX applied.
-	configure func(c *Config, prefix string) (storage.Configured, error)
-}
+// implementedStorage reports whether tusk has a backend of this kind
+// (storage/all lists them): its prefix is then a supported setting, even in
+// a program that does not link that backend (which refuses it in Load,
+// naming the setting).
+func implementedStorage(kind string) bool { return slices.Contains(implementedStorages(), kind) }
 
-// registry lists every backend tusk opens: the one place that knows them
-// by name. A backend is its folder, one entry here, and its settings in
-// the catalogue (its prefix is supported once registered).
-func registry() []backend {
-	return []backend{
-		{file.Registration(), func(_ *Config, prefix string) (storage.Configured, error) {
-			return file.Configure(prefix)
-		}},
-		{s3.Registration(), func(c *Config, _ string) (storage.Configured, error) {
-			o, err := c.s3Options()
-			if err != nil {
-				return storage.Configured{}, err
-			}
-			return s3.Configure(o), nil
-		}},
-		{gcs.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
-			o, err := gcs.OptionsFromSettings(c.backendSettings("WALG_GS_PREFIX", prefix))
-			if err != nil {
-				return storage.Configured{}, err
-			}
-			return gcs.Configure(o)
-		}},
-		{azure.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
-			o, err := azure.OptionsFromSettings(c.backendSettings("WALG_AZ_PREFIX", prefix))
-			if err != nil {
-				return storage.Configured{}, err
-			}
-			return azure.Configure(o)
-		}},
-		{sftp.Registration(), func(c *Config, prefix string) (storage.Configured, error) {
-			o, err := c.sshOptions(prefix)
-			if err != nil {
-				return storage.Configured{}, err
-			}
-			return sftp.Configure(o)
-		}},
-	}
-}
-
-// Backends returns the registrations of every backend tusk opens.
-func Backends() []storage.Registration {
-	var out []storage.Registration
-	for _, b := range registry() {
-		out = append(out, b.reg)
-	}
-	return out
-}
-
-// registered reports whether a backend of this kind is in the registry.
-func registered(kind string) bool {
-	for _, b := range registry() {
-		if b.reg.Kind == kind {
-			return true
-		}
-	}
-	return false
+// implementedStorages are the kinds storage/all lists, in its order.
+func implementedStorages() []string {
+	return []string{StorageFile, StorageS3, StorageGS, StorageAzure, StorageSSH}
 }
 
 // Storage returns the selected backend with its options read and checked,
@@ -139,16 +77,24 @@ func (c *Config) Storage() (storage.Configured, error) {
 }
 
 func (c *Config) configureStorage() (storage.Configured, error) {
-	kind, prefix, err := c.StorageKind()
+	kind, _, err := c.StorageKind()
 	if err != nil {
 		return storage.Configured{}, err
 	}
-	for _, b := range registry() {
-		if b.reg.Kind == kind {
-			return b.configure(c, prefix)
+	b, ok := c.backends.Lookup(kind)
+	if !ok {
+		var have []string
+		for _, b := range c.backends {
+			have = append(have, b.Name)
 		}
+		return storage.Configured{}, fmt.Errorf("%s storage is not built into this program (it has %s storage only); use tusk for it",
+			storageName(kind), strings.Join(have, " and "))
 	}
-	return storage.Configured{}, fmt.Errorf("%s storage is not supported", storageName(kind))
+	setting, err := c.StorageSettings()
+	if err != nil {
+		return storage.Configured{}, err
+	}
+	return b.Configure(setting)
 }
 
 // checkStorage checks the selected storage's settings as opening it will,
@@ -177,56 +123,25 @@ func (c *Config) checkStorage(sel *Setting) []string {
 	return problems
 }
 
-// S3Options returns the options of the S3 storage the configuration
-// selects, with WALG_STORAGE_PREFIX applied, without contacting S3. The
-// s3 package reads its settings by their canonical names
-// (s3.SettingNames), which TestS3SettingNames keeps in the catalogue.
-func (c *Config) S3Options() (s3.Options, error) { return c.s3Options() }
-
-func (c *Config) s3Options() (s3.Options, error) {
+// StorageSettings is the lookup the selected backend's options are read
+// from (storage.Backend's Configure, s3.OptionsFromSettings): its prefix
+// setting answers with the prefix, WALG_STORAGE_PREFIX applied; every
+// other name, in any of WAL-G's spellings, as WAL-G would read it.
+func (c *Config) StorageSettings() (func(string) (string, bool), error) {
 	kind, prefix, err := c.StorageKind()
 	if err != nil {
-		return s3.Options{}, err
+		return nil, err
 	}
-	if kind != StorageS3 {
-		return s3.Options{}, fmt.Errorf("the configured storage is %s, not S3", storageName(kind))
+	prefixName := ""
+	for _, s := range c.settings {
+		if s.Storage == kind {
+			prefixName = s.Name
+		}
 	}
-	return s3.OptionsFromSettings(c.backendSettings("WALG_S3_PREFIX", prefix))
-}
-
-// backendSettings is the lookup a backend's OptionsFromSettings reads: the
-// prefix setting answers with prefix (WALG_STORAGE_PREFIX applied), every
-// other name as WAL-G would read it.
-func (c *Config) backendSettings(prefixName, prefix string) func(string) (string, bool) {
 	return func(name string) (string, bool) {
 		if name == prefixName {
 			return prefix, true
 		}
 		return c.lookup(name)
-	}
-}
-
-// sshOptions maps WALG_SSH_PREFIX and the SSH settings to the sftp
-// backend's options; TUSK_SSH_KNOWN_HOSTS defaults to ~/.ssh/known_hosts.
-func (c *Config) sshOptions(prefix string) (sftp.Options, error) {
-	host, dir, err := sftp.ParsePrefix(prefix)
-	if err != nil {
-		return sftp.Options{}, fmt.Errorf("WALG_SSH_PREFIX: %w", err)
-	}
-	known := c.value("TUSK_SSH_KNOWN_HOSTS")
-	if known == "" {
-		if home, err := os.UserHomeDir(); err == nil {
-			known = filepath.Join(home, ".ssh", "known_hosts")
-		}
-	}
-	return sftp.Options{
-		Host:                  host,
-		Port:                  c.intValue("SSH_PORT"),
-		Path:                  dir,
-		User:                  c.value("SSH_USERNAME"),
-		Password:              c.value("SSH_PASSWORD"),
-		PrivateKeyPath:        c.value("SSH_PRIVATE_KEY_PATH"),
-		KnownHostsPath:        known,
-		InsecureIgnoreHostKey: c.boolValue("TUSK_SSH_INSECURE_IGNORE_HOST_KEY"),
 	}, nil
 }

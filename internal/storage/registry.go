@@ -9,10 +9,9 @@ import (
 )
 
 // Registration is what one backend declares about itself. Each backend
-// folder exports one (file.Registration, s3.Registration, ...); the
-// configuration's storage adapter lists them, maps the settings named
-// here to the backend's options, and nothing else in tusk knows the
-// backends by name.
+// folder exports one (file.Registration, s3.Registration, ...) and a
+// Backend built on it; a program's main lists the backends it links in a
+// Registry, and nothing else in tusk knows the backends by name.
 type Registration struct {
 	// Kind is the storage kind of the catalogue's prefix setting that
 	// selects the backend ("file", "s3", "ssh").
@@ -27,6 +26,46 @@ type Registration struct {
 	// its own (the S3 SDK), or has none worth retrying (a local
 	// directory). Every other backend is wrapped in Retry.
 	SkipRetry bool
+}
+
+// Backend is one backend as a program links it: its registration and how
+// its options are read from the settings.
+type Backend struct {
+	Registration
+	// Configure reads the backend's options through setting, which answers
+	// Prefix (with WALG_STORAGE_PREFIX applied) and each of Settings with
+	// the value WAL-G would use, defaults included, and checks them without
+	// I/O.
+	Configure func(setting func(name string) (string, bool)) (Configured, error)
+}
+
+// Registry is the set of backends a program links, built by its main
+// (package storage/all lists every one), in the restic way: no package
+// registers itself, so a program that does not list a backend does not
+// link it, nor run its packages' initialisers on every start.
+type Registry []Backend
+
+// Lookup returns the backend of a storage kind.
+func (r Registry) Lookup(kind string) (Backend, bool) {
+	for _, b := range r {
+		if b.Kind == kind {
+			return b, true
+		}
+	}
+	return Backend{}, false
+}
+
+// ConfigureWith is a Backend's Configure made of the backend's settings
+// reader (OptionsFromSettings) and its Configure.
+func ConfigureWith[O any](read func(func(string) (string, bool)) (O, error),
+	configure func(O) (Configured, error)) func(func(string) (string, bool)) (Configured, error) {
+	return func(setting func(string) (string, bool)) (Configured, error) {
+		o, err := read(setting)
+		if err != nil {
+			return Configured{}, err
+		}
+		return configure(o)
+	}
 }
 
 // Configured is a backend with its options read and checked, not yet

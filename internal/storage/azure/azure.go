@@ -439,3 +439,8 @@ func Configure(o Options) (storage.Configured, error) {
 		},
 	}, nil
 }
+
+// Backend is the Azure backend for a storage.Registry.
+func Backend() storage.Backend {
+	return storage.Backend{Registration: Registration(), Configure: storage.ConfigureWith(OptionsFromSettings, Configure)}
+}

@@ -531,3 +531,12 @@ func Configure(prefix string) (storage.Configured, error) {
 		},
 	}, nil
 }
+
+// Backend is the file backend for a storage.Registry.
+func Backend() storage.Backend {
+	r := Registration()
+	return storage.Backend{Registration: r, Configure: func(setting func(string) (string, bool)) (storage.Configured, error) {
+		prefix, _ := setting(r.Prefix)
+		return Configure(prefix)
+	}}
+}

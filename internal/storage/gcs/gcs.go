@@ -364,3 +364,8 @@ func Configure(o Options) (storage.Configured, error) {
 // errIncomplete: the server did not take all of an upload's bytes although
 // the client sent them all; retrying would not tell why.
 var errIncomplete = errors.New("the server did not acknowledge the whole upload")
+
+// Backend is the GCS backend for a storage.Registry.
+func Backend() storage.Backend {
+	return storage.Backend{Registration: Registration(), Configure: storage.ConfigureWith(OptionsFromSettings, Configure)}
+}

@@ -520,3 +520,8 @@ func Configure(o Options) storage.Configured {
 		},
 	}
 }
+
+// Backend is the S3 backend for a storage.Registry.
+func Backend() storage.Backend {
+	return storage.Backend{Registration: Registration(), Configure: storage.ConfigureWith(OptionsFromSettings, func(o Options) (storage.Configured, error) { return Configure(o), nil })}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +73,39 @@ func ParsePrefix(prefix string) (host, path string, err error) {
 		return "", "", errors.New("has no directory (expected ssh://host/path)")
 	}
 	return u.Hostname(), "/" + strings.Trim(u.Path, "/"), nil
+}
+
+// OptionsFromSettings reads WALG_SSH_PREFIX, WAL-G's SSH_* settings and
+// tusk's host key settings through get, which answers each with the value
+// WAL-G would use (defaults included): the names Registration lists.
+// TUSK_SSH_KNOWN_HOSTS defaults to ~/.ssh/known_hosts.
+func OptionsFromSettings(get func(name string) (string, bool)) (Options, error) {
+	val := func(name string) string {
+		v, _ := get(name)
+		return v
+	}
+	host, dir, err := ParsePrefix(val("WALG_SSH_PREFIX"))
+	if err != nil {
+		return Options{}, fmt.Errorf("WALG_SSH_PREFIX: %w", err)
+	}
+	known := val("TUSK_SSH_KNOWN_HOSTS")
+	if known == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			known = filepath.Join(home, ".ssh", "known_hosts")
+		}
+	}
+	port, _ := strconv.Atoi(val("SSH_PORT"))
+	insecure, _ := strconv.ParseBool(val("TUSK_SSH_INSECURE_IGNORE_HOST_KEY"))
+	return Options{
+		Host:                  host,
+		Port:                  port,
+		Path:                  dir,
+		User:                  val("SSH_USERNAME"),
+		Password:              val("SSH_PASSWORD"),
+		PrivateKeyPath:        val("SSH_PRIVATE_KEY_PATH"),
+		KnownHostsPath:        known,
+		InsecureIgnoreHostKey: insecure,
+	}, nil
 }
 
 func (o Options) withDefaults() (Options, error) {

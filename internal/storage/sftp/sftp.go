@@ -426,3 +426,8 @@ func (s *Storage) Delete(ctx context.Context, keys ...string) error {
 	}
 	return nil
 }
+
+// Backend is the SFTP backend for a storage.Registry.
+func Backend() storage.Backend {
+	return storage.Backend{Registration: Registration(), Configure: storage.ConfigureWith(OptionsFromSettings, Configure)}
+}
