@@ -26,17 +26,35 @@ import (
 // standby's checkpoint and catchup-fetch onto the stopped standby: it
 // starts, streams from the primary again, and every table matches, also
 // after more writes.
+//
+// On PostgreSQL 17 the primary summarizes its WAL (summarize_wal) and
+// catchup-push must take the changed blocks from the summaries.
 func TestCatchupPushFetch(t *testing.T) {
 	t.Parallel()
 	tusk := testenv.BuildTusk(t)
+	for _, major := range []int{15, 17} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			testCatchupPushFetch(t, tusk, major)
+		})
+	}
+}
+
+func testCatchupPushFetch(t *testing.T, tusk string, major int) {
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store}
-	primary, standby, from := laggingStandby(t)
+	primary, standby, from := laggingStandby(t, major)
 
 	pushEnv := append(append([]string{}, env...), primary.ConnEnv()...)
+	if major >= 17 {
+		pushEnv = append(pushEnv, "TUSK_DELTA_SOURCE=wal-summaries")
+	}
 	res := runAsServer(t, tusk, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
 	if res.code != 0 {
 		t.Fatalf("catchup-push: exit %d\n%s", res.code, res.output)
+	}
+	if major >= 17 && !strings.Contains(res.output, "changed blocks from WAL summaries") {
+		t.Errorf("catchup-push on PostgreSQL %d did not use WAL summaries:\n%s", major, res.output)
 	}
 	m := regexp.MustCompile(`msg="wrote backup" name=(base_[0-9A-F]{24}) `).FindStringSubmatch(res.output)
 	if m == nil {
@@ -106,15 +124,18 @@ func checkCaughtUp(t *testing.T, primary, standby *pgcluster.Cluster) {
 }
 
 // laggingStandby returns a stopped standby so far behind its running
-// primary that the WAL it needs is gone (the primary keeps none for it and
-// archives nothing), and the standby's REDO point. Meanwhile the primary
-// changed rows, dropped a table (doomed) and created one (fresh); from now
-// on it keeps the recent WAL a caught-up standby streams from.
-func laggingStandby(t *testing.T) (primary, standby *pgcluster.Cluster, from string) {
+// PostgreSQL major primary that the WAL it needs is gone (the primary
+// keeps none for it and archives nothing), and the standby's REDO point.
+// Meanwhile the primary changed rows, dropped a table (doomed) and created
+// one (fresh); from now on it keeps the recent WAL a caught-up standby
+// streams from. From 17 on the primary summarizes its WAL.
+func laggingStandby(t *testing.T, major int) (primary, standby *pgcluster.Cluster, from string) {
 	t.Helper()
-	primary = pgcluster.New(t, pgcluster.Options{Conf: []string{
-		"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB", "max_slot_wal_keep_size = 0",
-	}})
+	conf := []string{"wal_keep_size = 0", "max_wal_size = 32MB", "min_wal_size = 32MB", "max_slot_wal_keep_size = 0"}
+	if major >= 17 {
+		conf = append(conf, "summarize_wal = on")
+	}
+	primary = pgcluster.New(t, pgcluster.Options{BinDir: usableBinDir(t, major), Conf: conf})
 	primary.Start()
 	primary.Exec(`create table accounts (id int primary key, owner text not null);
 		insert into accounts select g, md5(g::text) from generate_series(1, 50000) g;
@@ -195,12 +216,24 @@ func checkSame(t *testing.T, primary, standby *pgcluster.Cluster, tables ...stri
 // again, and every table matches, also after more writes. Before that, a
 // receiver waiting for its sender ends promptly on SIGTERM, leaving the
 // data directory as it was.
+//
+// On PostgreSQL 18 (data checksums on by default, pg_control version 1800)
+// the same holds.
 func TestCatchupSendReceive(t *testing.T) {
 	t.Parallel()
 	tusk := testenv.BuildTusk(t)
+	for _, major := range []int{15, 18} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			testCatchupSendReceive(t, tusk, major)
+		})
+	}
+}
+
+func testCatchupSendReceive(t *testing.T, tusk string, major int) {
 	t0 := time.Now()
 	step := func(what string) { t.Logf("%6.1fs %s", time.Since(t0).Seconds(), what) }
-	primary, standby, from := laggingStandby(t)
+	primary, standby, from := laggingStandby(t, major)
 	step("standby left behind")
 	// A database created while the standby was away: its directory is new
 	// to the standby.

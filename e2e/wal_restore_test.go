@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/pg"
+	"github.com/tusk-pg/tusk/internal/pgdata"
 	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/wal"
@@ -22,14 +23,35 @@ import (
 // need (deleted here, as a checkpoint would). wal-restore A B fetches it
 // back into B's pg_wal, pg_rewind rewinds A from B, and A, started as a
 // standby of B with no restore_command, replays to B's data.
+//
+// PostgreSQL 18 (pg_control version 1800, data checksums on by default) has
+// no pg_rewind here (the embedded binaries ship initdb, postgres and pg_ctl
+// only), so there A does not write after the failover: it needs no rewind,
+// and started as B's standby it streams timeline 2 from B's pg_wal, which
+// only wal-restore has filled.
 func TestWalRestoreRewind(t *testing.T) {
 	t.Parallel()
 	tusk := testenv.BuildTusk(t)
+	for _, major := range []int{15, 18} {
+		t.Run(fmt.Sprintf("pg%d", major), func(t *testing.T) {
+			t.Parallel()
+			testWalRestore(t, tusk, major)
+		})
+	}
+}
+
+func testWalRestore(t *testing.T, tusk string, major int) {
+	bin := usableBinDir(t, major)
+	_, err := os.Stat(filepath.Join(bin, "pg_rewind"))
+	rewind := err == nil
+	if !rewind && major == 15 {
+		t.Fatalf("no pg_rewind in %s", bin)
+	}
 	store := pgcluster.TempDir(t)
 	env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=zstd"}
 	conf := []string{"wal_keep_size = 0", "max_wal_size = 64MB", "min_wal_size = 32MB",
 		"archive_mode = on", fmt.Sprintf("archive_command = '%s wal-push %%p'", tusk)}
-	a := pgcluster.New(t, pgcluster.Options{DataChecksums: true, Conf: conf, Env: env})
+	a := pgcluster.New(t, pgcluster.Options{BinDir: bin, DataChecksums: true, Conf: conf, Env: env})
 	a.Start()
 	a.Exec(`create table accounts (id int primary key, owner text not null);
 		insert into accounts select g, md5(g::text) from generate_series(1, 20000) g`)
@@ -41,7 +63,7 @@ func TestWalRestoreRewind(t *testing.T) {
 	if res := runAsServer(t, tusk, env, "backup-fetch", bdir, "LATEST"); res.code != 0 {
 		t.Fatalf("backup-fetch: exit %d\n%s", res.code, res.output)
 	}
-	b := pgcluster.Open(t, bdir, pgcluster.Options{Env: env, Conf: append(conf,
+	b := pgcluster.Open(t, bdir, pgcluster.Options{BinDir: bin, Env: env, Conf: append(conf,
 		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", a.SocketDir(), a.Port()),
 		"primary_slot_name = 'standby'")})
 	b.WriteDataFile("standby.signal", nil)
@@ -63,8 +85,22 @@ func TestWalRestoreRewind(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// Failover, then both write: they diverge.
+	// Failover, then both write (they diverge), or only B without
+	// pg_rewind. A's shutdown checkpoint, the last record it writes, is
+	// streamed to B before A stops.
 	a.Stop()
+	aShutdown := controlFile(t, a).CheckPoint
+	deadline = time.Now().Add(time.Minute)
+	for {
+		var ok bool
+		if err := b.QueryRow("select pg_last_wal_receive_lsn() > $1::pg_lsn", pg.LSN(aShutdown).String()).Scan(&ok); err == nil && ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not receive the primary's shutdown checkpoint %s", pg.LSN(aShutdown))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	b.Exec("select pg_promote()")
 	b.Exec(`insert into accounts select g, 'b' || md5(g::text) from generate_series(30001, 90000) g`)
 	for range 3 {
@@ -74,9 +110,11 @@ func TestWalRestoreRewind(t *testing.T) {
 	last := b.SwitchWAL()
 	b.WaitArchived(last, time.Minute)
 	b.Exec("checkpoint")
-	a.Start()
-	a.Exec(`insert into accounts select g, 'a' || md5(g::text) from generate_series(30001, 40000) g`)
-	a.Stop()
+	if rewind {
+		a.Start()
+		a.Exec(`insert into accounts select g, 'a' || md5(g::text) from generate_series(30001, 40000) g`)
+		a.Stop()
+	}
 	want := anyDigest(t, b, "accounts")
 	var bEnd string
 	if err := b.QueryRow("select pg_current_wal_lsn()::text").Scan(&bEnd); err != nil {
@@ -86,7 +124,7 @@ func TestWalRestoreRewind(t *testing.T) {
 
 	// B's timeline 2 segments before its latest checkpoint are what its
 	// own checkpoints remove (some may be gone already): remove them all.
-	redoSeg := controlRedo(t, b).Segment(16 << 20)
+	redoSeg := pg.LSN(controlFile(t, b).Redo).Segment(16 << 20)
 	pgWAL := filepath.Join(b.DataDir(), "pg_wal")
 	entries, err := os.ReadDir(pgWAL)
 	if err != nil {
@@ -124,14 +162,21 @@ func TestWalRestoreRewind(t *testing.T) {
 	sort.Strings(missing)
 	t.Logf("restored %d segments %s..%s", len(missing), missing[0], missing[len(missing)-1])
 
-	rw := a.Command("pg_rewind", "-D", a.DataDir(), "--source-pgdata", b.DataDir())
-	rw.Env = append(rw.Env, "PGDATA=")
-	pgcluster.AsServerUser(t, rw)
-	if out, err := rw.CombinedOutput(); err != nil {
-		t.Fatalf("pg_rewind: %v\n%s", err, out)
+	if rewind {
+		rw := a.Command("pg_rewind", "-D", a.DataDir(), "--source-pgdata", b.DataDir())
+		rw.Env = append(rw.Env, "PGDATA=")
+		pgcluster.AsServerUser(t, rw)
+		if out, err := rw.CombinedOutput(); err != nil {
+			t.Fatalf("pg_rewind: %v\n%s", err, out)
+		}
+	} else if err := b.Reconfigure(append(conf, "wal_keep_size = 1GB")); err != nil {
+		// A streams the restored WAL from B: no checkpoint of B may
+		// remove it first.
+		t.Fatal(err)
 	}
 
-	// A follows B with only the WAL pg_rewind copied and what B streams.
+	// A follows B with only the WAL pg_rewind copied (or none) and what
+	// B streams.
 	b.Start()
 	if err := a.Reconfigure(append(conf[:3:3],
 		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", b.SocketDir(), b.Port()))); err != nil {
@@ -158,22 +203,17 @@ func TestWalRestoreRewind(t *testing.T) {
 	}
 }
 
-// controlRedo is the REDO point of c's latest checkpoint.
-func controlRedo(t *testing.T, c *pgcluster.Cluster) pg.LSN {
+// controlFile is the stopped cluster c's pg_control.
+func controlFile(t *testing.T, c *pgcluster.Cluster) pgdata.Control {
 	t.Helper()
-	out, err := c.Command("pg_controldata", c.DataDir()).CombinedOutput()
+	path := filepath.Join(c.DataDir(), "global", "pg_control")
+	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("pg_controldata: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	for _, l := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(l, "Latest checkpoint's REDO location:"); ok {
-			lsn, err := pg.ParseLSN(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return lsn
-		}
+	ctl, err := pgdata.ParseControl(b)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
-	t.Fatalf("pg_controldata printed no REDO location:\n%s", out)
-	return 0
+	return ctl
 }

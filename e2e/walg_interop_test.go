@@ -267,23 +267,29 @@ func TestWALGInteropWalReceive(t *testing.T) {
 // catchup-fetch (catchup-list of the fetching tool lists the backup), or
 // with one tool's catchup-send and the other's catchup-receive over
 // loopback TCP, each way; the standby then streams again with equal data.
+// On PostgreSQL 15 and 17 (its primary summarizing WAL).
 func TestWALGInteropCatchup(t *testing.T) {
 	walg := walgBinary(t)
 	tusk := testenv.BuildTusk(t)
-	for _, c := range []struct {
+	type tc struct {
 		name            string
+		major           int
 		pusher, fetcher string
 		sendReceive     bool
-	}{
-		{"push-fetch/walg-to-tusk", walg, tusk, false},
-		{"push-fetch/tusk-to-walg", tusk, walg, false},
-		{"send-receive/walg-to-tusk", walg, tusk, true},
-		{"send-receive/tusk-to-walg", tusk, walg, true},
-	} {
+	}
+	var cases []tc
+	for _, major := range []int{15, 17} {
+		cases = append(cases,
+			tc{fmt.Sprintf("pg%d/push-fetch/walg-to-tusk", major), major, walg, tusk, false},
+			tc{fmt.Sprintf("pg%d/push-fetch/tusk-to-walg", major), major, tusk, walg, false},
+			tc{fmt.Sprintf("pg%d/send-receive/walg-to-tusk", major), major, walg, tusk, true},
+			tc{fmt.Sprintf("pg%d/send-receive/tusk-to-walg", major), major, tusk, walg, true})
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			store := pgcluster.TempDir(t)
 			env := []string{"WALG_FILE_PREFIX=" + store, "WALG_COMPRESSION_METHOD=lz4"}
-			primary, standby, redo := laggingStandby(t)
+			primary, standby, redo := laggingStandby(t, c.major)
 			lsn, err := pg.ParseLSN(redo)
 			if err != nil {
 				t.Fatal(err)
