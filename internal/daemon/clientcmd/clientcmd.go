@@ -9,9 +9,8 @@ package clientcmd
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,7 +44,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, versionLi
 	if err == nil {
 		return 0
 	}
-	fmt.Fprintf(stderr, "ERROR: %v\n", err)
+	io.WriteString(stderr, "ERROR: "+err.Error()+"\n")
 	var ee *ExitError
 	if errors.As(err, &ee) {
 		return ee.Code
@@ -55,15 +54,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, versionLi
 
 // Exec implements walg-daemon-client's command line:
 // SOCKET COMMAND ARGS... [-timeout D] [-connection-timeout D].
+//
+// It formats with strconv and parses its two flags by hand: fmt and flag
+// would link reflect, and binary size is start-up CPU paid per segment
+// (docs/benchmarks.md, "Daemon client CPU per run").
 func Exec(ctx context.Context, args []string, stdout io.Writer, versionLine string) error {
 	for _, a := range args {
 		if a == "--version" || a == "-version" {
-			fmt.Fprintf(stdout, "%s\t%s\n", Name, versionLine)
-			return nil
+			_, err := io.WriteString(stdout, Name+"\t"+versionLine+"\n")
+			return err
 		}
 		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprintln(stdout, "usage: "+Name+" "+Usage)
-			return nil
+			_, err := io.WriteString(stdout, "usage: "+Name+" "+Usage+"\n")
+			return err
 		}
 	}
 	// Positional arguments first, then Go flag syntax, as WAL-G's client.
@@ -71,15 +74,9 @@ func Exec(ctx context.Context, args []string, stdout io.Writer, versionLine stri
 	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		positional, args = append(positional, args[0]), args[1:]
 	}
-	fs := flag.NewFlagSet(Name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	timeout := fs.Duration("timeout", 60*time.Second, "")
-	connTimeout := fs.Duration("connection-timeout", 5*time.Second, "")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%s: %w", Name, err)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected arguments after flags: %q", Name, fs.Args())
+	timeout, connTimeout, err := parseFlags(args)
+	if err != nil {
+		return errors.New(Name + ": " + err.Error())
 	}
 	if len(positional) < 2 {
 		return errors.New("usage: " + Name + " SOCKET_PATH wal-push WAL_NAME | wal-fetch WAL_NAME DESTINATION")
@@ -92,9 +89,9 @@ func Exec(ctx context.Context, args []string, stdout io.Writer, versionLine stri
 	case command == "wal-fetch" && len(rest) == 2:
 		typ = wire.TypeWalFetch
 	default:
-		return fmt.Errorf("%s: expected 'wal-push WAL_NAME' or 'wal-fetch WAL_NAME DESTINATION', got %q", Name, positional[1:])
+		return errors.New(Name + ": expected 'wal-push WAL_NAME' or 'wal-fetch WAL_NAME DESTINATION', got " + quoteList(positional[1:]))
 	}
-	reply, err := wire.Request(ctx, socketPath, typ, rest, *connTimeout, *timeout)
+	reply, err := wire.Request(ctx, socketPath, typ, rest, connTimeout, timeout)
 	if err != nil {
 		return err
 	}
@@ -102,9 +99,68 @@ func Exec(ctx context.Context, args []string, stdout io.Writer, versionLine stri
 	case wire.ReplyOK:
 		return nil
 	case wire.ReplyNotFound:
-		fmt.Fprintf(stdout, "WAL file %s is not archived\n", rest[0])
-		return &ExitError{Code: ExitNotFound, Err: fmt.Errorf("%s: %s not found in storage", command, rest[0])}
+		io.WriteString(stdout, "WAL file "+rest[0]+" is not archived\n")
+		return &ExitError{Code: ExitNotFound, Err: errors.New(command + ": " + rest[0] + " not found in storage")}
 	default:
-		return fmt.Errorf("%s %s failed in the daemon (reply %q); see the daemon's log", command, rest[0], reply)
+		return errors.New(command + " " + rest[0] + " failed in the daemon (reply " + strconv.QuoteRune(rune(reply)) + "); see the daemon's log")
 	}
+}
+
+// parseFlags reads -timeout and -connection-timeout with package flag's
+// syntax (one or two dashes, the value after '=' or as the next
+// argument, "--" ending the flags) and its error texts. Nothing may follow
+// the flags.
+func parseFlags(args []string) (timeout, connTimeout time.Duration, err error) {
+	timeout, connTimeout = 60*time.Second, 5*time.Second
+	for len(args) > 0 {
+		a := args[0]
+		if len(a) < 2 || a[0] != '-' {
+			break
+		}
+		args = args[1:]
+		if a == "--" {
+			break
+		}
+		name := strings.TrimPrefix(a[1:], "-")
+		if name == "" || name[0] == '-' || name[0] == '=' {
+			return 0, 0, errors.New("bad flag syntax: " + a)
+		}
+		name, value, hasValue := strings.Cut(name, "=")
+		var dst *time.Duration
+		switch name {
+		case "timeout":
+			dst = &timeout
+		case "connection-timeout":
+			dst = &connTimeout
+		default:
+			return 0, 0, errors.New("flag provided but not defined: -" + name)
+		}
+		if !hasValue {
+			if len(args) == 0 {
+				return 0, 0, errors.New("flag needs an argument: -" + name)
+			}
+			value, args = args[0], args[1:]
+		}
+		d, perr := time.ParseDuration(value)
+		if perr != nil {
+			return 0, 0, errors.New("invalid value " + strconv.Quote(value) + " for flag -" + name + ": parse error")
+		}
+		*dst = d
+	}
+	if len(args) > 0 {
+		return 0, 0, errors.New("unexpected arguments after flags: " + quoteList(args))
+	}
+	return timeout, connTimeout, nil
+}
+
+// quoteList is fmt's %q of a string slice: ["a" "b"].
+func quoteList(s []string) string {
+	b := []byte{'['}
+	for i, v := range s {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = strconv.AppendQuote(b, v)
+	}
+	return string(append(b, ']'))
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tusk-pg/tusk/internal/daemon"
 )
@@ -78,5 +80,65 @@ func TestDaemonClientCommandLine(t *testing.T) {
 	Exec(ctx, []string{"--version"}, &out, "v")
 	if !strings.HasPrefix(out.String(), "walg-daemon-client\t") {
 		t.Fatalf("version line %q", out.String())
+	}
+}
+
+// The two flags take package flag's syntax and errors, which the client
+// parses by hand to stay small.
+func TestParseFlags(t *testing.T) {
+	for _, c := range []struct {
+		args          []string
+		timeout, conn time.Duration
+		err           string
+	}{
+		{nil, 60 * time.Second, 5 * time.Second, ""},
+		{[]string{"-timeout", "10s"}, 10 * time.Second, 5 * time.Second, ""},
+		{[]string{"--timeout=2m", "-connection-timeout=1s"}, 2 * time.Minute, time.Second, ""},
+		{[]string{"-connection-timeout", "250ms", "--"}, 60 * time.Second, 250 * time.Millisecond, ""},
+		{[]string{"-timeout", "soon"}, 0, 0, `invalid value "soon" for flag -timeout: parse error`},
+		{[]string{"-timeout"}, 0, 0, "flag needs an argument: -timeout"},
+		{[]string{"-retries", "3"}, 0, 0, "flag provided but not defined: -retries"},
+		{[]string{"---timeout", "1s"}, 0, 0, "bad flag syntax: ---timeout"},
+		{[]string{"-timeout", "1s", "extra", "x"}, 0, 0, `unexpected arguments after flags: ["extra" "x"]`},
+		{[]string{"--", "-timeout"}, 0, 0, `unexpected arguments after flags: ["-timeout"]`},
+	} {
+		timeout, conn, err := parseFlags(c.args)
+		if c.err != "" {
+			if err == nil || err.Error() != c.err {
+				t.Errorf("%q: error %v, want %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil || timeout != c.timeout || conn != c.conn {
+			t.Errorf("%q: %v %v %v, want %v %v", c.args, timeout, conn, err, c.timeout, c.conn)
+		}
+	}
+}
+
+// A reply other than OK or not-found names the command, the file and the
+// reply byte.
+func TestDaemonErrorReply(t *testing.T) {
+	dir, _ := os.MkdirTemp("", "tusk-cli-")
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		c.Read(make([]byte, 64))
+		c.Write([]byte{'E'})
+	}()
+	var stdout, stderr bytes.Buffer
+	code := Run(context.Background(), []string{sock, "wal-push", "000000010000000000000001"}, &stdout, &stderr, "v")
+	want := `ERROR: wal-push 000000010000000000000001 failed in the daemon (reply 'E'); see the daemon's log` + "\n"
+	if code != 1 || stderr.String() != want {
+		t.Fatalf("exit %d, stderr %q, want 1 and %q", code, stderr.String(), want)
 	}
 }
