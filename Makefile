@@ -16,6 +16,7 @@ GOBUILDFLAGS ?= -trimpath
 build:
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tusk
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(dir $(BIN))tusk-daemon-client ./cmd/tusk-daemon-client
+	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(dir $(BIN))tusk-archive ./cmd/tusk-archive
 
 # Release files in $(DIST): a static tarball, a .deb and SHA256SUMS.
 DIST ?= dist

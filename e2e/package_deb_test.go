@@ -27,6 +27,7 @@ import (
 // checked apart.
 var installed = []string{
 	"usr/bin/tusk",
+	"usr/bin/tusk-archive",
 	"usr/share/bash-completion/completions/tusk",
 	"usr/share/zsh/vendor-completions/_tusk",
 	"usr/share/fish/vendor_completions.d/tusk.fish",
@@ -111,6 +112,11 @@ func TestDebPackage(t *testing.T) {
 	out, err := exec.Command("/usr/bin/tusk", "--version").Output()
 	if err != nil || !versionLine.Match(out) {
 		t.Errorf("installed tusk --version = %q, %v", out, err)
+	}
+	out, err = exec.Command("/usr/bin/tusk-archive", "--version").Output()
+	if want := strings.Replace(string(out), "tusk-archive version", "tusk version", 1); err != nil ||
+		!strings.HasPrefix(string(out), "tusk-archive version") || !versionLine.MatchString(want) {
+		t.Errorf("installed tusk-archive --version = %q, %v", out, err)
 	}
 	verifyUnits(t)
 
@@ -226,7 +232,7 @@ func install(t *testing.T, deb string) {
 		if out, err := exec.Command("dpkg", "--purge", "tusk").CombinedOutput(); err != nil {
 			t.Errorf("dpkg --purge tusk: %v\n%s", err, out)
 		}
-		for _, p := range []string{"/usr/bin/tusk", "/usr/bin/walg-daemon-client", "/lib/systemd/system/tusk-daemon.service", "/etc/tusk/tusk.env"} {
+		for _, p := range []string{"/usr/bin/tusk", "/usr/bin/tusk-archive", "/usr/bin/walg-daemon-client", "/lib/systemd/system/tusk-daemon.service", "/etc/tusk/tusk.env"} {
 			if _, err := os.Lstat(p); !os.IsNotExist(err) {
 				t.Errorf("%s still there after dpkg --purge (%v)", p, err)
 			}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the release files into $DIST (default dist/): a static tarball, a
 # .deb (nfpm, pinned by packaging/go.mod) and SHA256SUMS of both. Both hold
-# the same tree: the tusk binary, the walg-daemon-client name, the systemd
+# the same tree: the tusk and tusk-archive binaries, the walg-daemon-client name, the systemd
 # units, the logrotate snippet, /etc/tusk/tusk.env and shell completions.
 #
 # make dist passes VERSION, LDFLAGS and GOBUILDFLAGS (see the Makefile); run
@@ -41,6 +41,8 @@ if [[ -d cmd/tusk-daemon-client ]]; then
 	build "$stage/usr/bin/tusk-daemon-client" ./cmd/tusk-daemon-client
 	client=tusk-daemon-client
 fi
+log "building tusk-archive"
+build "$stage/usr/bin/tusk-archive" ./cmd/tusk-archive
 # archive_commands written for WAL-G keep working.
 ln -s "$client" "$stage/usr/bin/walg-daemon-client"
 

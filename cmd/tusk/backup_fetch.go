@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -95,9 +97,9 @@ seconds. --memory-plan prints the memory bound of this configuration (--json:
 as JSON) and exits without touching DESTINATION or storage.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if fl.memoryPlan {
-				return argCount(0, 2)(cmd, args)
+				return cli.ArgCount(0, 2)(cmd, args)
 			}
-			return argCount(1, 2)(cmd, args)
+			return cli.ArgCount(1, 2)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupFetch(cmd, args, &fl)
@@ -106,7 +108,7 @@ as JSON) and exits without touching DESTINATION or storage.`,
 	f := cmd.Flags()
 	f.StringVar(&fl.restoreSpec, "restore-spec", "", "JSON tablespace spec: where to restore each tablespace")
 	f.StringVar(&fl.targetUserData, "target-user-data", "", "select the backup whose user data equals this JSON")
-	addTargetStorageFlag(cmd, &fl.targetStorage)
+	cli.AddTargetStorageFlag(cmd, &fl.targetStorage)
 	f.StringVar(&fl.mask, "mask", "", "restore only files matching this mask (not supported yet)")
 	f.StringVar(&fl.restoreOnly, "restore-only", "", "partial restore of some databases (not supported yet)")
 	f.BoolVar(&fl.reverseUnpack, "reverse-unpack", false, "accepted for WAL-G compatibility: deltas are restored oldest first, with the same result")
@@ -129,7 +131,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 	if fl.json && !fl.memoryPlan {
 		return errors.New("backup-fetch --json goes with --memory-plan")
 	}
-	cr, err := a.crypter()
+	cr, err := a.Crypter()
 	if err != nil {
 		return err
 	}
@@ -194,13 +196,13 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		}
 	}
 
-	store, err := a.openStorageFor(ctx, useUnite, fl.targetStorage)
+	store, err := a.OpenStorageFor(ctx, cli.UseUnite, fl.targetStorage)
 	if err != nil {
 		return err
 	}
 	userData := fl.targetUserData
 	if userData == "" {
-		userData = a.cfg.FetchTargetUserData()
+		userData = a.Cfg.FetchTargetUserData()
 	}
 	var info backup.Info
 	switch {
@@ -217,7 +219,7 @@ func (a *app) backupFetch(cmd *cobra.Command, args []string, fl *backupFetchFlag
 		return err
 	}
 	if len(args) == 2 && args[1] == backup.LatestName {
-		a.log.Info("backup-fetch: LATEST backup is " + info.Name)
+		a.Log.Info("backup-fetch: LATEST backup is " + info.Name)
 	}
 
 	rep, log := a.startProgress("backup-fetch")
@@ -244,9 +246,9 @@ func (a *app) fetcher(store storage.Storage, cr crypt.Crypter, log *slog.Logger)
 	return &restore.Fetcher{
 		Store:       store,
 		Crypter:     cr,
-		Concurrency: a.cfg.DownloadConcurrency(),
-		Retries:     a.cfg.DownloadFileRetries(),
-		NoFsync:     a.cfg.TarDisableFsync(),
+		Concurrency: a.Cfg.DownloadConcurrency(),
+		Retries:     a.Cfg.DownloadFileRetries(),
+		NoFsync:     a.Cfg.TarDisableFsync(),
 		Log:         log,
 	}
 }
@@ -271,7 +273,7 @@ func (a *app) writeRecovery(dest string, res *restore.FetchResult, target restor
 	if !a.needsRestoreConfig() {
 		// Everything came from the user's file: refer to it, so later edits
 		// (e.g. rotated credentials) apply to recovery too.
-		if configFile, err = filepath.Abs(a.cfg.ConfigFileUsed()); err != nil {
+		if configFile, err = filepath.Abs(a.Cfg.ConfigFileUsed()); err != nil {
 			return err
 		}
 		env = []string{abort}
@@ -280,17 +282,17 @@ func (a *app) writeRecovery(dest string, res *restore.FetchResult, target restor
 		if err := a.writeRestoreConfig(configFile, dest); err != nil {
 			return err
 		}
-		a.log.Info("backup-fetch: wrote the configuration for restore_command", "file", configFile)
+		a.Log.Info("backup-fetch: wrote the configuration for restore_command", "file", configFile)
 	}
 	cmd := restore.RestoreCommand(exe, configFile, env)
-	return restore.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.cfg.TarDisableFsync())
+	return restore.WriteRecoveryConfig(dest, res.Sentinel.PgVersion, cmd, target, !a.Cfg.TarDisableFsync())
 }
 
 // needsRestoreConfig reports whether restore_command needs a config file
 // written by backup-fetch: unless every setting came from the --config
 // file, which it then names.
 func (a *app) needsRestoreConfig() bool {
-	return a.cfg.ConfigFileUsed() == "" || a.settingsOutsideFile()
+	return a.Cfg.ConfigFileUsed() == "" || a.settingsOutsideFile()
 }
 
 // checkRestoreConfigDir refuses a restore whose configuration file (next
@@ -322,8 +324,8 @@ func privateConfigDir(root *os.Root) error {
 // environment or a flag, which a restore_command run by PostgreSQL would
 // not see.
 func (a *app) settingsOutsideFile() bool {
-	for _, name := range a.cfg.Explicit() {
-		if src := a.cfg.Source(name); src == config.SourceEnv || src == config.SourceFlag {
+	for _, name := range a.Cfg.Explicit() {
+		if src := a.Cfg.Source(name); src == config.SourceEnv || src == config.SourceFlag {
 			return true
 		}
 	}
@@ -341,7 +343,7 @@ func isPathSetting(k string) bool {
 // any previous one atomically and never following a planted symlink.
 func (a *app) writeRestoreConfig(path, dest string) error {
 	vals := map[string]string{}
-	a.cfg.Export(func(k, v string) {
+	a.Cfg.Export(func(k, v string) {
 		if isPathSetting(k) && v != "" && !filepath.IsAbs(v) && !strings.Contains(v, "://") {
 			if abs, err := filepath.Abs(v); err == nil {
 				v = abs
@@ -424,12 +426,12 @@ const (
 // need. pg_control and backup_label are restored after the data tars, by
 // one worker: no more.
 func (a *app) fetchMemoryPlan(cr crypt.Crypter) (*memplan.Plan, error) {
-	facts, err := a.memoryFacts(a.cfg.Compression(), cr)
+	facts, err := a.memoryFacts(a.Cfg.Compression(), cr)
 	if err != nil {
 		return nil, err
 	}
 	return memplan.BackupFetchPlan(facts, memplan.BackupFetch{
-		Workers:         a.cfg.DownloadConcurrency(),
+		Workers:         a.Cfg.DownloadConcurrency(),
 		CopyBuffer:      restore.ExtractBufferSize,
 		TarHeader:       tarHeaderBound,
 		IncrementBlocks: incrementBlockList,

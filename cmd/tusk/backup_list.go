@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup"
@@ -29,17 +31,17 @@ func newListCommand(a *app, cmd *cobra.Command, view func(storage.Storage) stora
 	var target string
 	*cmd = cobra.Command{
 		Use: cmd.Use, Short: cmd.Short, Long: cmd.Long,
-		Args: argCount(0, 0),
+		Args: cli.ArgCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			use := useUnite
+			use := cli.UseUnite
 			if view != nil {
-				use = usePrimary // catchup-list: WAL-G has no failover for it
+				use = cli.UsePrimary // catchup-list: WAL-G has no failover for it
 				if err := checkTargetStorage(target); err != nil {
 					return err
 				}
 			}
-			store, err := a.openStorageFor(ctx, use, target)
+			store, err := a.OpenStorageFor(ctx, use, target)
 			if err != nil {
 				return err
 			}
@@ -52,7 +54,7 @@ func newListCommand(a *app, cmd *cobra.Command, view func(storage.Storage) stora
 			}
 			if len(infos) == 0 && !asJSON {
 				// WAL-G logs this and succeeds; JSON gets a clean "[]".
-				a.log.Info("No backups found")
+				a.Log.Info("No backups found")
 			}
 			format := backup.ListFormat{Pretty: pretty, JSON: asJSON}
 			out := cmd.OutOrStdout()
@@ -70,7 +72,7 @@ func newListCommand(a *app, cmd *cobra.Command, view func(storage.Storage) stora
 	f.BoolVar(&pretty, "pretty", false, "print a table (or indented JSON with --json)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.BoolVar(&detail, "detail", false, "add each backup's metadata (start/finish time, host, data dir, LSNs, permanence)")
-	addTargetStorageFlag(cmd, &target)
+	cli.AddTargetStorageFlag(cmd, &target)
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/tusk-pg/tusk/internal/cli"
 
 	"github.com/tusk-pg/tusk/internal/retention"
 )
@@ -15,14 +16,14 @@ func newBackupMarkCommand(a *app) *cobra.Command {
 delete keeps it and the WAL it needs. -i marks it impermanent again; refused
 while a delta built directly on it is permanent. Only the backup's
 metadata.json changes, as with WAL-G.`,
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			store, err := a.openStorage(ctx)
+			store, err := a.OpenStorage(ctx)
 			if err != nil {
 				return err
 			}
-			_, err = retention.Mark(ctx, store, args[0], !impermanent, a.log)
+			_, err = retention.Mark(ctx, store, args[0], !impermanent, a.Log)
 			return err
 		},
 	}

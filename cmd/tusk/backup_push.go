@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"sync"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup/push"
@@ -68,7 +70,7 @@ server's facts. The server's tar streams are re-cut into the same layout
 (tablespaces included) by one tar builder; there is no delta backup and
 page checksums (--verify) are checked by the server. WALG_DISK_RATE_LIMIT
 becomes BASE_BACKUP's MAX_RATE.`,
-		Args: argCount(0, 1),
+		Args: cli.ArgCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.backupPush(cmd, args, &fl)
 		},
@@ -85,19 +87,19 @@ becomes BASE_BACKUP's MAX_RATE.`,
 	f.StringVar(&fl.deltaFromUserData, "delta-from-user-data", "", "take the delta from the backup with this user data (WALG_DELTA_FROM_USER_DATA)")
 	f.StringVar(&fl.userData, "add-user-data", "", "JSON stored as the backup's user data (WALG_SENTINEL_USER_DATA)")
 	f.BoolVar(&fl.withoutFilesMetadata, "without-files-metadata", false, "do not upload files_metadata.json (WALG_WITHOUT_FILES_METADATA)")
-	addTargetStorageFlag(cmd, &fl.targetStorage)
+	cli.AddTargetStorageFlag(cmd, &fl.targetStorage)
 	f.BoolVar(&fl.memoryPlan, "memory-plan", false, "print the memory bound of this configuration and exit")
 	return cmd
 }
 
 func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags) error {
 	ctx := cmd.Context()
-	cfg := a.cfg
-	method, err := a.compression()
+	cfg := a.Cfg
+	method, err := a.Compression()
 	if err != nil {
 		return err
 	}
-	cr, err := a.crypter()
+	cr, err := a.Crypter()
 	if err != nil {
 		return err
 	}
@@ -116,7 +118,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	opts := push.Options{
 		Method:                method,
 		Crypter:               cr,
-		Connect:               pg.ConnectOptions{AppName: cfg.PGAppName(), Log: a.log},
+		Connect:               pg.ConnectOptions{AppName: cfg.PGAppName(), Log: a.Log},
 		TarSizeThreshold:      cfg.TarSizeThreshold(),
 		DiskConcurrency:       cfg.UploadDiskConcurrency(),
 		UploadConcurrency:     cfg.UploadConcurrency(),
@@ -131,7 +133,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 		AliveCheckInterval:    cfg.AliveCheckInterval(),
 		WalSegmentSize:        cfg.WalSegmentSize(),
 		Remote:                len(args) == 0,
-		Log:                   a.log,
+		Log:                   a.Log,
 	}
 	facts, err := a.memoryFacts(opts.Method, opts.Crypter)
 	if err != nil {
@@ -148,7 +150,7 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	}
 
 	if fl.ratingComposer || fl.copyComposer || fl.dbComposer {
-		a.log.Warn("the rating, copy and database tar composers are not supported yet; using the regular composer (the backup is complete either way)")
+		a.Log.Warn("the rating, copy and database tar composers are not supported yet; using the regular composer (the backup is complete either way)")
 	}
 	fromName, fromUserData := fl.deltaFromName, fl.deltaFromUserData
 	if fromName == "" {
@@ -183,11 +185,11 @@ func (a *app) backupPush(cmd *cobra.Command, args []string, fl *backupPushFlags)
 	if !opts.Remote {
 		opts.DataDir = args[0]
 	}
-	use := useWrite
+	use := cli.UseWrite
 	if fl.catchupFrom != 0 {
-		use = usePrimary // WAL-G runs catchup-push on the primary storage only
+		use = cli.UsePrimary // WAL-G runs catchup-push on the primary storage only
 	}
-	if opts.Store, err = a.openStorageFor(ctx, use, fl.targetStorage); err != nil {
+	if opts.Store, err = a.OpenStorageFor(ctx, use, fl.targetStorage); err != nil {
 		return err
 	}
 	op := "backup-push"

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backupcheck"
@@ -35,19 +37,19 @@ Each fault is printed on one line naming the object (and for a bad page the
 file and block; after ten in one file, one more line counts the rest);
 --json prints a report. Exit status: 0 no fault, 2 faults found, 1 the check
 could not run.`,
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := a.newWALReader(ctx)
+			w, err := a.NewWALReader(ctx)
 			if err != nil {
 				return err
 			}
 			v := &backupcheck.Verifier{
-				Store:       w.store,
-				Crypter:     w.restorer.Crypter,
-				WAL:         w.restorer,
-				SegmentSize: a.cfg.WalSegmentSize(),
-				Log:         a.log,
+				Store:       w.Store,
+				Crypter:     w.Restorer.Crypter,
+				WAL:         w.Restorer,
+				SegmentSize: a.Cfg.WalSegmentSize(),
+				Log:         a.Log,
 			}
 			rep, err := v.Verify(ctx, args[0])
 			if err != nil {
@@ -66,7 +68,7 @@ could not run.`,
 					rep.Backup, rep.Status, strings.Join(rep.Chain, " <- "), rep.Tars, rep.Files, rep.Bytes, rep.Pages, rep.WALSegments)
 			}
 			if len(rep.Faults) > 0 {
-				return &exitError{code: exitFaults, err: fmt.Errorf("backup %s: %d faults", rep.Backup, len(rep.Faults))}
+				return &cli.ExitError{Code: exitFaults, Err: fmt.Errorf("backup %s: %d faults", rep.Backup, len(rep.Faults))}
 			}
 			return nil
 		},

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup"
@@ -52,7 +54,7 @@ standby keeps its own. LSN is where the standby stands: the REDO location of
 its latest checkpoint (pg_controldata "Latest checkpoint's REDO location", or
 SELECT redo_lsn FROM pg_control_checkpoint() on the standby), a decimal
 number as WAL-G takes it or X/Y. Apply it with catchup-fetch.`,
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			l, err := parseFromLSN(from)
 			if err != nil {
@@ -80,17 +82,17 @@ through the standby's own pg_tblspc links, and backup_label and pg_control
 come last. Files the primary dropped stay behind. Keep standby.signal and
 primary_conninfo; on start the standby recovers from the catch-up's
 checkpoint and streams from the primary again.`,
-		Args: exactArgs(2),
+		Args: cli.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			if useNewUnwrap {
-				a.log.Info("catchup-fetch: --use-new-unwrap has no effect: tusk has one way to apply a catch-up")
+				a.Log.Info("catchup-fetch: --use-new-unwrap has no effect: tusk has one way to apply a catch-up")
 			}
-			cr, err := a.crypter()
+			cr, err := a.Crypter()
 			if err != nil {
 				return err
 			}
-			store, err := a.openStorage(ctx)
+			store, err := a.OpenStorage(ctx)
 			if err != nil {
 				return err
 			}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup/restore"
@@ -27,7 +29,7 @@ leaves the standby's own pg_control and no backup_label: run it again.
 Keep standby.signal and primary_conninfo; on start the standby recovers from
 the primary's backup and streams from it again. Encryption settings make
 it refuse, as for catchup-send.`,
-		Args: exactArgs(2),
+		Args: cli.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			port, err := strconv.ParseUint(args[1], 10, 16)
 			if err != nil {
@@ -39,13 +41,13 @@ it refuse, as for catchup-send.`,
 			res, err := restore.CatchupReceive(cmd.Context(), restore.ReceiveOptions{
 				DataDir: args[0],
 				Listen:  fmt.Sprintf(":%d", port),
-				NoFsync: a.cfg.TarDisableFsync(),
-				Log:     a.log,
+				NoFsync: a.Cfg.TarDisableFsync(),
+				Log:     a.Log,
 			})
 			if err != nil {
 				return fmt.Errorf("catchup-receive into %s: %w", args[0], err)
 			}
-			a.log.Info("catchup-receive: done", "sender", res.Sender, "full_files", res.Full,
+			a.Log.Info("catchup-receive: done", "sender", res.Sender, "full_files", res.Full,
 				"increments", res.Increments, "deleted", res.Deleted, "bytes", res.Bytes)
 			return nil
 		},

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/backup/push"
@@ -25,7 +27,7 @@ and pg_control. postgresql.conf, postgresql.auto.conf and pg_hba.conf stay
 the standby's own. The stream is LZ4-compressed and not encrypted: with
 encryption configured it refuses. It returns once the receiver has written
 everything and closed the connection. WALG_DISK_RATE_LIMIT bounds its reads.`,
-		Args: exactArgs(2),
+		Args: cli.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := catchupUnencrypted(a); err != nil {
 				return err
@@ -33,15 +35,15 @@ everything and closed the connection. WALG_DISK_RATE_LIMIT bounds its reads.`,
 			res, err := push.CatchupSend(cmd.Context(), push.SendOptions{
 				DataDir:       args[0],
 				Destination:   args[1],
-				Connect:       pg.ConnectOptions{AppName: a.cfg.PGAppName(), Log: a.log},
-				StopTimeout:   a.cfg.StopBackupTimeout(),
-				DiskRateLimit: a.cfg.DiskRateLimit(),
-				Log:           a.log,
+				Connect:       pg.ConnectOptions{AppName: a.Cfg.PGAppName(), Log: a.Log},
+				StopTimeout:   a.Cfg.StopBackupTimeout(),
+				DiskRateLimit: a.Cfg.DiskRateLimit(),
+				Log:           a.Log,
 			})
 			if err != nil {
 				return fmt.Errorf("catchup-send %s to %s: %w", args[0], args[1], err)
 			}
-			a.log.Info("catchup-send: done", "from", res.From.String(), "backup_start", res.Start.String(),
+			a.Log.Info("catchup-send: done", "from", res.From.String(), "backup_start", res.Start.String(),
 				"full_files", res.Full, "increments", res.Increments, "unchanged", res.Unchanged,
 				"deleted", res.Deleted, "bytes", res.ContentBytes)
 			return nil
@@ -56,7 +58,7 @@ everything and closed the connection. WALG_DISK_RATE_LIMIT bounds its reads.`,
 // catch-up stalls; tusk sends the stream in the clear, and will not do so
 // silently where the settings ask for encryption.
 func catchupUnencrypted(a *app) error {
-	s := a.cfg.Crypt()
+	s := a.Cfg.Crypt()
 	for _, set := range []struct{ name, value string }{
 		{"WALG_PGP_KEY", s.PGPKey}, {"WALG_PGP_KEY_PATH", s.PGPKeyPath},
 		{"WALG_LIBSODIUM_KEY", s.LibsodiumKey}, {"WALG_LIBSODIUM_KEY_PATH", s.LibsodiumKeyPath},

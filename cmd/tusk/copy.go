@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime/debug"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/config"
@@ -40,7 +42,7 @@ failure) leaves no backup that backup-list shows on the target, and
 running it again resumes it.
 
 4 objects are copied at once, streamed: --memory-plan prints the bound.`,
-		Args: exactArgs(0),
+		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			src, dst, err := a.copyEnds(from, to, planJSON, showPlan)
@@ -51,7 +53,7 @@ running it again resumes it.
 				return err
 			}
 			return a.runCopy(ctx, src, dst, false, nil, func(c *storecopy.Copier) error {
-				return c.Backups(ctx, storecopy.BackupOptions{Backup: name, WithHistory: withHistory, SegmentSize: a.cfg.WalSegmentSize()})
+				return c.Backups(ctx, storecopy.BackupOptions{Backup: name, WithHistory: withHistory, SegmentSize: a.Cfg.WalSegmentSize()})
 			})
 		},
 	}
@@ -78,12 +80,12 @@ func (a *app) storageFromConfig(flag, path string) (*configuredStorage, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%s: a config file is required", flag)
 	}
-	cfg, warnings, err := config.Load(config.LoadOptions{ConfigFile: path, ConfigFileFlag: flag, Backends: a.backends})
+	cfg, warnings, err := config.Load(config.LoadOptions{ConfigFile: path, ConfigFileFlag: flag, Backends: a.Backends})
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range warnings {
-		a.log.Warn(w, "config", path)
+		a.Log.Warn(w, "config", path)
 	}
 	conf, err := cfg.Storage()
 	if err != nil {
@@ -93,7 +95,7 @@ func (a *app) storageFromConfig(flag, path string) (*configuredStorage, error) {
 }
 
 func (s *configuredStorage) open(ctx context.Context, a *app) (storage.Storage, error) {
-	st, err := storage.Open(ctx, s.conf, storage.Wrappers{NetworkRateLimit: s.cfg.NetworkRateLimit()}, a.log)
+	st, err := storage.Open(ctx, s.conf, storage.Wrappers{NetworkRateLimit: s.cfg.NetworkRateLimit()}, a.Log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.what, err)
 	}
@@ -165,12 +167,12 @@ func (a *app) runCopy(ctx context.Context, from, to *configuredStorage, overwrit
 	if err != nil {
 		return err
 	}
-	c := &storecopy.Copier{From: src, To: dst, Transform: tr, Overwrite: overwrite, Log: a.log}
+	c := &storecopy.Copier{From: src, To: dst, Transform: tr, Overwrite: overwrite, Log: a.Log}
 	err = do(c)
 	st := c.Stats()
 	if err != nil {
 		return fmt.Errorf("copy from %s to %s (%d objects copied): %w", src, dst, st.Copied, err)
 	}
-	a.log.Info("Success copy.", "copied", st.Copied, "bytes", st.Bytes, "skipped", st.Skipped)
+	a.Log.Info("Success copy.", "copied", st.Copied, "bytes", st.Bytes, "skipped", st.Skipped)
 	return nil
 }

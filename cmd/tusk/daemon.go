@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/daemon"
@@ -50,9 +52,9 @@ SIGUSR1 reopens WALG_LOG_DESTINATION (for log rotation), as with WAL-G;
 SIGTERM or SIGINT stops it after the uploads in flight (TUSK_DAEMON_SHUTDOWN_GRACE).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if showPlan {
-				return argCount(0, 1)(cmd, args)
+				return cli.ArgCount(0, 1)(cmd, args)
 			}
-			return exactArgs(1)(cmd, args)
+			return cli.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			plan, err := a.daemonPlan()
@@ -80,32 +82,32 @@ func (a *app) daemonPlan() (*memplan.Plan, error) {
 		return nil, err
 	}
 	d := memplan.Daemon{
-		Workers:         a.cfg.UploadConcurrency(),
+		Workers:         a.Cfg.UploadConcurrency(),
 		Buffering:       buffering,
 		Spool:           spool,
 		CopyBuffer:      pipe.CopyBufferSize,
-		Requests:        a.cfg.DaemonMaxConnections(),
+		Requests:        a.Cfg.DaemonMaxConnections(),
 		OpenConns:       daemon.DefaultMaxOpen,
 		RequestBytes:    daemon.RequestBytes,
 		ConnBytes:       daemon.ConnBytes,
-		Prefetch:        a.cfg.DownloadConcurrency(),
+		Prefetch:        a.Cfg.DownloadConcurrency(),
 		PrefetchWorkers: wal.MaxPrefetchParallel,
 	}
 	return memplan.DaemonPlan(facts, d), nil
 }
 
 func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Plan, metricsAddr string) error {
-	pgdata := a.cfg.PGData()
+	pgdata := a.Cfg.PGData()
 	if pgdata == "" {
 		return errors.New("PGDATA: not set; the daemon resolves WAL file names against it")
 	}
 	gogc := applyMemoryPlan(plan)
-	w, err := a.newWAL(ctx, useFollow, "")
+	w, err := a.NewWAL(ctx, cli.UseFollow, "")
 	if err != nil {
 		return err
 	}
 	metrics := &daemon.Metrics{PlanBytes: plan.Committed()}
-	w.archiver.Uploaded = metrics.Uploaded
+	w.Archiver.Uploaded = metrics.Uploaded
 
 	l, err := listener(socketPath)
 	if err != nil {
@@ -119,26 +121,26 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
 	h := &daemon.WALHandler{
-		Archiver:      w.archiver,
-		Restorer:      w.restorer,
-		Workers:       a.cfg.UploadConcurrency(),
-		LookAhead:     max(a.cfg.TotalBGUploadedLimit()-1, 0),
-		UploadTimeout: a.cfg.DaemonWALUploadTimeout(),
+		Archiver:      w.Archiver,
+		Restorer:      w.Restorer,
+		Workers:       a.Cfg.UploadConcurrency(),
+		LookAhead:     max(a.Cfg.TotalBGUploadedLimit()-1, 0),
+		UploadTimeout: a.Cfg.DaemonWALUploadTimeout(),
 		PGData:        pgdata,
 		MarkerDir:     wal.MarkerDir(pgdata, pgdata+"/pg_wal/x"),
-		ReadyRename:   a.cfg.PGReadyRename(),
-		Prefetch:      a.cfg.DownloadConcurrency(),
-		PrefetchBase:  a.cfg.PrefetchDir(),
-		Log:           a.log,
+		ReadyRename:   a.Cfg.PGReadyRename(),
+		Prefetch:      a.Cfg.DownloadConcurrency(),
+		PrefetchBase:  a.Cfg.PrefetchDir(),
+		Log:           a.Log,
 		Metrics:       metrics,
 	}
 	h.Start(work)
 	srv := &daemon.Server{
 		Handler:        h,
 		PGData:         pgdata,
-		MaxConnections: a.cfg.DaemonMaxConnections(),
-		PushTimeout:    a.cfg.DaemonWALUploadTimeout(),
-		Log:            a.log,
+		MaxConnections: a.Cfg.DaemonMaxConnections(),
+		PushTimeout:    a.Cfg.DaemonWALUploadTimeout(),
+		Log:            a.Log,
 		Work:           work,
 		// After a burst, give back what it used: the heap to the
 		// collector's floor, pages to the system, the code only the
@@ -153,13 +155,13 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 		ms := &http.Server{Addr: metricsAddr, Handler: metrics.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := ms.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.log.Error("daemon: metrics endpoint", "addr", metricsAddr, "error", err)
+				a.Log.Error("daemon: metrics endpoint", "addr", metricsAddr, "error", err)
 			}
 		}()
 		defer ms.Close()
 	}
-	a.log.Info("daemon: serving", "socket", socketPath, "storage", w.store.String(),
-		"workers", h.Workers, "buffering", w.archiver.Buffering,
+	a.Log.Info("daemon: serving", "socket", socketPath, "storage", w.Store.String(),
+		"workers", h.Workers, "buffering", w.Archiver.Buffering,
 		"memory_plan_committed_mib", plan.Committed()>>20, "gomemlimit_mib", plan.HeapLimit()>>20, "gogc", gogc)
 
 	stopNotify := notifySystemd(ctx, a)
@@ -181,8 +183,8 @@ func (a *app) runDaemon(ctx context.Context, socketPath string, plan *memplan.Pl
 	case <-ctx.Done():
 	}
 	sdNotify("STOPPING=1")
-	grace := a.cfg.DaemonShutdownGrace()
-	a.log.Info("daemon: stopping; letting uploads in flight finish", "grace", grace)
+	grace := a.Cfg.DaemonShutdownGrace()
+	a.Log.Info("daemon: stopping; letting uploads in flight finish", "grace", grace)
 	timer := time.AfterFunc(grace, stopWork)
 	<-serveErr // requests in flight answered (or failed)
 	stopWork()
@@ -201,15 +203,15 @@ func (a *app) reopenLogOnSIGUSR1() (stop func()) {
 		for {
 			select {
 			case <-sig:
-				if a.logFile == nil {
-					a.log.Info("daemon: SIGUSR1: logging to stderr, nothing to reopen")
+				if a.LogFile == nil {
+					a.Log.Info("daemon: SIGUSR1: logging to stderr, nothing to reopen")
 					continue
 				}
-				if err := a.logFile.Reopen(); err != nil {
-					a.log.Error("daemon: SIGUSR1", "error", err)
+				if err := a.LogFile.Reopen(); err != nil {
+					a.Log.Error("daemon: SIGUSR1", "error", err)
 					continue
 				}
-				a.log.Info("daemon: log destination reopened", "path", a.logFile.path)
+				a.Log.Info("daemon: log destination reopened", "path", a.LogFile.Path())
 			case <-done:
 				return
 			}
@@ -244,7 +246,7 @@ func notifySystemd(ctx context.Context, a *app) (stop func()) {
 		return func() {}
 	}
 	if err := sdNotify("READY=1"); err != nil {
-		a.log.Warn("daemon: NOTIFY_SOCKET", "error", err)
+		a.Log.Warn("daemon: NOTIFY_SOCKET", "error", err)
 	}
 	t := time.NewTicker(30 * time.Second)
 	done := make(chan struct{})

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/daemon/clientcmd"
@@ -53,7 +55,7 @@ the small tusk-daemon-client binary is this command alone.`,
 			err := clientcmd.Exec(cmd.Context(), args, cmd.OutOrStdout(), versionLine())
 			var ee *clientcmd.ExitError
 			if errors.As(err, &ee) {
-				return &exitError{code: ee.Code, err: ee.Err}
+				return &cli.ExitError{Code: ee.Code, Err: ee.Err}
 			}
 			return err
 		},

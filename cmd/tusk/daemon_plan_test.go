@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/tusk-pg/tusk/internal/config"
 	"github.com/tusk-pg/tusk/internal/daemon"
 	"github.com/tusk-pg/tusk/internal/memplan"
@@ -29,7 +31,7 @@ func testApp(t *testing.T, env []string) *app {
 	if err != nil {
 		t.Fatalf("configuration %q: %v", env, err)
 	}
-	return &app{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	return &app{&cli.App{Cfg: cfg, Log: slog.New(slog.DiscardHandler)}}
 }
 
 // liveHeap collects garbage and returns the bytes of live objects it found.
@@ -134,11 +136,11 @@ func TestDaemonPlanCoversPush(t *testing.T) {
 					}
 					ctx := context.Background()
 					base := liveHeap()
-					w, err := a.newWAL(ctx, useFollow, "")
+					w, err := a.NewWAL(ctx, cli.UseFollow, "")
 					if err != nil {
 						t.Fatal(err)
 					}
-					h := &daemon.WALHandler{Archiver: w.archiver, Restorer: w.restorer, Workers: workers, PGData: pgdata, Log: a.log}
+					h := &daemon.WALHandler{Archiver: w.Archiver, Restorer: w.Restorer, Workers: workers, PGData: pgdata, Log: a.Log}
 					work, stop := context.WithCancel(ctx)
 					h.Start(work)
 					defer func() { stop(); h.Wait() }()
@@ -181,18 +183,18 @@ func TestDaemonPlanCoversPush(t *testing.T) {
 						}
 						spool = spool || strings.HasPrefix(it.Component, "upload spool")
 					}
-					if !strings.Contains(planned, ", "+w.archiver.Buffering) || spool != (w.archiver.Buffering == "memory") {
-						t.Errorf("archiver buffers with %q; the plan says %q (spool counted: %v)", w.archiver.Buffering, planned, spool)
+					if !strings.Contains(planned, ", "+w.Archiver.Buffering) || spool != (w.Archiver.Buffering == "memory") {
+						t.Errorf("archiver buffers with %q; the plan says %q (spool counted: %v)", w.Archiver.Buffering, planned, spool)
 					}
 					used := int64(peak) - int64(base)
 					bound := plan.Live() + memplan.RuntimeSlack
 					t.Logf("buffering %s: live heap +%.1f MiB; plan %.1f MiB + slack %.1f MiB",
-						w.archiver.Buffering, float64(used)/(1<<20), float64(plan.Live())/(1<<20), float64(memplan.RuntimeSlack)/(1<<20))
+						w.Archiver.Buffering, float64(used)/(1<<20), float64(plan.Live())/(1<<20), float64(memplan.RuntimeSlack)/(1<<20))
 					if used > bound {
 						var tbl strings.Builder
 						plan.Table(&tbl)
 						t.Errorf("%d workers pushing with buffering %q held %.1f MiB of live heap; the plan allows %.1f MiB:\n%s",
-							workers, w.archiver.Buffering, float64(used)/(1<<20), float64(bound)/(1<<20), tbl.String())
+							workers, w.Archiver.Buffering, float64(used)/(1<<20), float64(bound)/(1<<20), tbl.String())
 					}
 				})
 			}

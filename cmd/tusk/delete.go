@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/retention"
@@ -34,7 +36,7 @@ unless FORCE; target deletes a permanent backup only when it is named.
 A delete removes the backups' stop sentinels first, then their data, then the
 WAL no kept backup needs: stopped at any point it leaves no listed backup
 without its data, and running it again finishes.`,
-		Args: argCount(0, 0),
+		Args: cli.ArgCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error { return cmd.Help() },
 	}
 	pf := cmd.PersistentFlags()
@@ -65,22 +67,22 @@ type deleteRunner func(a *app, cmd *cobra.Command, choose func(*retention.Repo) 
 func runDelete(a *app, cmd *cobra.Command, df deleteFlags, choose func(*retention.Repo) (*retention.Plan, error)) error {
 	ctx := cmd.Context()
 	// WAL-G deletes across every alive storage.
-	store, err := a.openStorageFor(ctx, useUniteWrite, "")
+	store, err := a.OpenStorageFor(ctx, cli.UseUniteWrite, "")
 	if err != nil {
 		return err
 	}
 	repo, err := retention.Load(ctx, store, retention.Options{
-		SegmentSize:     a.cfg.WalSegmentSize(),
+		SegmentSize:     a.Cfg.WalSegmentSize(),
 		UseSentinelTime: df.useSentinelTime,
 		Confirm:         df.confirm,
-		Log:             a.log,
+		Log:             a.Log,
 	})
 	if err != nil {
 		return err
 	}
 	plan, err := choose(repo)
 	if errors.Is(err, retention.ErrNothingToDelete) {
-		a.log.Info("No backup found for deletion")
+		a.Log.Info("No backup found for deletion")
 		return nil
 	}
 	if err != nil {
@@ -113,7 +115,7 @@ func newDeleteRetainCommand(a *app, run deleteRunner) *cobra.Command {
   retain FULL 5                 keep 5 full backups and all deltas of them
   retain FIND_FULL 5            find the full backup the 5th needs and keep everything after it
   retain 5 --after 2019-12-12T12:12:12Z   keep 5 backups and every backup made after that time`,
-		Args: argCount(1, 2),
+		Args: cli.ArgCount(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mod, count, err := modifierArgs(args, "FULL", "FIND_FULL")
 			if err != nil {
@@ -143,7 +145,7 @@ func newDeleteBeforeCommand(a *app, run deleteRunner) *cobra.Command {
 		Example: `  before base_0123              keep everything after base_0123 including itself
   before FIND_FULL base_0123    keep everything after the full backup of base_0123
   before 2024-05-01T00:00:00Z   keep the backups made since then`,
-		Args: argCount(1, 2),
+		Args: cli.ArgCount(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mod, arg, err := modifierArgs(args, "FULL", "FIND_FULL")
 			if err != nil {
@@ -164,7 +166,7 @@ func newDeleteEverythingCommand(a *app, run deleteRunner) *cobra.Command {
 	return &cobra.Command{
 		Use:   "everything [FORCE]",
 		Short: "Delete every backup and all WAL (FORCE: permanent backups too)",
-		Args:  argCount(0, 1),
+		Args:  cli.ArgCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 && args[0] != "FORCE" {
 				return fmt.Errorf("expected to get one of modifiers: [FORCE] as first argument")
@@ -184,7 +186,7 @@ func newDeleteTargetCommand(a *app, run deleteRunner) *cobra.Command {
   target --target-user-data '{"x": [3]}'     delete the backup with this user data
   target FIND_FULL base_0000000100000000000000C9_D_0000000100000000000000C4
                                              delete the whole chain of its full backup`,
-		Args: argCount(0, 2),
+		Args: cli.ArgCount(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec := retention.TargetSpec{}
 			switch {
@@ -221,22 +223,22 @@ func newDeleteGarbageCommand(a *app, run deleteRunner) *cobra.Command {
 		Long: `Deletes the WAL and the leftover backup objects (folders without a sentinel)
 older than the oldest non-permanent backup. ARCHIVES: WAL only; BACKUPS:
 backup objects only.`,
-		Args: argCount(0, 1),
+		Args: cli.ArgCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			scope := retention.ScopeAll
 			if len(args) == 1 {
 				switch args[0] {
 				case "ARCHIVES":
 					scope = retention.ScopeWAL
-					a.log.Info("Archive-only mode selected. Will remove only outdated WAL files.")
+					a.Log.Info("Archive-only mode selected. Will remove only outdated WAL files.")
 				case "BACKUPS":
 					scope = retention.ScopeBackups
-					a.log.Info("Backups-only mode selected. Will remove only leftover backup files.")
+					a.Log.Info("Backups-only mode selected. Will remove only leftover backup files.")
 				default:
 					return fmt.Errorf("expected to get one of modifiers: [ARCHIVES BACKUPS] as first argument")
 				}
 			} else {
-				a.log.Info("Running in default mode. Will remove outdated WAL files and leftover backup files.")
+				a.Log.Info("Running in default mode. Will remove outdated WAL files and leftover backup files.")
 			}
 			return run(a, cmd, func(r *retention.Repo) (*retention.Plan, error) { return r.Garbage(scope, withoutBackupCheck) })
 		},

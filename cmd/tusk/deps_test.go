@@ -1,9 +1,10 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/tusk-pg/tusk/internal/testenv"
 )
 
 // Every package linked into tusk runs its initialisers, and faults in its
@@ -12,17 +13,13 @@ import (
 // Apache Arrow comes with azblob from v1.8.1 (an opt-in list format), Google's
 // storage client brings gRPC and OpenTelemetry (see docs/benchmarks.md).
 func TestLinksNoHeavyPackages(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
-	if err != nil {
-		t.Skipf("go list: %v", err)
-	}
 	heavy := []string{
 		"github.com/apache/arrow-go/",
 		"cloud.google.com/go/",
 		"google.golang.org/grpc",
 		"go.opentelemetry.io/",
 	}
-	for _, pkg := range strings.Fields(string(out)) {
+	for _, pkg := range testenv.LinkedPackages(t) {
 		for _, h := range heavy {
 			if strings.HasPrefix(pkg, h) {
 				t.Errorf("links %s", pkg)

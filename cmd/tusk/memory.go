@@ -17,22 +17,22 @@ import (
 // running process decides it but without connecting; what one upload
 // spools in memory under that buffering; and the components' facts.
 func (a *app) walUploaderFacts() (buffering string, spool int64, facts memplan.Facts, err error) {
-	method, err := a.compression()
+	method, err := a.Compression()
 	if err != nil {
 		return "", 0, facts, err
 	}
-	cr, err := a.crypter()
+	cr, err := a.Crypter()
 	if err != nil {
 		return "", 0, facts, err
 	}
-	if buffering, _, err = a.walBuffering(cr); err != nil {
+	if buffering, _, err = a.WALBuffering(cr); err != nil {
 		return "", 0, facts, err
 	}
 	if facts, err = a.memoryFacts(method, cr); err != nil {
 		return "", 0, facts, err
 	}
 	if buffering == wal.BufferMemory {
-		spool = wal.SpoolBytes(a.cfg.WalSegmentSize())
+		spool = wal.SpoolBytes(a.Cfg.WalSegmentSize())
 	}
 	return buffering, spool, facts, nil
 }
@@ -58,12 +58,12 @@ func (a *app) memoryFacts(method codec.Method, cr crypt.Crypter) (memplan.Facts,
 		ew, er := crypt.MemoryEstimate(cr)
 		f.Crypter = memplan.Crypter{Name: cr.Name(), Writer: ew, Reader: er}
 	}
-	b, err := a.cfg.Storage()
+	b, err := a.Cfg.Storage()
 	if err != nil {
 		return f, err
 	}
 	all := []memplan.Storage{b.Memory}
-	for _, fo := range a.cfg.FailoverStorages() {
+	for _, fo := range a.Cfg.FailoverStorages() {
 		all = append(all, fo.Storage.Memory)
 	}
 	f.Storage = memplan.Widest(all...)

@@ -13,9 +13,9 @@ import (
 // returns the logger the command should use while the display runs: in bar
 // mode, one that moves the bar out of the way of each record.
 func (a *app) startProgress(op string) (*progress.Reporter, *slog.Logger) {
-	r := progress.New(progress.Options{Op: op, Out: os.Stderr, Log: a.log})
-	if a.logFile != nil {
-		return r, a.log // records go to WALG_LOG_DESTINATION, not to the bar's terminal
+	r := progress.New(progress.Options{Op: op, Out: os.Stderr, Log: a.Log})
+	if a.LogFile != nil {
+		return r, a.Log // records go to WALG_LOG_DESTINATION, not to the bar's terminal
 	}
-	return r, r.Logger(a.log)
+	return r, r.Logger(a.Log)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/tusk-pg/tusk/internal/cli"
 
 	"github.com/tusk-pg/tusk/internal/restorewindow"
 	"github.com/tusk-pg/tusk/internal/walindex"
@@ -27,19 +28,19 @@ up to where it branched (recovery_target_timeline).
 
 --json prints the same as one JSON document. The exit status is 0 whenever
 the report could be made, whatever it shows.`,
-		Args: argCount(0, 0),
+		Args: cli.ArgCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := a.newWALReader(ctx)
+			w, err := a.NewWALReader(ctx)
 			if err != nil {
 				return err
 			}
-			segSize := a.cfg.WalSegmentSize()
-			ix, err := walindex.Build(ctx, w.store, segSize)
+			segSize := a.Cfg.WalSegmentSize()
+			ix, err := walindex.Build(ctx, w.Store, segSize)
 			if err != nil {
 				return err
 			}
-			rep, err := restorewindow.Compute(ctx, w.store, ix, w.restorer, restorewindow.Options{SegmentSize: segSize, Log: a.log})
+			rep, err := restorewindow.Compute(ctx, w.Store, ix, w.Restorer, restorewindow.Options{SegmentSize: segSize, Log: a.Log})
 			if err != nil {
 				return err
 			}

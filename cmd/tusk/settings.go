@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/config"
@@ -64,7 +66,7 @@ flag (--walg-compression-method for WALG_COMPRESSION_METHOD). The
 configuration is not read: the list is the same on any machine.
 
 "flags", WAL-G's name for its list of global flags, is an alias.`,
-		Args: argCount(0, 0),
+		Args: cli.ArgCount(0, 0),
 		// The reference does not depend on (and is not stopped by) the
 		// configuration.
 		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },

@@ -58,7 +58,7 @@ func (fl *stFlags) open(ctx context.Context, a *app) (storage.Storage, error) {
 	if fl.target == multi.All {
 		return nil, fmt.Errorf("--target %q is not supported by tusk yet: name one storage", fl.target)
 	}
-	return a.namedStorage(ctx, fl.target)
+	return a.NamedStorage(ctx, fl.target)
 }
 
 // listWriter prints WAL-G's listing table (type, size, last modified,
@@ -104,12 +104,12 @@ func (a *app) openObject(ctx context.Context, store storage.Storage, key string,
 		ext := codec.ExtOf(key)
 		m, err := codec.ByExt(ext)
 		if err != nil || ext == "" {
-			a.log.Warn(fmt.Sprintf("decompressor for extension '.%s' was not found (supported methods: %v), will download uncompressed", ext, codec.Methods()))
+			a.Log.Warn(fmt.Sprintf("decompressor for extension '.%s' was not found (supported methods: %v), will download uncompressed", ext, codec.Methods()))
 		} else {
 			method = m
 		}
 	}
-	cr, err := a.crypter()
+	cr, err := a.Crypter()
 	if err != nil {
 		return nil, err
 	}

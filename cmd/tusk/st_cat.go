@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/pipe"
@@ -17,7 +19,7 @@ func newStCatCommand(a *app, fl *stFlags) *cobra.Command {
 		Long: `Writes the object to standard output: as stored by default, decrypted with
 the configured key with --decrypt, decompressed by its extension with
 --decompress.`,
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			store, err := fl.open(ctx, a)

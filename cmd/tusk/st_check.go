@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/storage"
@@ -37,7 +39,7 @@ func newStCheckCommand(a *app, fl *stFlags) *cobra.Command {
 			if len(missing) > 0 {
 				return fmt.Errorf("files are missing: %s", strings.Join(missing, ", "))
 			}
-			a.log.Info("Read check OK")
+			a.Log.Info("Read check OK")
 			return nil
 		},
 	})
@@ -45,7 +47,7 @@ func newStCheckCommand(a *app, fl *stFlags) *cobra.Command {
 		Use:   "write",
 		Short: "check write access to the storage",
 		Long:  `Writes an object with a random 32-character name and deletes it.`,
-		Args:  exactArgs(0),
+		Args:  cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			store, err := fl.open(ctx, a)
@@ -67,12 +69,12 @@ func newStCheckCommand(a *app, fl *stFlags) *cobra.Command {
 			}
 			err = store.Put(ctx, name, strings.NewReader("test"), 4)
 			if derr := store.Delete(ctx, name); derr != nil {
-				a.log.Warn(fmt.Sprintf("failed to clean temp files, %s left in storage", name))
+				a.Log.Warn(fmt.Sprintf("failed to clean temp files, %s left in storage", name))
 			}
 			if err != nil {
 				return fmt.Errorf("failed to write to the storage: %w", err)
 			}
-			a.log.Info("Write check OK")
+			a.Log.Info("Write check OK")
 			return nil
 		},
 	})

@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/codec"
@@ -25,7 +27,7 @@ overwritten. The bytes are copied as stored, unless --decrypt-source
 decrypts them with FROM_CONFIG's key and --encrypt-source encrypts them
 with TO_CONFIG's (WAL-G's flag names). 4 objects are copied at once,
 streamed: --memory-plan prints the bound.`,
-		Args: exactArgs(0),
+		Args: cli.ExactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			src, dst, err := a.copyEnds(from, to, planJSON, showPlan)
@@ -38,7 +40,7 @@ streamed: --memory-plan prints the bound.`,
 					return err
 				}
 				if dec == nil {
-					a.log.Warn("--decrypt-source: " + from + " sets no encryption; objects are copied as stored")
+					a.Log.Warn("--decrypt-source: " + from + " sets no encryption; objects are copied as stored")
 				}
 			}
 			if encrypt {
@@ -46,7 +48,7 @@ streamed: --memory-plan prints the bound.`,
 					return err
 				}
 				if enc == nil {
-					a.log.Warn("--encrypt-source: " + to + " sets no encryption; objects are copied unencrypted")
+					a.Log.Warn("--encrypt-source: " + to + " sets no encryption; objects are copied unencrypted")
 				}
 			}
 			if done, err := showCopyPlan(cmd, copyMemoryPlan(src, dst, reencryptFacts(dec, enc)), showPlan, planJSON); done {

@@ -9,6 +9,8 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/fsutil"
@@ -25,7 +27,7 @@ name> when it is a directory), decrypted with the configured key and
 decompressed by its extension unless told not to. The file must not exist;
 it appears only once complete (a temporary name, fsync, then a link that
 never replaces anything).`,
-		Args: exactArgs(2),
+		Args: cli.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			key, dst := args[0], args[1]

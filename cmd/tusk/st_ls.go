@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/storage"
@@ -18,7 +20,7 @@ func newStLsCommand(a *app, fl *stFlags) *cobra.Command {
 		Long: `Prints the objects and sub-folders of FOLDER (the storage root by default)
 as WAL-G does: type (obj or dir), size, last modified, name relative to
 FOLDER. With -r, every object below FOLDER and no folders.`,
-		Args: argCount(0, 1),
+		Args: cli.ArgCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if allVersions {
 				return errNoVersions

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/codec"
@@ -23,7 +25,7 @@ func newStPutCommand(a *app, fl *stFlags) *cobra.Command {
 OBJECT) compressed with WALG_COMPRESSION_METHOD, whose extension is appended
 to OBJECT, and encrypted with the configured key, unless told not to. An
 existing object is kept unless -f is given. The upload streams.`,
-		Args: argCount(1, 2),
+		Args: cli.ArgCount(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			var src io.Reader
@@ -43,7 +45,7 @@ existing object is kept unless -f is given. The upload streams.`,
 				defer f.Close()
 				src, key = f, args[1]
 			}
-			method := a.cfg.Compression()
+			method := a.Cfg.Compression()
 			if noCompress {
 				method, _ = codec.ByName(codec.None)
 			} else {
@@ -52,7 +54,7 @@ existing object is kept unless -f is given. The upload streams.`,
 			var cr crypt.Crypter
 			if !noEncrypt {
 				var err error
-				if cr, err = a.crypter(); err != nil {
+				if cr, err = a.Crypter(); err != nil {
 					return err
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/storage"
@@ -22,7 +24,7 @@ func newStRmCommand(a *app, fl *stFlags) *cobra.Command {
 		Long: `Removes the object PATH or, when there is no such object (or PATH ends with
 /), every object in the folder PATH, as WAL-G does. An empty PATH or / is
 the whole storage.`,
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if allVersions || versionID != "" {
 				return errNoVersions

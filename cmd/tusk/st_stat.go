@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 )
 
@@ -12,7 +14,7 @@ func newStStatCommand(a *app, fl *stFlags) *cobra.Command {
 		Short: "Prints metadata of the specified storage object",
 		Long: `Prints one object's metadata in the format of st ls, from a single stat
 (HEAD) request; fails if the object does not exist.`,
-		Args: exactArgs(1),
+		Args: cli.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			store, err := fl.open(ctx, a)

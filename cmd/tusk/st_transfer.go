@@ -6,6 +6,8 @@ import (
 	"math"
 	"time"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/storage/multi"
@@ -65,18 +67,18 @@ holds already are neither overwritten nor deleted from the source unless
 		case st.glob:
 			return errors.New("--glob is not supported by tusk yet: give exact paths")
 		}
-		src, err := a.namedStorage(ctx, fl.source)
+		src, err := a.NamedStorage(ctx, fl.source)
 		if err != nil {
 			return fmt.Errorf("--source: %w", err)
 		}
-		dst, err := a.namedStorage(ctx, st.target)
+		dst, err := a.NamedStorage(ctx, st.target)
 		if err != nil {
 			return fmt.Errorf("--target: %w", err)
 		}
 		c := &storecopy.Copier{
 			From: src, To: dst, Workers: fl.concurrency,
 			Overwrite: fl.overwrite, KeepExisting: !fl.overwrite,
-			Limit: int64(min(fl.maxFiles, math.MaxInt64)), KeepGoing: !fl.failFast, Log: a.log,
+			Limit: int64(min(fl.maxFiles, math.MaxInt64)), KeepGoing: !fl.failFast, Log: a.Log,
 		}
 		err = do(c, storecopy.TransferOptions{
 			Preserve: fl.preserve, AppearanceChecks: fl.appearanceChecks, AppearanceInterval: fl.appearanceInterval,
@@ -85,14 +87,14 @@ holds already are neither overwritten nor deleted from the source unless
 		if err != nil {
 			return fmt.Errorf("transfer from %q to %q (%d objects moved): %w", fl.source, st.target, s.Copied, err)
 		}
-		a.log.Info("transfer done", "moved", s.Copied, "bytes", s.Bytes, "skipped", s.Skipped)
+		a.Log.Info("transfer done", "moved", s.Copied, "bytes", s.Bytes, "skipped", s.Skipped)
 		return nil
 	}
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "files PREFIX --source SOURCE [--target TARGET]",
 			Short: "Move every object under PREFIX",
-			Args:  exactArgs(1),
+			Args:  cli.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return run(cmd, func(c *storecopy.Copier, o storecopy.TransferOptions) error {
 					return c.TransferFiles(cmd.Context(), args[0], o)
@@ -102,7 +104,7 @@ holds already are neither overwritten nor deleted from the source unless
 		&cobra.Command{
 			Use:   "pg-wals --source SOURCE [--target TARGET]",
 			Short: "Move every archived WAL file (" + wal.Folder + ")",
-			Args:  exactArgs(0),
+			Args:  cli.ExactArgs(0),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return run(cmd, func(c *storecopy.Copier, o storecopy.TransferOptions) error {
 					return c.TransferFiles(cmd.Context(), wal.Folder, o)
@@ -117,7 +119,7 @@ holds already are neither overwritten nor deleted from the source unless
 appeared in the target, so the target never lists an incomplete backup; the
 source loses the sentinel first, then the files, only once all of the backup
 reached the target.`,
-		Args: argCount(0, 1),
+		Args: cli.ArgCount(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := ""
 			if len(args) == 1 {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 )
 
@@ -33,7 +35,7 @@ func TestArgumentErrorsShowUsage(t *testing.T) {
 	}
 }
 
-// Every command's argument check, whatever it tests, gives a usageError
+// Every command's argument check, whatever it tests, gives a cli.UsageError
 // with a one-line message in tusk's words, never Cobra's "arg(s)".
 func TestEveryArgumentErrorIsAUsageError(t *testing.T) {
 	root := newRootCommand()
@@ -52,10 +54,10 @@ func TestEveryArgumentErrorIsAUsageError(t *testing.T) {
 				continue
 			}
 			checked++
-			var ue *usageError
+			var ue *cli.UsageError
 			msg := err.Error()
 			if !errors.As(err, &ue) || strings.Contains(msg, "arg(s)") || strings.Contains(msg, "\n") ||
-				!strings.HasPrefix(msg, commandName(cmd)+": ") {
+				!strings.HasPrefix(msg, cli.CommandName(cmd)+": ") {
 				t.Errorf("%s with %d arguments: %T %q", cmd.CommandPath(), len(args), err, msg)
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/fsutil"
@@ -35,7 +37,7 @@ private directory under the system temp dir), not held in memory. It runs
 until SIGTERM or SIGINT, which stop it cleanly (exit 0); any other failure
 exits 1, as with WAL-G, for a supervisor to restart it. --memory-plan prints
 its memory bound; it sets GOMEMLIMIT and GOGC from it unless they are set.`,
-		Args: argCount(0, 0),
+		Args: cli.ArgCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			plan, err := a.walReceivePlan()
 			if err != nil {
@@ -50,8 +52,8 @@ its memory bound; it sets GOMEMLIMIT and GOGC from it unless they are set.`,
 			applyMemoryPlan(plan)
 			ctx := cmd.Context()
 			err = a.walReceive(ctx)
-			if err != nil && errors.Is(context.Cause(ctx), errInterrupted) {
-				a.log.Info("wal-receive: stopped")
+			if err != nil && errors.Is(context.Cause(ctx), cli.ErrInterrupted) {
+				a.Log.Info("wal-receive: stopped")
 				return nil
 			}
 			return err
@@ -72,7 +74,7 @@ func (a *app) walReceivePlan() (*memplan.Plan, error) {
 }
 
 func (a *app) walReceive(ctx context.Context) error {
-	w, err := a.newWAL(ctx, usePrimary, "")
+	w, err := a.NewWAL(ctx, cli.UsePrimary, "")
 	if err != nil {
 		return err
 	}
@@ -81,10 +83,10 @@ func (a *app) walReceive(ctx context.Context) error {
 		return err
 	}
 	defer cleanup()
-	slotName := a.cfg.SlotName()
+	slotName := a.Cfg.SlotName()
 	// As WAL-G does: the slot and the segment size are read over an
 	// ordinary session, the WAL over a replication connection.
-	sess, err := pg.Connect(ctx, pg.ConnectOptions{AppName: a.cfg.PGAppName(), Log: a.log})
+	sess, err := pg.Connect(ctx, pg.ConnectOptions{AppName: a.Cfg.PGAppName(), Log: a.Log})
 	if err != nil {
 		return err
 	}
@@ -97,10 +99,10 @@ func (a *app) walReceive(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if segSize != a.cfg.WalSegmentSize() {
-		return fmt.Errorf("the server's WAL segments are %d bytes, WALG_PG_WAL_SIZE says %d", segSize, a.cfg.WalSegmentSize())
+	if segSize != a.Cfg.WalSegmentSize() {
+		return fmt.Errorf("the server's WAL segments are %d bytes, WALG_PG_WAL_SIZE says %d", segSize, a.Cfg.WalSegmentSize())
 	}
-	conn, err := pg.ConnectReplication(ctx, pg.ConnectOptions{AppName: a.cfg.PGAppName(), Log: a.log})
+	conn, err := pg.ConnectReplication(ctx, pg.ConnectOptions{AppName: a.Cfg.PGAppName(), Log: a.Log})
 	if err != nil {
 		return err
 	}
@@ -109,8 +111,8 @@ func (a *app) walReceive(ctx context.Context) error {
 		Slot:        slotName,
 		SegmentSize: segSize,
 		Dir:         dir,
-		Archiver:    w.archiver,
-		Log:         a.log,
+		Archiver:    w.Archiver,
+		Log:         a.Log,
 	})
 	return r.Run(ctx, slot)
 }
@@ -119,7 +121,7 @@ func (a *app) walReceive(ctx context.Context) error {
 // which must not be writable by others, or a new private temp dir removed
 // by cleanup.
 func (a *app) receiveDir() (root *os.Root, cleanup func(), err error) {
-	path := a.cfg.WALReceiveDir()
+	path := a.Cfg.WALReceiveDir()
 	temp := path == ""
 	if temp {
 		if path, err = os.MkdirTemp("", "tusk-wal-receive-"); err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 
+	"github.com/tusk-pg/tusk/internal/cli"
+
 	"github.com/spf13/cobra"
 
 	"github.com/tusk-pg/tusk/internal/walrestore"
@@ -21,10 +23,10 @@ there to its end (on each of its timelines) that its pg_wal lacks, and
 fetches each from storage into the source's pg_wal, as wal-fetch writes
 files. pg_rewind then copies them to the target. A segment not in storage
 is reported and skipped, as WAL-G does; other errors stop it (exit 1).`,
-		Args: exactArgs(2),
+		Args: cli.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			segSize := a.cfg.WalSegmentSize()
+			segSize := a.Cfg.WalSegmentSize()
 			target, err := walrestore.Inspect(args[0], segSize)
 			if err != nil {
 				return err
@@ -38,22 +40,22 @@ is reported and skipped, as WAL-G does; other errors stop it (exit 1).`,
 				return err
 			}
 			if len(names) == 0 {
-				a.log.Info("wal-restore: no WAL files to restore")
+				a.Log.Info("wal-restore: no WAL files to restore")
 				return nil
 			}
-			w, err := a.newWALReader(ctx)
+			w, err := a.NewWALReader(ctx)
 			if err != nil {
 				return err
 			}
-			a.log.Info("wal-restore: WAL files to restore", "count", len(names), "files", strings.Join(names, ","))
-			fetched, absent, err := walrestore.Restore(ctx, w.restorer, source.WALDir, names)
+			a.Log.Info("wal-restore: WAL files to restore", "count", len(names), "files", strings.Join(names, ","))
+			fetched, absent, err := walrestore.Restore(ctx, w.Restorer, source.WALDir, names)
 			for _, name := range absent {
-				a.log.Warn("wal-restore: not in storage", "file", name)
+				a.Log.Warn("wal-restore: not in storage", "file", name)
 			}
 			if err != nil {
 				return err
 			}
-			a.log.Info("wal-restore: done", "fetched", len(fetched), "absent", len(absent), "dir", source.WALDir)
+			a.Log.Info("wal-restore: done", "fetched", len(fetched), "absent", len(absent), "dir", source.WALDir)
 			return nil
 		},
 	}

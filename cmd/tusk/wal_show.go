@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/tusk-pg/tusk/internal/cli"
 
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/walcheck"
@@ -23,29 +24,29 @@ start to finish lies within each timeline's range.
 --detailed-json prints WAL-G's JSON instead: the same fields, every missing
 segment by name, and each backup with its metadata (as backup-list --detail
 --json shows it).`,
-		Args: argCount(0, 0),
+		Args: cli.ArgCount(0, 0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := a.newWALReader(ctx)
+			w, err := a.NewWALReader(ctx)
 			if err != nil {
 				return err
 			}
-			segSize := a.cfg.WalSegmentSize()
-			ix, err := walindex.Build(ctx, w.store, segSize)
+			segSize := a.Cfg.WalSegmentSize()
+			ix, err := walindex.Build(ctx, w.Store, segSize)
 			if err != nil {
 				return err
 			}
 			var backups []backup.Detail
 			if !withoutBackups {
-				backups, err = walcheck.LoadBackups(ctx, w.store)
+				backups, err = walcheck.LoadBackups(ctx, w.Store)
 				if err != nil {
 					return err
 				}
 				if len(backups) == 0 {
-					a.log.Info("No backups found in storage.")
+					a.Log.Info("No backups found in storage.")
 				}
 			}
-			tls, err := walcheck.Show(ctx, ix, w.restorer, backups)
+			tls, err := walcheck.Show(ctx, ix, w.Restorer, backups)
 			if err != nil {
 				return err
 			}

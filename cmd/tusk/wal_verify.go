@@ -70,7 +70,7 @@ file, --backup-name not found).`,
 					checks = append(checks, c)
 				}
 			}
-			segSize := a.cfg.WalSegmentSize()
+			segSize := a.Cfg.WalSegmentSize()
 			var current wal.Segment
 			var err error
 			if cmd.Flags().Changed("lsn") {
@@ -81,22 +81,22 @@ file, --backup-name not found).`,
 			if err != nil {
 				return err
 			}
-			a.log.Info("Current WAL segment: " + current.Name(segSize))
-			w, err := a.newWALReader(ctx)
+			a.Log.Info("Current WAL segment: " + current.Name(segSize))
+			w, err := a.NewWALReader(ctx)
 			if err != nil {
 				return err
 			}
-			ix, err := walindex.Build(ctx, w.store, segSize)
+			ix, err := walindex.Build(ctx, w.Store, segSize)
 			if err != nil {
 				return err
 			}
-			rep, err := walcheck.Verify(ctx, w.store, ix, w.restorer, walcheck.VerifyOptions{
+			rep, err := walcheck.Verify(ctx, w.Store, ix, w.Restorer, walcheck.VerifyOptions{
 				Checks:         checks,
 				Current:        current,
 				BackupName:     backupName,
-				UploadingRange: a.cfg.UploadConcurrency(),
-				DelayedRange:   a.cfg.IntegrityMaxDelayedWALs(),
-				Log:            a.log,
+				UploadingRange: a.Cfg.UploadConcurrency(),
+				DelayedRange:   a.Cfg.IntegrityMaxDelayedWALs(),
+				Log:            a.Log,
 			})
 			if err != nil {
 				return err
@@ -133,7 +133,7 @@ func givenSegment(tli uint32, lsnText string, segSize int64) (wal.Segment, error
 
 // clusterSegment asks PostgreSQL for its timeline and WAL position.
 func (a *app) clusterSegment(ctx context.Context, segSize int64) (wal.Segment, error) {
-	conn, err := pg.Connect(ctx, pg.ConnectOptions{Log: a.log})
+	conn, err := pg.Connect(ctx, pg.ConnectOptions{Log: a.Log})
 	if err != nil {
 		return wal.Segment{}, err
 	}

@@ -13,59 +13,56 @@ import (
 	"testing"
 )
 
-// build is the one tusk binary of this test process. Package-level state is
-// deliberate here and limited to test infrastructure: every test of a package
-// shares one compile, and go test gives no per-process hook other than
-// TestMain to hold it.
-var build struct {
+// builds are the binaries of this test process, each compiled once.
+// Package-level state is deliberate here and limited to test
+// infrastructure: every test of a package shares one compile, and go test
+// gives no per-process hook other than TestMain to hold it.
+var builds struct {
+	tusk, client, archive builtBinary
+}
+
+// builtBinary is one ./cmd/NAME compiled on first use.
+type builtBinary struct {
 	once sync.Once
 	dir  string
 	path string
 	err  error
+}
+
+func (b *builtBinary) get(t testing.TB, name string) string {
+	t.Helper()
+	b.once.Do(func() {
+		b.dir, b.path, b.err = buildCommand(name)
+	})
+	if b.err != nil {
+		t.Fatalf("building %s: %v", name, b.err)
+	}
+	return b.path
 }
 
 // BuildTusk compiles ./cmd/tusk (CGO_ENABLED=0) once per test process and
 // returns the binary's absolute path. It lives in a fresh 0755 directory
 // under the system temp dir, so the PostgreSQL server user can run it from
 // archive_command. Call RemoveBuilds from TestMain to delete it at exit.
-func BuildTusk(t testing.TB) string {
-	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.path, build.err = buildTusk()
-	})
-	if build.err != nil {
-		t.Fatalf("building tusk: %v", build.err)
-	}
-	return build.path
-}
-
-// clientBuild is the one tusk-daemon-client binary of this test process.
-var clientBuild struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
+func BuildTusk(t testing.TB) string { t.Helper(); return builds.tusk.get(t, "tusk") }
 
 // BuildDaemonClient compiles ./cmd/tusk-daemon-client once per test
 // process, like BuildTusk, and returns the binary's absolute path.
 func BuildDaemonClient(t testing.TB) string {
 	t.Helper()
-	clientBuild.once.Do(func() {
-		clientBuild.dir, clientBuild.path, clientBuild.err = buildCommand("tusk-daemon-client")
-	})
-	if clientBuild.err != nil {
-		t.Fatalf("building tusk-daemon-client: %v", clientBuild.err)
-	}
-	return clientBuild.path
+	return builds.client.get(t, "tusk-daemon-client")
 }
 
-// RemoveBuilds deletes what BuildTusk and BuildDaemonClient produced; for
-// TestMain, after m.Run.
+// BuildArchive compiles ./cmd/tusk-archive once per test process, like
+// BuildTusk, and returns the binary's absolute path.
+func BuildArchive(t testing.TB) string { t.Helper(); return builds.archive.get(t, "tusk-archive") }
+
+// RemoveBuilds deletes what BuildTusk, BuildDaemonClient and BuildArchive
+// produced; for TestMain, after m.Run.
 func RemoveBuilds() {
-	for _, dir := range []string{build.dir, clientBuild.dir} {
-		if dir != "" {
-			_ = os.RemoveAll(dir)
+	for _, b := range []*builtBinary{&builds.tusk, &builds.client, &builds.archive} {
+		if b.dir != "" {
+			_ = os.RemoveAll(b.dir)
 		}
 	}
 }
@@ -77,8 +74,6 @@ func Main(m *testing.M) int {
 	defer RemoveBuilds()
 	return m.Run()
 }
-
-func buildTusk() (dir, bin string, err error) { return buildCommand("tusk") }
 
 // buildCommand builds ./cmd/NAME into a fresh 0755 directory.
 func buildCommand(name string) (dir, bin string, err error) {
@@ -163,4 +158,16 @@ func Fixtures(t testing.TB) string {
 		t.Skipf("WAL-G fixtures not found at %s (set TUSK_FIXTURES)", dir)
 	}
 	return dir
+}
+
+// LinkedPackages lists the packages the program in the test's directory
+// links (go list -deps), for tests of what a binary must not link; it
+// skips the test when go list cannot run.
+func LinkedPackages(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command(goTool(), "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	return strings.Fields(string(out))
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -7,20 +7,20 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// usageError is a command line a command cannot take (arguments, flags).
+// UsageError is a command line a command cannot take (arguments, flags).
 // run prints it as one "ERROR:" line followed by the command's usage line,
 // so the person who typed it sees what the command expects.
-type usageError struct {
+type UsageError struct {
 	cmd *cobra.Command
 	err error
 }
 
-func (e *usageError) Error() string { return commandName(e.cmd) + ": " + e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
+func (e *UsageError) Error() string { return CommandName(e.cmd) + ": " + e.err.Error() }
+func (e *UsageError) Unwrap() error { return e.err }
 
-// usageLine is what run prints under a usageError: for a command made of
+// usageLine is what run prints under a UsageError: for a command made of
 // subcommands (delete), their names.
-func (e *usageError) usageLine() string {
+func (e *UsageError) usageLine() string {
 	if !e.cmd.HasAvailableSubCommands() {
 		return "Usage: " + e.cmd.UseLine()
 	}
@@ -35,7 +35,7 @@ func (e *usageError) usageLine() string {
 
 // commandName is the command's path without the program name: "wal-push",
 // "delete retain".
-func commandName(cmd *cobra.Command) string {
+func CommandName(cmd *cobra.Command) string {
 	path := cmd.CommandPath()
 	if i := strings.IndexByte(path, ' '); i >= 0 {
 		return path[i+1:]
@@ -47,7 +47,7 @@ func commandName(cmd *cobra.Command) string {
 // upper bound), with a message that counts in words rather than Cobra's
 // "accepts 1 arg(s), received 0". Commands use it instead of Cobra's
 // validators; markUsageErrors adds the usage line.
-func argCount(lo, hi int) cobra.PositionalArgs {
+func ArgCount(lo, hi int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		n := len(args)
 		if n >= lo && (hi < 0 || n <= hi) {
@@ -73,7 +73,7 @@ func argCount(lo, hi int) cobra.PositionalArgs {
 	}
 }
 
-func exactArgs(n int) cobra.PositionalArgs { return argCount(n, n) }
+func ExactArgs(n int) cobra.PositionalArgs { return ArgCount(n, n) }
 
 func plural(n int, word string) string {
 	if n == 1 {
@@ -83,17 +83,17 @@ func plural(n int, word string) string {
 }
 
 // markUsageErrors makes every argument and flag error of the tree under
-// root a usageError.
+// root a UsageError.
 func markUsageErrors(root *cobra.Command) {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return &usageError{cmd: cmd, err: err}
+		return &UsageError{cmd: cmd, err: err}
 	})
 	var walk func(*cobra.Command)
 	walk = func(cmd *cobra.Command) {
 		if check := cmd.Args; check != nil {
 			cmd.Args = func(c *cobra.Command, args []string) error {
 				if err := check(c, args); err != nil {
-					return &usageError{cmd: c, err: err}
+					return &UsageError{cmd: c, err: err}
 				}
 				return nil
 			}

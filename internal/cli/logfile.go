@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"fmt"
@@ -6,25 +6,25 @@ import (
 	"sync"
 )
 
-// logFile is WALG_LOG_DESTINATION opened for appending. Reopen lets a log
+// LogFile is WALG_LOG_DESTINATION opened for appending. Reopen lets a log
 // rotator move the file away and have the daemon write to a new one: WAL-G's
 // daemon does this on SIGUSR1, so rotation set up for it keeps working (and
 // the signal, whose default action ends a process, does not stop tusk).
-type logFile struct {
+type LogFile struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File
 }
 
-func openLogFile(path string) (*logFile, error) {
+func OpenLogFile(path string) (*LogFile, error) {
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("WALG_LOG_DESTINATION: cannot open %s: %w", path, err)
 	}
-	return &logFile{path: path, f: f}, nil
+	return &LogFile{path: path, f: f}, nil
 }
 
-func (l *logFile) Write(p []byte) (int, error) {
+func (l *LogFile) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.f.Write(p)
@@ -32,7 +32,7 @@ func (l *logFile) Write(p []byte) (int, error) {
 
 // Reopen opens the path again and closes the old file; on failure the old
 // file stays in use.
-func (l *logFile) Reopen() error {
+func (l *LogFile) Reopen() error {
 	f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("WALG_LOG_DESTINATION: cannot reopen %s: %w", l.path, err)
@@ -44,8 +44,11 @@ func (l *logFile) Reopen() error {
 	return old.Close()
 }
 
-func (l *logFile) Close() error {
+func (l *LogFile) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.f.Close()
 }
+
+// Path is the file's path.
+func (l *LogFile) Path() string { return l.path }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"github.com/spf13/cobra"
@@ -6,7 +6,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/wal"
 )
 
-func newWalPushCommand(a *app) *cobra.Command {
+func newWalPushCommand(a *App) *cobra.Command {
 	var target string
 	cmd := &cobra.Command{
 		Use:   "wal-push WAL_FILE_PATH",
@@ -24,22 +24,22 @@ and on S3 servers that honour If-None-Match).
 
 With WALG_FAILOVER_STORAGES it uploads to the first alive storage (the primary
 if alive, else the failovers by name), or to --target-storage.`,
-		Args: exactArgs(1),
+		Args: ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			w, err := a.newWAL(ctx, useWrite, target)
+			w, err := a.NewWAL(ctx, UseWrite, target)
 			if err != nil {
 				return err
 			}
 			path := args[0]
-			return w.archiver.Push(ctx, path, wal.PushOptions{
-				Concurrency:     a.cfg.UploadConcurrency(),
-				BackgroundLimit: a.cfg.TotalBGUploadedLimit(),
-				ReadyRename:     a.cfg.PGReadyRename(),
-				MarkerDir:       wal.MarkerDir(a.cfg.PGData(), path),
+			return w.Archiver.Push(ctx, path, wal.PushOptions{
+				Concurrency:     a.Cfg.UploadConcurrency(),
+				BackgroundLimit: a.Cfg.TotalBGUploadedLimit(),
+				ReadyRename:     a.Cfg.PGReadyRename(),
+				MarkerDir:       wal.MarkerDir(a.Cfg.PGData(), path),
 			})
 		},
 	}
-	addTargetStorageFlag(cmd, &target)
+	AddTargetStorageFlag(cmd, &target)
 	return cmd
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 func TestLogFileReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "tusk.log")
-	l, err := openLogFile(path)
+	l, err := OpenLogFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

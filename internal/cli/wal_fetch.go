@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"errors"
@@ -21,7 +21,7 @@ const (
 	exitAbortRecover = 128 // TUSK_FETCH_ABORT_ON_STORAGE_ERROR: stop recovery loudly
 )
 
-func newWalFetchCommand(a *app) *cobra.Command {
+func newWalFetchCommand(a *App) *cobra.Command {
 	var target string
 	cmd := &cobra.Command{
 		Use:   "wal-fetch WAL_NAME DESTINATION",
@@ -49,59 +49,59 @@ background into <destination dir>/.wal-g/prefetch (or WALG_PREFETCH_DIR).
 
 With WALG_FAILOVER_STORAGES each file is read from the first alive storage that
 holds it, or from --target-storage alone.`,
-		Args: exactArgs(2),
+		Args: ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			name, dest := args[0], args[1]
-			w, err := a.newWAL(ctx, useMerge, target)
+			w, err := a.NewWAL(ctx, UseMerge, target)
 			if err != nil {
 				return a.fetchExit(err)
 			}
-			err = w.restorer.Restore(ctx, name, dest, wal.PrefetchOptions{
-				Dir:   wal.PrefetchDir(a.cfg.PrefetchDir(), dest),
-				Count: a.cfg.DownloadConcurrency(),
+			err = w.Restorer.Restore(ctx, name, dest, wal.PrefetchOptions{
+				Dir:   wal.PrefetchDir(a.Cfg.PrefetchDir(), dest),
+				Count: a.Cfg.DownloadConcurrency(),
 				Start: func(name string) { a.spawnPrefetch(name, dest, target) },
 			})
 			if err != nil {
 				return a.fetchExit(err)
 			}
-			a.log.Info("wal-fetch: restored", "file", name, "destination", dest)
+			a.Log.Info("wal-fetch: restored", "file", name, "destination", dest)
 			return nil
 		},
 	}
-	addTargetStorageFlag(cmd, &target)
+	AddTargetStorageFlag(cmd, &target)
 	return cmd
 }
 
 // addTargetStorageFlag adds WAL-G's --target-storage.
-func addTargetStorageFlag(cmd *cobra.Command, target *string) {
+func AddTargetStorageFlag(cmd *cobra.Command, target *string) {
 	cmd.Flags().StringVar(target, "target-storage", "",
 		`name of the storage to run the command on: "default" for the primary, or a WALG_FAILOVER_STORAGES name (default: WALG_TARGET_STORAGE, else WAL-G's choice among the alive storages)`)
 }
 
-func (a *app) fetchExit(err error) error {
+func (a *App) fetchExit(err error) error {
 	if errors.Is(err, storage.ErrNotFound) {
-		return &exitError{code: exitNotFound, err: err}
+		return &ExitError{Code: exitNotFound, Err: err}
 	}
-	if a.cfg != nil && a.cfg.FetchAbortOnStorageError() {
-		return &exitError{code: exitAbortRecover, err: fmt.Errorf("%w (exit %d: recovery must stop, not end early)", err, exitAbortRecover)}
+	if a.Cfg != nil && a.Cfg.FetchAbortOnStorageError() {
+		return &ExitError{Code: exitAbortRecover, Err: fmt.Errorf("%w (exit %d: recovery must stop, not end early)", err, exitAbortRecover)}
 	}
 	return err
 }
 
 // spawnPrefetch starts `tusk wal-prefetch` detached, with the same
 // configuration, so replay does not wait for the following downloads.
-func (a *app) spawnPrefetch(name, dest, target string) {
+func (a *App) spawnPrefetch(name, dest, target string) {
 	self, err := os.Executable()
 	if err != nil {
 		return
 	}
 	args := []string{"wal-prefetch", name, dest}
-	if f := a.cfg.ConfigFileUsed(); f != "" {
+	if f := a.Cfg.ConfigFileUsed(); f != "" {
 		args = append(args, "--config", f)
 	}
-	if a.storagePrefix != "" {
-		args = append(args, "--walg-storage-prefix", a.storagePrefix)
+	if a.StoragePrefix != "" {
+		args = append(args, "--walg-storage-prefix", a.StoragePrefix)
 	}
 	if target != "" {
 		args = append(args, "--target-storage", target)
@@ -109,7 +109,7 @@ func (a *app) spawnPrefetch(name, dest, target string) {
 	cmd := exec.Command(self, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		a.log.Debug("cannot start prefetch", "error", err)
+		a.Log.Debug("cannot start prefetch", "error", err)
 		return
 	}
 	_ = cmd.Process.Release()
