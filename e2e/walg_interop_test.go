@@ -267,7 +267,8 @@ func TestWALGInteropWalReceive(t *testing.T) {
 // catchup-fetch (catchup-list of the fetching tool lists the backup), or
 // with one tool's catchup-send and the other's catchup-receive over
 // loopback TCP, each way; the standby then streams again with equal data.
-// On PostgreSQL 15 and 17 (its primary summarizing WAL).
+// On PostgreSQL 15, 17 and 18 (from 17 on the primary summarizes its WAL
+// and tusk's catchup-push must take the changed pages from the summaries).
 func TestWALGInteropCatchup(t *testing.T) {
 	walg := walgBinary(t)
 	tusk := testenv.BuildTusk(t)
@@ -278,7 +279,7 @@ func TestWALGInteropCatchup(t *testing.T) {
 		sendReceive     bool
 	}
 	var cases []tc
-	for _, major := range []int{15, 17} {
+	for _, major := range []int{15, 17, 18} {
 		cases = append(cases,
 			tc{fmt.Sprintf("pg%d/push-fetch/walg-to-tusk", major), major, walg, tusk, false},
 			tc{fmt.Sprintf("pg%d/push-fetch/tusk-to-walg", major), major, tusk, walg, false},
@@ -320,6 +321,9 @@ func TestWALGInteropCatchup(t *testing.T) {
 				res := runAsServer(t, c.pusher, pushEnv, "catchup-push", primary.DataDir(), "--from-lsn", from)
 				if res.code != 0 {
 					t.Fatalf("%s catchup-push: exit %d\n%s", c.pusher, res.code, res.output)
+				}
+				if c.pusher == tusk && c.major >= 17 && !strings.Contains(res.output, "changed blocks from WAL summaries") {
+					t.Errorf("tusk catchup-push on PostgreSQL %d did not use WAL summaries:\n%s", c.major, res.output)
 				}
 				name := backupNameIn(t, res.output)
 				if l := runAsServer(t, c.fetcher, env, "catchup-list"); l.code != 0 || !strings.Contains(l.output, name) {
