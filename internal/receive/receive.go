@@ -18,8 +18,10 @@
 package receive
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -39,9 +42,10 @@ import (
 	"github.com/tusk-pg/tusk/internal/walindex"
 )
 
-// MessageBytes bounds one replication message as held in memory: at most
-// 128 KiB of WAL (the walsender's MAX_SEND_SIZE), its header, and the
-// connection's 8 KiB read buffer.
+// MessageBytes bounds one replication message as held in memory: the
+// stream's one read buffer, of this size, holds a whole message (at most
+// 128 KiB of WAL, the walsender's MAX_SEND_SIZE, and its headers); pgx's 8
+// KiB read buffer, used for the other commands, fits in the rest.
 const MessageBytes = 128<<10 + 8<<10 + 64
 
 // StatusInterval is how often a standby status update is sent when nothing
@@ -78,6 +82,8 @@ type Receiver struct {
 	// first byte arrives.
 	file     *os.File
 	fileName string
+	// rd reads the replication stream (see stream), made once.
+	rd *bufio.Reader
 
 	nextStatus time.Time
 }
@@ -206,15 +212,50 @@ func (r *Receiver) storeHistory(ctx context.Context, tli uint32) ([]walindex.His
 
 // stream runs one START_REPLICATION on r.tli from r.pos until the server
 // ends the timeline, and returns the next timeline.
+//
+// The replication protocol is read here from the connection itself, not
+// through pgconn: pgx reads a message larger than its 8 KiB buffer into a
+// fresh buffer from its pool (256 KiB for a 128 KiB XLogData message) and
+// puts it back, so after each collection the stream allocates another one
+// somewhere new in the heap, and a deadline context per message costs more
+// garbage. One bufio.Reader of MessageBytes, kept for the Receiver's life,
+// holds every message instead. pgconn is idle meanwhile (as pglogrepl uses
+// it: the query is sent through its Frontend), and the exchange ends at
+// ReadyForQuery with nothing left unread, so pgconn can run the next
+// command.
 func (r *Receiver) stream(ctx context.Context) (next uint32, err error) {
-	err = pglogrepl.StartReplication(ctx, r.conn, r.opts.Slot, pglogrepl.LSN(r.pos),
-		pglogrepl.StartReplicationOptions{Timeline: int32(r.tli), Mode: pglogrepl.PhysicalReplication})
-	if tli, _, ok := pglogrepl.IsErrEndTimeline(err); ok {
-		// r.pos is where this timeline ended: nothing to stream on it.
-		return uint32(tli), nil
+	if n := r.conn.Frontend().ReadBufferLen(); n != 0 {
+		return 0, fmt.Errorf("START_REPLICATION: %d unread bytes on the connection", n)
 	}
+	nc := r.conn.Conn()
+	if r.rd == nil {
+		r.rd = bufio.NewReaderSize(nc, MessageBytes)
+	}
+	// Cancellation interrupts a blocked read; every read below checks ctx
+	// after setting its own deadline, so a cancel is never overwritten.
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
+	defer func() {
+		stop()
+		nc.SetReadDeadline(time.Time{})
+		if err != nil && ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+	}()
+	sql := fmt.Sprintf("START_REPLICATION SLOT %s PHYSICAL %s TIMELINE %d", r.opts.Slot, pglogrepl.LSN(r.pos), r.tli)
+	r.conn.Frontend().SendQuery(&pgproto3.Query{String: sql})
+	if err := r.conn.Frontend().Flush(); err != nil {
+		return 0, fmt.Errorf("START_REPLICATION SLOT %s: %w", r.opts.Slot, err)
+	}
+	next, streaming, err := r.readResult(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("START_REPLICATION SLOT %s at %s on timeline %d: %w", r.opts.Slot, r.pos, r.tli, err)
+	}
+	if !streaming {
+		// r.pos is where this timeline ended: nothing to stream on it.
+		if next == 0 {
+			return 0, fmt.Errorf("START_REPLICATION SLOT %s at %s on timeline %d: the server neither streamed nor named the next timeline", r.opts.Slot, r.pos, r.tli)
+		}
+		return next, nil
 	}
 	r.nextStatus = time.Time{}
 	for {
@@ -223,36 +264,121 @@ func (r *Receiver) stream(ctx context.Context) (next uint32, err error) {
 				return 0, err
 			}
 		}
-		wait, cancel := context.WithDeadline(ctx, r.nextStatus)
-		msg, err := r.conn.ReceiveMessage(wait)
-		cancel()
+		typ, body, err := r.readMessage(ctx, r.nextStatus)
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
 				continue
 			}
 			return 0, fmt.Errorf("replication stream at %s: %w", r.pos, err)
 		}
-		switch m := msg.(type) {
-		case *pgproto3.CopyData:
-			if err := r.handle(ctx, m.Data); err != nil {
+		switch typ {
+		case 'd': // CopyData
+			if err := r.handle(ctx, body); err != nil {
 				return 0, err
 			}
-		case *pgproto3.CopyDone:
-			res, err := pglogrepl.SendStandbyCopyDone(ctx, r.conn)
+		case 'c': // CopyDone: the timeline ended; the server then names the next one.
+			if err := r.sendCopyDone(); err != nil {
+				return 0, fmt.Errorf("end of timeline %d: %w", r.tli, err)
+			}
+			next, _, err := r.readResult(ctx)
 			if err != nil {
 				return 0, fmt.Errorf("end of timeline %d: %w", r.tli, err)
 			}
-			if res == nil {
+			if next == 0 {
 				return 0, fmt.Errorf("end of timeline %d: the server did not name the next timeline", r.tli)
 			}
-			return uint32(res.Timeline), nil
-		case *pgproto3.ErrorResponse:
-			return 0, fmt.Errorf("replication stream at %s: %w", r.pos, pgconn.ErrorResponseToPgError(m))
-		case *pgproto3.NoticeResponse, *pgproto3.ParameterStatus:
+			return next, nil
+		case 'E':
+			return 0, fmt.Errorf("replication stream at %s: %w", r.pos, errorResponse(body))
+		case 'N', 'S': // NoticeResponse, ParameterStatus
 		default:
-			return 0, fmt.Errorf("replication stream at %s: unexpected %T", r.pos, msg)
+			return 0, fmt.Errorf("replication stream at %s: unexpected message type %q", r.pos, typ)
 		}
 	}
+}
+
+// readResult reads the server's answer to START_REPLICATION or to the
+// client's CopyDone: either CopyBothResponse (streaming starts), or the
+// next timeline's result set up to ReadyForQuery.
+func (r *Receiver) readResult(ctx context.Context) (next uint32, streaming bool, err error) {
+	var failed error
+	for {
+		typ, body, err := r.readMessage(ctx, time.Time{})
+		if err != nil {
+			if failed != nil {
+				return 0, false, failed
+			}
+			return 0, false, err
+		}
+		switch typ {
+		case 'W': // CopyBothResponse
+			return 0, true, nil
+		case 'D': // DataRow: next_tli, next_tli_startpos
+			var row pgproto3.DataRow
+			if err := row.Decode(body); err != nil {
+				return 0, false, fmt.Errorf("next timeline: %w", err)
+			}
+			if len(row.Values) != 2 {
+				return 0, false, fmt.Errorf("next timeline: %d columns, expected 2", len(row.Values))
+			}
+			tli, err := strconv.ParseUint(string(row.Values[0]), 10, 32)
+			if err != nil {
+				return 0, false, fmt.Errorf("next timeline %q: %w", clip(string(row.Values[0])), err)
+			}
+			next = uint32(tli)
+		case 'E':
+			// ReadyForQuery follows; read it, so that the connection is
+			// left idle.
+			failed = errorResponse(body)
+		case 'Z': // ReadyForQuery: the connection is idle again.
+			return next, false, failed
+		case 'T', 'C', 'c', 'N', 'S', 'I':
+			// RowDescription, CommandComplete, CopyDone, NoticeResponse,
+			// ParameterStatus, EmptyQueryResponse: nothing to keep.
+		default:
+			return 0, false, fmt.Errorf("unexpected message type %q", typ)
+		}
+	}
+}
+
+// readMessage reads one backend message: its type and its body, valid until
+// the next read. A zero deadline waits until a message or ctx's end.
+func (r *Receiver) readMessage(ctx context.Context, deadline time.Time) (typ byte, body []byte, err error) {
+	if err := r.conn.Conn().SetReadDeadline(deadline); err != nil {
+		return 0, nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	hdr, err := r.rd.Peek(5)
+	if err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if n < 4 || n+1 > r.rd.Size() {
+		return 0, nil, fmt.Errorf("message %q of %d bytes: the limit is %d", hdr[0], n, r.rd.Size()-1)
+	}
+	msg, err := r.rd.Peek(n + 1)
+	if err != nil {
+		return 0, nil, err
+	}
+	r.rd.Discard(n + 1)
+	return msg[0], msg[5:], nil
+}
+
+// sendCopyDone answers the server's CopyDone.
+func (r *Receiver) sendCopyDone() error {
+	r.conn.Frontend().Send(&pgproto3.CopyDone{})
+	return r.conn.Frontend().Flush()
+}
+
+// errorResponse is the error an ErrorResponse body carries.
+func errorResponse(body []byte) error {
+	var m pgproto3.ErrorResponse
+	if err := m.Decode(body); err != nil {
+		return fmt.Errorf("malformed error response: %w", err)
+	}
+	return pgconn.ErrorResponseToPgError(&m)
 }
 
 // handle processes one CopyData message of the stream.
