@@ -86,7 +86,7 @@ const WalReceiveGCPercent = 50
 func WalReceivePlan(f Facts, r WalReceive) *Plan {
 	p := &Plan{Process: "tusk wal-receive", MaxGCPercent: WalReceiveGCPercent}
 	addUploads(p, f, "upload", 1, r.Buffering, r.Spool, r.CopyBuffer)
-	p.Add("replication message", 2, r.Message, "one being read, one being written to the spool file")
+	p.Add("replication message", 1, r.Message, "the stream's one read buffer; WAL goes from it to the spool file")
 	p.Add("archived file read back", 1, walDownload(f, r.CopyBuffer),
 		"the .history (and WALG_PREVENT_WAL_OVERWRITE) comparison; decoder "+f.Decoder.Name)
 	return p
