@@ -90,8 +90,13 @@ func (h *harness) builtinArchivers() map[string]*archiver {
 		},
 		report.KindTuskWalPush: {
 			name: report.KindTuskWalPush, kind: report.KindTuskWalPush,
-			command: func(r *runDir) string { return r.h.tusk + " wal-push %p" },
-			names:   []string{"tusk"},
+			command: func(r *runDir) string {
+				if r.h.tuskArchive != "" {
+					return r.h.tuskArchive + " wal-push %p"
+				}
+				return r.h.tusk + " wal-push %p"
+			},
+			names: []string{"tusk", "tusk-archive"},
 		},
 		report.KindPgBackRest: {
 			name: report.KindPgBackRest, kind: report.KindPgBackRest,

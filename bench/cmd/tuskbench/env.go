@@ -216,45 +216,43 @@ func (h *harness) ensureDeps(ctx context.Context, needPgBackRest bool) error {
 }
 
 // buildTusk compiles ./cmd/tusk (or copies --tusk) into a directory the
-// server user can read, since archive_command runs it as that user.
+// server user can read, since archive_command runs it as that user, and
+// with it the small binaries archive_command runs instead when the tree has
+// them (or they lie beside --tusk): tusk-daemon-client for the daemon,
+// tusk-archive for the one-shot wal-push.
 func (h *harness) buildTusk(ctx context.Context) error {
 	dir := filepath.Join(h.work, "bin")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	h.tusk = filepath.Join(dir, "tusk")
-	if h.opts.tuskBin != "" {
-		if err := copyBinary(h.opts.tuskBin, h.tusk); err != nil {
-			return fmt.Errorf("--tusk: %w", err)
+	for name, dst := range map[string]*string{"tusk": new(string), "tusk-daemon-client": &h.tuskClient, "tusk-archive": &h.tuskArchive} {
+		bin := filepath.Join(dir, name)
+		if h.opts.tuskBin != "" {
+			src := filepath.Join(filepath.Dir(h.opts.tuskBin), name)
+			if name == "tusk" {
+				src = h.opts.tuskBin
+			} else if _, err := os.Stat(src); err != nil {
+				continue
+			}
+			if err := copyBinary(src, bin); err != nil {
+				return fmt.Errorf("--tusk: %w", err)
+			}
+			*dst = bin
+			continue
 		}
-		// The small client binary, when it lies beside the given one.
-		client := filepath.Join(filepath.Dir(h.opts.tuskBin), "tusk-daemon-client")
-		if _, err := os.Stat(client); err != nil {
-			return nil
+		if _, err := os.Stat(filepath.Join(h.root, "cmd", name)); err != nil && name != "tusk" {
+			continue
 		}
-		h.tuskClient = filepath.Join(dir, "tusk-daemon-client")
-		return copyBinary(client, h.tuskClient)
+		h.log.Info("building "+name, "dir", h.root)
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+name)
+		cmd.Dir = h.root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if _, err := run(ctx, cmd); err != nil {
+			return err
+		}
+		*dst = bin
 	}
-	h.log.Info("building tusk", "dir", h.root)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", h.tusk, "./cmd/tusk")
-	cmd.Dir = h.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if _, err := run(ctx, cmd); err != nil {
-		return err
-	}
-	// The small client binary, for the daemon's archive_command, when this
-	// tree has it.
-	if _, err := os.Stat(filepath.Join(h.root, "cmd", "tusk-daemon-client")); err != nil {
-		return nil
-	}
-	client := filepath.Join(dir, "tusk-daemon-client")
-	cmd = exec.CommandContext(ctx, "go", "build", "-o", client, "./cmd/tusk-daemon-client")
-	cmd.Dir = h.root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if _, err := run(ctx, cmd); err != nil {
-		return err
-	}
-	h.tuskClient = client
 	return nil
 }
 

@@ -192,9 +192,10 @@ type harness struct {
 	managed pidSet
 
 	tusk, timed string
-	// tuskClient is the small tusk-daemon-client binary, when built.
-	tuskClient string
-	store      *storages.Store
+	// tuskClient is the small tusk-daemon-client binary, when built;
+	// tuskArchive the small tusk-archive binary.
+	tuskClient, tuskArchive string
+	store                   *storages.Store
 }
 
 func main() {
