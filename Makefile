@@ -10,12 +10,16 @@ COMMIT  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE    := $(shell date -u +%Y.%m.%d_%H:%M:%S)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.gitCommit=$(COMMIT) -X main.buildDate=$(DATE)
 BIN     ?= bin/tusk
+# tusk-daemon-client's own entry point, which answers the common request
+# before the Go runtime starts (cmd/tusk-daemon-client/entry_linux_amd64.go);
+# linux/amd64 only.
+CLIENT_LDFLAGS := $(if $(filter linux/amd64,$(shell go env GOOS)/$(shell go env GOARCH)),-E=main.entry)
 # -trimpath: no build machine paths in the binary.
 GOBUILDFLAGS ?= -trimpath
 
 build:
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/tusk
-	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(dir $(BIN))tusk-daemon-client ./cmd/tusk-daemon-client
+	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS) $(CLIENT_LDFLAGS)" -o $(dir $(BIN))tusk-daemon-client ./cmd/tusk-daemon-client
 	CGO_ENABLED=0 go build $(GOBUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(dir $(BIN))tusk-archive ./cmd/tusk-archive
 
 # Release files in $(DIST): a static tarball, a .deb and SHA256SUMS.

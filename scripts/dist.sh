@@ -29,16 +29,19 @@ mkdir -p "$stage"/usr/bin
 log() { printf 'dist: %s\n' "$*" >&2; }
 
 # Static binaries: CGO off, so they run on any glibc or musl system.
+# build OUT PKG [EXTRA_LDFLAGS]
 build() {
 	# shellcheck disable=SC2086 # GOBUILDFLAGS is a list of flags
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build $GOBUILDFLAGS -ldflags "$LDFLAGS" -o "$1" "$2"
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go build $GOBUILDFLAGS -ldflags "$LDFLAGS ${3:-}" -o "$1" "$2"
 }
 log "building tusk $VERSION"
 build "$stage/usr/bin/tusk" ./cmd/tusk
 client=tusk
 if [[ -d cmd/tusk-daemon-client ]]; then
 	log "building tusk-daemon-client"
-	build "$stage/usr/bin/tusk-daemon-client" ./cmd/tusk-daemon-client
+	# Its own entry point answers the common request before the Go runtime
+	# starts (cmd/tusk-daemon-client/entry_linux_amd64.go).
+	build "$stage/usr/bin/tusk-daemon-client" ./cmd/tusk-daemon-client -E=main.entry
 	client=tusk-daemon-client
 fi
 log "building tusk-archive"

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -89,13 +90,28 @@ func buildCommand(name string) (dir, bin string, err error) {
 		return dir, "", fmt.Errorf("chmod %s: %w", dir, err)
 	}
 	bin = filepath.Join(dir, name)
-	cmd := exec.Command(goTool(), "build", "-o", bin, "./cmd/"+name)
+	args := []string{"build", "-o", bin}
+	if name == "tusk-daemon-client" {
+		args = append(args, DaemonClientBuildFlags()...)
+	}
+	cmd := exec.Command(goTool(), append(args, "./cmd/"+name)...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return dir, "", fmt.Errorf("go build ./cmd/%s in %s: %w\n%s", name, root, err, out)
 	}
 	return dir, bin, nil
+}
+
+// DaemonClientBuildFlags are the go build flags of tusk-daemon-client
+// as the Makefile and scripts/dist.sh give them: on linux/amd64 its own
+// entry point, which answers the common request before the Go runtime
+// starts (cmd/tusk-daemon-client/entry_linux_amd64.go).
+func DaemonClientBuildFlags() []string {
+	if runtime.GOOS == "linux" && runtime.GOARCH == "amd64" {
+		return []string{"-ldflags=-E=main.entry"}
+	}
+	return nil
 }
 
 // ModulePath is tusk's module path.

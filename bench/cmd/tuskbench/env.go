@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/bench/storages"
+	"github.com/tusk-pg/tusk/internal/testenv"
 	"github.com/tusk-pg/tusk/internal/testenv/pgcluster"
 	"github.com/tusk-pg/tusk/internal/testenv/s3server"
 )
@@ -245,7 +246,12 @@ func (h *harness) buildTusk(ctx context.Context) error {
 			continue
 		}
 		h.log.Info("building "+name, "dir", h.root)
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/"+name)
+		args := []string{"build", "-o", bin}
+		// The client's own entry point, as the Makefile links it, when the tree has one.
+		if _, err := os.Stat(filepath.Join(h.root, "cmd", name, "entry_linux_amd64.s")); err == nil && name == "tusk-daemon-client" {
+			args = append(args, testenv.DaemonClientBuildFlags()...)
+		}
+		cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/"+name)...)
 		cmd.Dir = h.root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if _, err := run(ctx, cmd); err != nil {

@@ -33,6 +33,12 @@ type ExitError struct {
 func (e *ExitError) Error() string { return e.Err.Error() }
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// WAL-G's client's -timeout and -connection-timeout defaults.
+const (
+	defaultTimeout        = 60 * time.Second
+	defaultConnectTimeout = 5 * time.Second
+)
+
 // Usage is the command line, for help texts.
 const Usage = "SOCKET_PATH wal-push WAL_NAME | wal-fetch WAL_NAME DESTINATION [-timeout 60s] [-connection-timeout 5s]"
 
@@ -40,7 +46,11 @@ const Usage = "SOCKET_PATH wal-push WAL_NAME | wal-fetch WAL_NAME DESTINATION [-
 // failure on stderr as "ERROR: ..." and returns the exit status.
 // versionLine is printed for --version.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, versionLine string) int {
-	err := Exec(ctx, args, stdout, versionLine)
+	return exitStatus(Exec(ctx, args, stdout, versionLine), stderr)
+}
+
+// exitStatus reports err on stderr and returns WAL-G's exit status for it.
+func exitStatus(err error, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
@@ -95,14 +105,20 @@ func Exec(ctx context.Context, args []string, stdout io.Writer, versionLine stri
 	if err != nil {
 		return err
 	}
+	return outcome(command, rest[0], reply, stdout)
+}
+
+// outcome maps the daemon's reply to WAL-G's result for command on file
+// name.
+func outcome(command, name string, reply byte, stdout io.Writer) error {
 	switch reply {
 	case wire.ReplyOK:
 		return nil
 	case wire.ReplyNotFound:
-		io.WriteString(stdout, "WAL file "+rest[0]+" is not archived\n")
-		return &ExitError{Code: ExitNotFound, Err: errors.New(command + ": " + rest[0] + " not found in storage")}
+		io.WriteString(stdout, "WAL file "+name+" is not archived\n")
+		return &ExitError{Code: ExitNotFound, Err: errors.New(command + ": " + name + " not found in storage")}
 	default:
-		return errors.New(command + " " + rest[0] + " failed in the daemon (reply " + strconv.QuoteRune(rune(reply)) + "); see the daemon's log")
+		return errors.New(command + " " + name + " failed in the daemon (reply " + strconv.QuoteRune(rune(reply)) + "); see the daemon's log")
 	}
 }
 
@@ -111,7 +127,7 @@ func Exec(ctx context.Context, args []string, stdout io.Writer, versionLine stri
 // argument, "--" ending the flags) and its error texts. Nothing may follow
 // the flags.
 func parseFlags(args []string) (timeout, connTimeout time.Duration, err error) {
-	timeout, connTimeout = 60*time.Second, 5*time.Second
+	timeout, connTimeout = defaultTimeout, defaultConnectTimeout
 	for len(args) > 0 {
 		a := args[0]
 		if len(a) < 2 || a[0] != '-' {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/tusk-pg/tusk/internal/daemon"
+	"github.com/tusk-pg/tusk/internal/daemon/wire"
+	"github.com/tusk-pg/tusk/internal/daemon/wire/wiretest"
 )
 
 type stubHandler struct{ pushed, fetched []string }
@@ -118,23 +119,7 @@ func TestParseFlags(t *testing.T) {
 // A reply other than OK or not-found names the command, the file and the
 // reply byte.
 func TestDaemonErrorReply(t *testing.T) {
-	dir, _ := os.MkdirTemp("", "tusk-cli-")
-	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "s")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		c.Read(make([]byte, 64))
-		c.Write([]byte{'E'})
-	}()
+	sock := wiretest.Listen(t, "s", wiretest.Replier(wire.ReplyError, make(chan []byte, 1)))
 	var stdout, stderr bytes.Buffer
 	code := Run(context.Background(), []string{sock, "wal-push", "000000010000000000000001"}, &stdout, &stderr, "v")
 	want := `ERROR: wal-push 000000010000000000000001 failed in the daemon (reply 'E'); see the daemon's log` + "\n"

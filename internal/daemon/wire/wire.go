@@ -70,24 +70,20 @@ func ReadBody(r io.Reader, hdr [HeaderSize]byte, buf []byte) (Message, error) {
 // EncodeMessage frames a request with WAL-G's body encoding: no arguments
 // → empty body, one → its raw bytes, more → the args encoding.
 func EncodeMessage(typ byte, args ...string) ([]byte, error) {
-	var body []byte
-	switch len(args) {
-	case 0:
-	case 1:
-		body = []byte(args[0])
-	default:
-		var err error
-		if body, err = EncodeArgs(args); err != nil {
-			return nil, err
+	if len(args) > 255 {
+		return nil, errors.New("daemon: " + strconv.Itoa(len(args)) + " arguments exceed 255")
+	}
+	for _, a := range args {
+		if len(args) > 1 && len(a) > 0xFFFF {
+			return nil, errors.New("daemon: argument of " + strconv.Itoa(len(a)) + " bytes exceeds 65535")
 		}
 	}
-	if HeaderSize+len(body) > MaxMessage {
-		return nil, errors.New("daemon: message of " + strconv.Itoa(HeaderSize+len(body)) + " bytes exceeds " + strconv.Itoa(MaxMessage))
+	n := FrameSize(args)
+	if n > MaxMessage {
+		return nil, errors.New("daemon: message of " + strconv.Itoa(n) + " bytes exceeds " + strconv.Itoa(MaxMessage))
 	}
-	msg := make([]byte, HeaderSize, HeaderSize+len(body))
-	msg[0] = typ
-	binary.BigEndian.PutUint16(msg[1:3], uint16(HeaderSize+len(body)))
-	return append(msg, body...), nil
+	msg, _ := AppendFrame(make([]byte, 0, n), typ, args)
+	return msg, nil
 }
 
 // EncodeArgs is WAL-G's multi-argument body: u8 count, then per argument a
@@ -96,15 +92,75 @@ func EncodeArgs(args []string) ([]byte, error) {
 	if len(args) > 255 {
 		return nil, errors.New("daemon: " + strconv.Itoa(len(args)) + " arguments exceed 255")
 	}
-	out := []byte{byte(len(args))}
+	n := 1
 	for _, a := range args {
 		if len(a) > 0xFFFF {
 			return nil, errors.New("daemon: argument of " + strconv.Itoa(len(a)) + " bytes exceeds 65535")
 		}
-		out = binary.BigEndian.AppendUint16(out, uint16(len(a)))
-		out = append(out, a...)
+		n += 2 + len(a)
 	}
-	return out, nil
+	return appendArgs(make([]byte, 0, n), args), nil
+}
+
+// FrameSize is the length of args' frame, without checking WAL-G's limits.
+//
+//go:nosplit
+func FrameSize(args []string) int {
+	n := HeaderSize
+	switch len(args) {
+	case 0:
+	case 1:
+		n += len(args[0])
+	default:
+		n++
+		for _, a := range args {
+			n += 2 + len(a)
+		}
+	}
+	return n
+}
+
+// AppendFrame appends typ's frame of args to dst and reports whether it
+// keeps WAL-G's limits (255 arguments; 65535 bytes for each argument and
+// for the frame); if not, dst comes back unchanged. With room in dst it
+// neither allocates nor calls into the runtime, which lets the daemon
+// client's pre-start path use it before the runtime is set up, hence
+// nosplit.
+//
+//go:nosplit
+func AppendFrame(dst []byte, typ byte, args []string) ([]byte, bool) {
+	n := FrameSize(args)
+	if len(args) > 255 || n > MaxMessage {
+		return dst, false
+	}
+	if len(args) > 1 {
+		for _, a := range args {
+			if len(a) > 0xFFFF {
+				return dst, false
+			}
+		}
+	}
+	dst = append(dst, typ, byte(n>>8), byte(n))
+	switch len(args) {
+	case 0:
+	case 1:
+		dst = append(dst, args[0]...)
+	default:
+		dst = appendArgs(dst, args)
+	}
+	return dst, true
+}
+
+// appendArgs appends the multi-argument body (nosplit: see AppendFrame).
+//
+//go:nosplit
+func appendArgs(dst []byte, args []string) []byte {
+	dst = append(dst, byte(len(args)))
+	for _, a := range args {
+		dst = append(dst, byte(len(a)>>8), byte(len(a)))
+		dst = append(dst, a...)
+	}
+	return dst
 }
 
 // DecodeArgs parses the multi-argument body; truncation or trailing bytes
