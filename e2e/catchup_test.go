@@ -121,6 +121,42 @@ func checkCaughtUp(t *testing.T, primary, standby *pgcluster.Cluster) {
 	if err := standby.QueryRow("select to_regclass('doomed') is not null").Scan(&doomed); err != nil || doomed {
 		t.Errorf("the dropped table is still visible on the standby: %v %v", doomed, err)
 	}
+	var summarizing bool
+	if err := standby.QueryRow("select coalesce(current_setting('summarize_wal', true), 'off') = 'on'").Scan(&summarizing); err != nil {
+		t.Fatal(err)
+	}
+	if summarizing {
+		checkSummarizing(t, primary, standby)
+	}
+}
+
+// checkSummarizing checks that the caught-up standby's WAL summarizer
+// (PostgreSQL 17+) goes on: it summarizes up to a checkpoint the primary
+// takes now, past the gap the catch-up jumped (stuck, it would also keep
+// every WAL segment from there on).
+func checkSummarizing(t *testing.T, primary, standby *pgcluster.Cluster) {
+	t.Helper()
+	primary.Exec("checkpoint")
+	var redo string
+	if err := primary.QueryRow("select redo_lsn::text from pg_control_checkpoint()").Scan(&redo); err != nil {
+		t.Fatal(err)
+	}
+	// Idle, the summarizer sleeps up to a minute between rounds.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var state string
+		var done bool
+		if err := standby.QueryRow("select row(s.*)::text, s.summarized_lsn >= $1::pg_lsn from pg_get_wal_summarizer_state() s", redo).Scan(&state, &done); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 2 minutes the standby's WAL summarizer is stuck at %s (tli, summarized, pending, pid), not at the primary's REDO point %s\n%s", state, redo, standby.LogTail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // laggingStandby returns a stopped standby so far behind its running
@@ -142,10 +178,14 @@ func laggingStandby(t *testing.T, major int) (primary, standby *pgcluster.Cluste
 		create table doomed (id int); insert into doomed select generate_series(1, 1000);
 		checkpoint`)
 	primary.Stop()
-	standby = primary.Clone(pgcluster.Options{Conf: []string{
+	standbyConf := []string{
 		fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=postgres'", primary.SocketDir(), primary.Port()),
 		"hot_standby = on",
-	}})
+	}
+	if major >= 17 {
+		standbyConf = append(standbyConf, "summarize_wal = on")
+	}
+	standby = primary.Clone(pgcluster.Options{Conf: standbyConf})
 	standby.WriteDataFile("standby.signal", nil)
 	primary.Start()
 	standby.Start()

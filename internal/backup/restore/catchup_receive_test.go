@@ -168,7 +168,7 @@ func TestCatchupReceive(t *testing.T) {
 		for _, b := range []struct {
 			name string
 			body []byte
-		}{{"global/pg_control", newControl}, {"backup_label", []byte("START WAL LOCATION: 0/9000028")}, {"tablespace_map", nil}} {
+		}{{"global/pg_control", newControl}, {"backup_label", []byte("START WAL LOCATION: 0/9000028 (file 000000010000000000000009)\n")}, {"tablespace_map", nil}} {
 			if err := bin(c, b.name, b.body); err != nil {
 				return err
 			}

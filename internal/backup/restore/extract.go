@@ -16,6 +16,7 @@ import (
 
 	"github.com/tusk-pg/tusk/internal/backup"
 	"github.com/tusk-pg/tusk/internal/fsutil"
+	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 // PgControlPath is where pg_control lives in a data directory.
@@ -619,6 +620,11 @@ func (e *Extractor) Finish() error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s: not a regular file", filepath.Join(e.dest, pgControlTemp))
 	}
+	if e.existing {
+		if err := e.dropStaleWAL(); err != nil {
+			return err
+		}
+	}
 	e.mu.Lock()
 	keys := make([]dirKey, 0, len(e.dirModes))
 	for k := range e.dirModes {
@@ -661,6 +667,101 @@ func (e *Extractor) Finish() error {
 		return fsutil.SyncDirIn(e.root, path.Dir(PgControlPath))
 	}
 	return nil
+}
+
+// dropStaleWAL removes from a caught-up standby's pg_wal (PostgreSQL 17+
+// matters most) what a base backup would not hold and what lies before the
+// catch-up: WAL segments older than the one its backup_label starts in
+// (unless still marked .ready for archiving) and the WAL summaries
+// (pg_wal/summaries/*.summary). The standby replays from that start on and
+// never reads them. Left there, its WAL summarizer, which begins at the
+// oldest segment in pg_wal (or the newest summary's end), reads up to the
+// end of the old WAL and waits forever for the gap the catch-up jumped,
+// while PostgreSQL keeps every segment from there on for it: pg_wal grows
+// without bound. pg_wal is followed when it is a symlink, as PostgreSQL
+// follows it.
+func (e *Extractor) dropStaleWAL() error {
+	label, err := e.root.ReadFile("backup_label")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read backup_label: %w", err)
+	}
+	start, ok := labelStartSegment(label)
+	if !ok {
+		return fmt.Errorf("%s: no START WAL LOCATION with its segment file name", filepath.Join(e.dest, "backup_label"))
+	}
+	dir := filepath.Join(e.dest, "pg_wal")
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("open the standby's WAL directory: %w", err)
+	}
+	defer root.Close()
+	removed := 0
+	remove := func(name string) error {
+		if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", filepath.Join(dir, name), err)
+		}
+		removed++
+		return nil
+	}
+	entries, err := fs.ReadDir(root.FS(), ".")
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, d := range entries {
+		// Segment names sort by position after their timeline (8 hex
+		// digits), whatever the segment size.
+		n := d.Name()
+		if !d.Type().IsRegular() || !wal.IsSegmentName(n) || n[8:] >= start[8:] {
+			continue
+		}
+		if _, err := root.Lstat(path.Join("archive_status", n+".ready")); err == nil {
+			continue // not archived yet: not ours to drop
+		}
+		if err := remove(n); err != nil {
+			return err
+		}
+	}
+	summaries, err := fs.ReadDir(root.FS(), "summaries")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list %s/summaries: %w", dir, err)
+	}
+	for _, d := range summaries {
+		if d.Type().IsRegular() && strings.HasSuffix(d.Name(), ".summary") {
+			if err := remove(path.Join("summaries", d.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if removed > 0 && e.fsync {
+		if err := fsutil.SyncDirIn(root, "."); err != nil {
+			return err
+		}
+		if len(summaries) > 0 {
+			return fsutil.SyncDirIn(root, "summaries")
+		}
+	}
+	return nil
+}
+
+// labelStartSegment is the segment file a backup_label's START WAL
+// LOCATION line names ("START WAL LOCATION: 0/B000028 (file 00000001000000000000000B)").
+func labelStartSegment(label []byte) (string, bool) {
+	for line := range strings.SplitSeq(string(label), "\n") {
+		rest, ok := strings.CutPrefix(line, "START WAL LOCATION: ")
+		if !ok {
+			continue
+		}
+		_, file, ok := strings.Cut(rest, "(file ")
+		if !ok {
+			return "", false
+		}
+		name, ok := strings.CutSuffix(strings.TrimSpace(file), ")")
+		return name, ok && wal.IsSegmentName(name)
+	}
+	return "", false
 }
 
 // syncTree fsyncs every directory under root (not following symlinks);

@@ -377,3 +377,76 @@ func TestExistingExtractorChecks(t *testing.T) {
 	}
 	e.Close()
 }
+
+// A catch-up removes from the standby's pg_wal, through a pg_wal symlink
+// too, the WAL segments before the one its backup_label starts in (unless
+// still to be archived) and the WAL summaries (PostgreSQL 17+), and
+// nothing else: the standby never reads them again, and its WAL summarizer
+// would otherwise wait forever for the WAL between them and the catch-up.
+func TestCatchupFinishDropsStaleWAL(t *testing.T) {
+	dest, wal := t.TempDir(), t.TempDir()
+	for _, d := range []string{filepath.Join(dest, "global"), filepath.Join(wal, "summaries"), filepath.Join(wal, "archive_status")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(wal, filepath.Join(dest, "pg_wal")); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]bool{ // path under wal: kept
+		"summaries/00000001000000000100002800000000022A3F10.summary": false,
+		"summaries/00000001000000000022A3F100000000030000D8.summary": false,
+		"summaries/notes.txt":                           true,
+		"000000010000000000000002":                      false,
+		"000000010000000000000003":                      false,
+		"000000010000000000000004":                      true, // not archived yet
+		"archive_status/000000010000000000000004.ready": true,
+		"archive_status/000000010000000000000003.done":  true,
+		"00000001000000000000000B":                      true, // the catch-up starts here
+		"00000001000000000000000C":                      true,
+		"00000002.history":                              true,
+		"000000010000000000000001.partial":              true,
+	}
+	for rel := range files {
+		if err := os.WriteFile(filepath.Join(wal, rel), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dest, "global", "pg_control"), []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewExtractor(dest, ExtractorOptions{Existing: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	label := "START WAL LOCATION: 0/B000028 (file 00000001000000000000000B)\nCHECKPOINT LOCATION: 0/B000080\n"
+	if err := e.Extract(bytes.NewReader(makeTar(t, entry{name: "/global/pg_control", body: "new"}, entry{name: "/backup_label", body: label})), make([]byte, 4096)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	for rel, kept := range files {
+		if _, err := os.Stat(filepath.Join(wal, rel)); (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v (%v)", rel, err == nil, kept, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dest, "global", "pg_control")); string(b) != "new" {
+		t.Errorf("pg_control %q", b)
+	}
+}
+
+func TestLabelStartSegment(t *testing.T) {
+	for label, want := range map[string]string{
+		"START WAL LOCATION: 0/B000028 (file 00000001000000000000000B)\nCHECKPOINT LOCATION: 0/B000080\n": "00000001000000000000000B",
+		"START WAL LOCATION: 0/B000028\n":                         "",
+		"START WAL LOCATION: 0/B000028 (file ../../etc/passwd)\n": "",
+		"CHECKPOINT LOCATION: 0/B000080\n":                        "",
+	} {
+		got, ok := labelStartSegment([]byte(label))
+		if got != want && ok || ok != (want != "") {
+			t.Errorf("%q: %q %v, want %q", label, got, ok, want)
+		}
+	}
+}
