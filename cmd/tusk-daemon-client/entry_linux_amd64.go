@@ -1,3 +1,9 @@
+//go:build !cgo
+
+// The entry point sets the thread pointer itself, which would clobber the C
+// library's in a cgo (or race) build: such builds have no main.entry, and
+// linking them with -E=main.entry fails instead of crashing at run time.
+
 package main
 
 import "github.com/tusk-pg/tusk/internal/daemon/clientcmd"

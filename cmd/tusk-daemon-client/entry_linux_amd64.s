@@ -1,3 +1,5 @@
+//go:build !cgo
+
 #include "textflag.h"
 
 // entry is the process's entry point when linked with -E main.entry (see
