@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tusk-pg/tusk/internal/backup"
+	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 // entry is one tar member for tests.
@@ -449,4 +450,17 @@ func TestLabelStartSegment(t *testing.T) {
 			t.Errorf("%q: %q %v, want %q", label, got, ok, want)
 		}
 	}
+}
+
+// labelStartSegment reads a backup_label from the sender: whatever it
+// returns as found is a plain segment name, never a path.
+func FuzzLabelStartSegment(f *testing.F) {
+	f.Add([]byte("START WAL LOCATION: 0/B000028 (file 00000001000000000000000B)\nCHECKPOINT LOCATION: 0/B000080\n"))
+	f.Add([]byte("START WAL LOCATION: 0/B000028 (file ../00000001000000000000000B)\n"))
+	f.Add([]byte("START WAL LOCATION: (file )\n"))
+	f.Fuzz(func(t *testing.T, label []byte) {
+		if name, ok := labelStartSegment(label); ok && !wal.IsSegmentName(name) {
+			t.Fatalf("%q taken as a segment name", name)
+		}
+	})
 }
