@@ -15,6 +15,7 @@ import (
 	"github.com/tusk-pg/tusk/internal/pg"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/receive"
+	"github.com/tusk-pg/tusk/internal/wal"
 )
 
 func newWalReceiveCommand(a *app) *cobra.Command {
@@ -33,7 +34,8 @@ is stored as <segment>.partial and the new timeline's .history file before
 streaming continues on it.
 
 The segment being received is spooled in TUSK_WAL_RECEIVE_DIR (default: a
-private directory under the system temp dir), not held in memory. It runs
+private directory under the system temp dir), not held in memory; so is its
+encoded form when TUSK_WAL_UPLOAD_BUFFER is memory. It runs
 until SIGTERM or SIGINT, which stop it cleanly (exit 0); any other failure
 exits 1, as with WAL-G, for a supervisor to restart it. --memory-plan prints
 its memory bound; it sets GOMEMLIMIT and GOGC from it unless they are set.`,
@@ -69,6 +71,11 @@ func (a *app) walReceivePlan() (*memplan.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if buffering == wal.BufferMemory {
+		// The encoded segment goes to the spool directory, not memory
+		// (walReceive sets the archiver's SpoolDir).
+		buffering, spool = buffering+", encoded into TUSK_WAL_RECEIVE_DIR", 0
+	}
 	r := memplan.WalReceive{Buffering: buffering, Spool: spool, CopyBuffer: pipe.CopyBufferSize, Message: receive.MessageBytes}
 	return memplan.WalReceivePlan(facts, r), nil
 }
@@ -83,6 +90,9 @@ func (a *app) walReceive(ctx context.Context) error {
 		return err
 	}
 	defer cleanup()
+	// With memory buffering the encoded segment is spooled there too: the
+	// heap never holds a whole encoded segment.
+	w.Archiver.SpoolDir = dir
 	slotName := a.Cfg.SlotName()
 	// As WAL-G does: the slot and the segment size are read over an
 	// ordinary session, the WAL over a replication connection.

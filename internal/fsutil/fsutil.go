@@ -88,6 +88,12 @@ func CreateIn(root *os.Root, name string, perm fs.FileMode) (*os.File, error) {
 	return root.OpenFile(name, createFlags, perm)
 }
 
+// CreateReadWriteIn is CreateIn for a file read back after it is written
+// (a spool).
+func CreateReadWriteIn(root *os.Root, name string, perm fs.FileMode) (*os.File, error) {
+	return root.OpenFile(name, createFlags&^os.O_WRONLY|os.O_RDWR, perm)
+}
+
 // Options tune Replace.
 type Options struct {
 	// Perm is the new file's mode; 0 means 0600. The mode is set with

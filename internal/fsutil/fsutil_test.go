@@ -32,6 +32,10 @@ func TestCreateRefusesSymlink(t *testing.T) {
 		f.Close()
 		t.Fatal("CreateIn opened a planted symlink")
 	}
+	if f, err := CreateReadWriteIn(root, "file", 0o600); err == nil {
+		f.Close()
+		t.Fatal("CreateReadWriteIn opened a planted symlink")
+	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep" {
 		t.Fatalf("victim changed: %q", b)
 	}

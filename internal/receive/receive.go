@@ -538,15 +538,16 @@ func (r *Receiver) spoolWrite(name string, content []byte) error {
 	})
 }
 
-// cleanSpool removes the WAL files a killed receiver left behind: the
-// slot still holds their WAL, so they are received again.
+// cleanSpool removes the WAL files a killed receiver left behind (and the
+// encoded file of an upload): the slot still holds their WAL, so they are
+// received again.
 func (r *Receiver) cleanSpool() error {
 	entries, err := fs.ReadDir(r.opts.Dir.FS(), ".")
 	if err != nil {
 		return fmt.Errorf("spool directory %s: %w", r.opts.Dir.Name(), err)
 	}
 	for _, e := range entries {
-		if e.Type().IsRegular() && wal.IsArchivableName(e.Name()) {
+		if e.Type().IsRegular() && (wal.IsArchivableName(e.Name()) || wal.IsSpoolFileName(e.Name())) {
 			if err := r.opts.Dir.Remove(e.Name()); err != nil {
 				return fmt.Errorf("spool %s: %w", r.spoolPath(e.Name()), err)
 			}

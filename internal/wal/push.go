@@ -28,7 +28,11 @@ type Archiver struct {
 	// BufferRecompress, BufferMemory; see ChooseBuffering).
 	Buffering string
 	// Pool backs BufferMemory spools.
-	Pool        *bufpool.Pool
+	Pool *bufpool.Pool
+	// SpoolDir, when set, holds BufferMemory's encoded file instead of
+	// Pool: one encoding pass as with memory, but the heap does not hold
+	// the encoded object (wal-receive, which has a spool directory).
+	SpoolDir    *os.Root
 	SegmentSize int64
 	// PreventOverwrite is WALG_PREVENT_WAL_OVERWRITE; .history files are
 	// always checked.

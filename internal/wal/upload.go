@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tusk-pg/tusk/internal/bufpool"
 	"github.com/tusk-pg/tusk/internal/crypt"
+	"github.com/tusk-pg/tusk/internal/fsutil"
 	"github.com/tusk-pg/tusk/internal/pipe"
 	"github.com/tusk-pg/tusk/internal/storage"
 )
@@ -292,6 +295,9 @@ func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key 
 		}
 		return in, counted.n, nil
 	default:
+		if a.SpoolDir != nil {
+			return a.uploadSpoolFile(ctx, enc, src, path, key, create)
+		}
 		spool := bufpool.NewSpool(a.Pool, SpoolBytes(a.SegmentSize))
 		defer spool.Reset()
 		in, err = enc.Encode(spool, src)
@@ -303,4 +309,58 @@ func (a *Archiver) uploadFile(ctx context.Context, enc *pipe.Encoder, path, key 
 		}
 		return in, spool.Size(), nil
 	}
+}
+
+// uploadSpoolFile is BufferMemory with the encoded file in a.SpoolDir: it
+// is encoded once into a file named after the WAL file, stored from there
+// (a file is seekable, for retries) and removed.
+func (a *Archiver) uploadSpoolFile(ctx context.Context, enc *pipe.Encoder, src io.Reader, path, key string, create bool) (in, out int64, err error) {
+	name := SpoolFileName(filepath.Base(path))
+	where := filepath.Join(a.SpoolDir.Name(), name)
+	// A file left by a killed process is only stale bytes.
+	if err := a.SpoolDir.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, fmt.Errorf("upload spool %s: %w", where, err)
+	}
+	f, err := fsutil.CreateReadWriteIn(a.SpoolDir, name, 0o600)
+	if err != nil {
+		return 0, 0, fmt.Errorf("upload spool %s: %w", where, err)
+	}
+	defer func() {
+		f.Close()
+		if rerr := a.SpoolDir.Remove(name); rerr != nil && err == nil {
+			err = fmt.Errorf("upload spool %s: %w", where, rerr)
+		}
+	}()
+	// The anonymous struct hides ReadFrom, so the encoder's own buffer
+	// does the copy.
+	in, err = enc.Encode(struct{ io.Writer }{f}, src)
+	if err != nil {
+		return in, 0, fmt.Errorf("compress %s into %s: %w", path, where, err)
+	}
+	out, err = f.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		return in, 0, fmt.Errorf("upload spool %s: %w", where, err)
+	}
+	// Only Read and Seek: the SDK must not see an *os.File it could
+	// stat or send whole by its own means.
+	body := struct{ io.ReadSeeker }{f}
+	if err := a.store(ctx, key, body, out, create); err != nil {
+		return in, 0, fmt.Errorf("upload %s to %s/%s: %w", path, a.Store, key, err)
+	}
+	return in, out, nil
+}
+
+// SpoolFileName is the name of the encoded form of the WAL file name in an
+// Archiver's SpoolDir: never a WAL file name (IsArchivableName), so a
+// receiver cleaning its spool of WAL files can tell them apart.
+func SpoolFileName(name string) string { return name + spoolSuffix }
+
+const spoolSuffix = ".encoded"
+
+// IsSpoolFileName reports whether name is a SpoolFileName.
+func IsSpoolFileName(name string) bool {
+	return strings.HasSuffix(name, spoolSuffix) && IsArchivableName(strings.TrimSuffix(name, spoolSuffix))
 }
