@@ -80,7 +80,7 @@ type WalReceive struct {
 // 60 s bursts of 7-10 MiB/s of WAL with zstd and libsodium: at 50 the heap
 // still took a fourth 4 MiB step (86.8 MiB committed), at 25 it stayed
 // within three (82.5-82.8 MiB), CPU per GiB of WAL no higher
-// (docs/wal-receive.md).
+// (docs/wal-receive.md, 2026-12-07 18:20 UTC).
 const WalReceiveGCPercent = 25
 
 // WalReceivePlan is wal-receive's memory plan: one upload at a time, the
