@@ -24,11 +24,22 @@ func startReceiver(t *testing.T, tusk string, env []string, logPath string) *bgP
 // storage store (any extension), failing early when the receiver exits.
 func waitObject(t *testing.T, store, name string, p *bgProc, timeout time.Duration) string {
 	t.Helper()
+	return waitStored(t, name, p, timeout, func() string {
+		if m, _ := filepath.Glob(filepath.Join(store, "wal_005", name+".*")); len(m) > 0 {
+			return filepath.Base(m[0])
+		}
+		return ""
+	})
+}
+
+// waitStored waits until lookup finds the WAL file name in storage and
+// returns what it found, failing early when the receiver exits.
+func waitStored(t *testing.T, name string, p *bgProc, timeout time.Duration, lookup func() string) string {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		m, _ := filepath.Glob(filepath.Join(store, "wal_005", name+".*"))
-		if len(m) > 0 {
-			return filepath.Base(m[0])
+		if found := lookup(); found != "" {
+			return found
 		}
 		if !p.running() || time.Now().After(deadline) {
 			b, _ := os.ReadFile(p.log)
@@ -191,18 +202,7 @@ func testWalReceive(t *testing.T, bin string) {
 	}
 	t.Logf("wal-receive peak RSS %d KiB", vmHWM(t, rcv.cmd.Process.Pid)>>10)
 
-	if err := rcv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-rcv.exited:
-		if rcv.err != nil {
-			b, _ := os.ReadFile(logPath)
-			t.Errorf("wal-receive after SIGTERM: %v\n%s", rcv.err, tail(string(b), 10))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("wal-receive did not stop within 10 s of SIGTERM")
-	}
+	stopReceiver(t, rcv)
 
 	step("receiver stopped")
 	want := map[string]digest{}
@@ -234,6 +234,23 @@ func testWalReceive(t *testing.T, bin string) {
 	var tli int
 	if err := restored.QueryRow("select timeline_id from pg_control_checkpoint()").Scan(&tli); err != nil || tli < 2 {
 		t.Errorf("restored cluster on timeline %d (%v), want one after 2", tli, err)
+	}
+}
+
+// stopReceiver sends wal-receive SIGTERM and wants it to exit 0 within 10 s.
+func stopReceiver(t *testing.T, rcv *bgProc) {
+	t.Helper()
+	if err := rcv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-rcv.exited:
+		if rcv.err != nil {
+			b, _ := os.ReadFile(rcv.log)
+			t.Errorf("wal-receive after SIGTERM: %v\n%s", rcv.err, tail(string(b), 10))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("wal-receive did not stop within 10 s of SIGTERM")
 	}
 }
 
