@@ -96,8 +96,18 @@ func Targets(sum *Summary, baseline *Summary) []Target {
 			add("daemon client CPU per run ≤ 5 ms", r.Name+": no runs", NotMeasured)
 			continue
 		}
+		// GNU time records a run's user and system CPU in hundredths of
+		// a second, each truncated: the true figure lies up to 20 ms
+		// above the record, more than the target. A record above 5 ms
+		// decides it; one below only bounds it (bench/cmd/spawncpu
+		// measures it with wait4's microseconds).
 		per := r.Invocations.CPU / float64(r.Invocations.Count) * 1000
-		add("daemon client CPU per run ≤ 5 ms", fmt.Sprintf("%s: %.1f ms", r.Name, per), verdict(per <= 5))
+		if per > 5 {
+			add("daemon client CPU per run ≤ 5 ms", fmt.Sprintf("%s: %.1f ms", r.Name, per), NotMet)
+			continue
+		}
+		add("daemon client CPU per run ≤ 5 ms",
+			fmt.Sprintf("%s: %.1f to %.1f ms (GNU time's 10 ms steps; measure with bench/cmd/spawncpu)", r.Name, per, per+2*timeStep*1000), NotMeasured)
 	}
 
 	idleFound := false

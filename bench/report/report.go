@@ -105,6 +105,10 @@ type Invocation struct {
 // a tag, elapsed, user and system seconds, max RSS in KiB, exit status.
 const TimeFormat = "inv %e %U %S %M %x"
 
+// timeStep is the resolution of GNU time's %U and %S, in seconds: it
+// truncates each to hundredths.
+const timeStep = 0.01
+
 // ParseTimeLog reads a file that /usr/bin/time -a -f TimeFormat appended to.
 // GNU time writes extra lines ("Command exited with non-zero status 1",
 // "Command terminated by signal 9") before the record; they are skipped, as

@@ -161,13 +161,19 @@ func TestTargets(t *testing.T) {
 	check("tusk daemon peak RSS ≤ 32 MiB", Met)
 	check("tusk daemon RSS after the burst ≤ 12 MiB", NotMet)
 	check("daemon client max RSS per run ≤ 8 MiB", Met)
-	check("daemon client CPU per run ≤ 5 ms", Met)
+	// 4 ms recorded per run: GNU time's truncation leaves up to 24 ms.
+	check("daemon client CPU per run ≤ 5 ms", NotMeasured)
 	check("idle daemon RSS ≤ 12 MiB", Met)
 	check("max .ready backlog ≤ pgBackRest's", Met, NotMet)
 	check("drained within 10 s after the burst", Met, NotMet)
 	check("zero archive failures", Met, NotMet)
 	check("CPU s per GiB of WAL ≤ pgBackRest's", Met, NotMet)
 	check("one-shot tusk wal-push peak RSS ≤ 24 MiB", NotMet)
+	slow := sampleSummary()
+	slow.Archivers[0].Invocations.CPU = 0.6 // 6 ms recorded per run: at least that
+	if got := verdicts(Targets(slow, nil))["daemon client CPU per run ≤ 5 ms"]; strings.Join(got, ",") != NotMet {
+		t.Errorf("client at 6 ms recorded per run: %v, want %s", got, NotMet)
+	}
 	if _, ok := v["peaks within 10% of the 180 s burst"]; ok {
 		t.Error("long-burst target without a baseline")
 	}
